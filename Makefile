@@ -1,0 +1,66 @@
+# riskudf: `make demo` runs the nightly job end to end on embedded defaults; `make test` tests.
+SHELL := /bin/bash
+ROOT := $(abspath .)
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+SUBMIT := $(VENV)/bin/spark-submit
+DELTA_VERSION := 4.0.1
+JARS := jars/delta-spark_2.13-$(DELTA_VERSION).jar jars/delta-storage-$(DELTA_VERSION).jar
+MVN_COPY := mvn -q -B org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy -DoutputDirectory=jars
+AS_OF ?= 2026-11-28
+OBLIGORS ?= 5000
+CONF ?= conf/local.yaml
+
+export SPARK_CONF_DIR := $(ROOT)/conf/spark
+export PYSPARK_PYTHON := $(PY)
+export PYSPARK_DRIVER_PYTHON := $(PY)
+export HF_HUB_OFFLINE := 1
+export PATH := $(VENV)/bin:$(PATH)
+
+.PHONY: install demo data model score test lint clean-lakehouse
+
+install: $(VENV)/.installed $(JARS)
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	grep -q '# riskudf' $(VENV)/bin/activate || printf '%s\n' '# riskudf' \
+	  'export SPARK_CONF_DIR="$(ROOT)/conf/spark"' \
+	  'export PYSPARK_PYTHON="$(PY)"' 'export PYSPARK_DRIVER_PYTHON="$(PY)"' \
+	  'export HF_HUB_OFFLINE=1' >> $(VENV)/bin/activate
+	touch $@
+
+jars/delta-spark_2.13-$(DELTA_VERSION).jar:
+	$(MVN_COPY) -Dartifact=io.delta:delta-spark_2.13:$(DELTA_VERSION)
+
+jars/delta-storage-$(DELTA_VERSION).jar:
+	$(MVN_COPY) -Dartifact=io.delta:delta-storage:$(DELTA_VERSION)
+
+lakehouse:
+	mkdir -p lakehouse
+
+data: install lakehouse
+	$(SUBMIT) jobs/make_demo_data.py --obligors $(OBLIGORS) --conf $(CONF)
+
+model: install lakehouse
+	$(SUBMIT) jobs/train.py --train-table risk.training_documents --text-col text \
+	  --label-col default_12m --output models/demo --conf $(CONF)
+
+score: install lakehouse
+	$(SUBMIT) jobs/score_portfolio.py --as-of $(AS_OF) --conf $(CONF)
+
+demo: install lakehouse
+	$(MAKE) --no-print-directory data
+	$(MAKE) --no-print-directory model
+	$(MAKE) --no-print-directory score
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(PY) -m ruff check riskudf jobs tests
+	$(PY) -m mypy
+
+clean-lakehouse:
+	rm -rf lakehouse models

@@ -1,0 +1,60 @@
+"""Nightly portfolio scoring: spark-submit jobs/score_portfolio.py --as-of YYYY-MM-DD."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from riskudf.cli import (
+    BAD_INPUT,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    grade_lines,
+    iso_date,
+    setup_logging,
+    table_location,
+)
+from riskudf.config import load_config
+from riskudf.scoring import score_portfolio
+from riskudf.spark import build_spark
+
+log = logging.getLogger("score_portfolio")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--as-of", type=iso_date, required=True, help="as-of date, YYYY-MM-DD")
+    parser.add_argument("--conf", default="conf/local.yaml", help="YAML config file")
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        conf = load_config(args.conf)
+        spark = build_spark(conf.spark)
+        result = score_portfolio(spark, conf, as_of=args.as_of)
+    except BAD_INPUT as exc:
+        log.error("bad input: %s", exc)
+        return EXIT_BAD_INPUT
+    except Exception:
+        log.exception("scoring run failed")
+        return EXIT_FAILED
+    scored = conf.tables.qualified("scored_portfolio")
+    runs = conf.tables.qualified("score_runs")
+    print(
+        f"run {result.run_id}: scored {result.rows_scored} of {result.rows_in} obligors "
+        f"as of {result.as_of} with model {result.model_version} in {result.duration_s:.0f}s"
+    )
+    print("count per grade:")
+    print("\n".join(grade_lines(result.grade_counts, conf)))
+    print(f"tables: {scored} at {table_location(spark, scored)}")
+    print(f"        {runs} at {table_location(spark, runs)}")
+    print(
+        f'query:  spark-sql -e "SELECT grade, count(*) FROM {scored} '
+        f"WHERE as_of_date = '{result.as_of}' GROUP BY grade\""
+    )
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Shared bits of the spark-submit entry points: logging, dates, exit codes, summaries."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+
+from pyspark.sql import SparkSession
+
+from riskudf.config import ConfigError, RiskConf
+from riskudf.model.artifact import ArtifactError
+from riskudf.tables import MissingTableError, SchemaError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+BAD_INPUT = (ConfigError, SchemaError, MissingTableError, ArtifactError)
+
+
+def setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("py4j", "transformers", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def iso_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def table_location(spark: SparkSession, table: str) -> str:
+    row = spark.sql(f"DESCRIBE DETAIL {table}").select("location").first()
+    return str(row["location"]) if row else "?"
+
+
+def grade_lines(grade_counts: dict[str, int], conf: RiskConf) -> list[str]:
+    """Counts per grade in master-scale order, every grade shown."""
+    return [
+        f"  {band.grade:<6} {grade_counts.get(band.grade, 0):>8}"
+        for band in conf.grading.master_scale
+    ]

@@ -1,0 +1,121 @@
+"""Typed, validated configuration loaded once from ``conf/<env>.yaml``.
+
+YAML holds values only. Unknown keys, missing required keys and wrong types are errors that
+name the offending key, so a typo in a nightly job's config fails before anything runs.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Conf(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConfigError(ValueError):
+    """The config file is missing, malformed or holds unknown or mistyped keys."""
+
+
+class TablesConf(_Conf):
+    database: str = "risk"
+    portfolio: str = "portfolio"
+    credit_reports: str = "credit_reports"
+    filings: str = "filings"
+    outcomes: str = "outcomes"
+    scored_portfolio: str = "scored_portfolio"
+    score_runs: str = "score_runs"
+
+    def qualified(self, table: str) -> str:
+        """``database.table`` for one of the table names above."""
+        return f"{self.database}.{getattr(self, table)}"
+
+
+class GradeBand(_Conf):
+    grade: str
+    upper_pd: float = Field(gt=0.0, le=1.0, description="exclusive upper PD bound; 1.0 closes")
+
+
+class GradingConf(_Conf):
+    master_scale: tuple[GradeBand, ...]
+    review_from_pd: float = Field(ge=0.0, le=1.0)
+    decline_from_pd: float = Field(ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _check_scale(self) -> GradingConf:
+        uppers = [band.upper_pd for band in self.master_scale]
+        if not uppers:
+            raise ValueError("master_scale must list at least one band")
+        if any(b <= a for a, b in pairwise(uppers)):
+            raise ValueError(f"master_scale upper_pd must increase strictly, got {uppers}")
+        if uppers[-1] != 1.0:
+            raise ValueError("the last master_scale band must have upper_pd 1.0")
+        if len({band.grade for band in self.master_scale}) != len(uppers):
+            raise ValueError("master_scale grades must be unique")
+        if self.review_from_pd > self.decline_from_pd:
+            raise ValueError("review_from_pd must not exceed decline_from_pd")
+        return self
+
+
+class ScoringConf(_Conf):
+    model_dir: str
+    filing_lookback_days: int = Field(default=730, gt=0)
+    token_budget: int = Field(default=8192, gt=0, description="padded tokens per forward pass")
+    arrow_batch_rows: int = Field(default=512, gt=0)
+    partitions: int = Field(default=0, ge=0, description="0: Spark's default parallelism")
+    precision: Literal["fp32", "bf16"] = "fp32"
+
+
+class TrainingConf(_Conf):
+    backbone: str | None = Field(default=None, description="null: the packaged MiniLM backbone")
+    max_length: int = Field(default=256, gt=8)
+    epochs: int = Field(default=1, gt=0)
+    batch_size: int = Field(default=16, gt=0)
+    learning_rate: float = Field(default=5e-5, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_fraction: float = Field(default=0.1, ge=0, lt=1)
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    max_train_rows: int = Field(default=0, ge=0, description="0: all rows")
+    seed: int = 42
+
+
+class SparkConf(_Conf):
+    app_name: str = "riskudf"
+    settings: dict[str, str] = Field(default_factory=dict)
+
+
+class RiskConf(_Conf):
+    tables: TablesConf = TablesConf()
+    scoring: ScoringConf
+    grading: GradingConf
+    training: TrainingConf = TrainingConf()
+    spark: SparkConf = SparkConf()
+
+
+def load_config(path: str | Path) -> RiskConf:
+    """Load and validate a YAML config file."""
+    path = Path(path)
+    try:
+        raw: Any = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_config(raw, source=str(path))
+
+
+def parse_config(raw: Any, *, source: str = "<config>") -> RiskConf:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        return RiskConf.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from None

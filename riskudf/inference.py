@@ -1,0 +1,183 @@
+"""The scoring pandas UDF: a factory, a per-worker model cache, device choice and batching.
+
+The factory's closure holds only the broadcast artifact and plain options. The model is
+materialised, verified and loaded on first use in each Python worker and cached in this module,
+so that a reused worker (``spark.python.worker.reuse``) serves every later task without
+loading it again.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql.functions import pandas_udf
+from pyspark.sql.types import BooleanType, DoubleType, IntegerType, StructField, StructType
+
+from riskudf.model.artifact import materialize_artifact
+
+SCORE_TYPE = StructType(
+    [
+        StructField("pd", DoubleType()),
+        StructField("n_tokens", IntegerType()),
+        StructField("truncated", BooleanType()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class ScoringOptions:
+    max_length: int
+    token_budget: int
+    precision: str = "fp32"
+
+
+def plan_batches(lengths: np.ndarray, token_budget: int) -> list[np.ndarray]:
+    """Group row indices into batches of similar length whose padded size fits the budget.
+
+    Rows are taken in ascending length order (stable), so each batch pads to its last row.
+    A row longer than the budget still gets a batch of its own.
+    """
+    order = np.argsort(lengths, kind="stable")
+    batches: list[np.ndarray] = []
+    start = 0
+    for end in range(1, len(order) + 1):
+        rows = end - start
+        longest = int(lengths[order[end - 1]])
+        if rows > 1 and rows * longest > token_budget:
+            batches.append(order[start : end - 1])
+            start = end - 1
+    if start < len(order):
+        batches.append(order[start:])
+    return batches
+
+
+def cut_to_window(ids: list[int], max_length: int, sep_id: int) -> list[int]:
+    """Keep the head of a tokenised document so that it fits the window, ending with [SEP]."""
+    if len(ids) <= max_length:
+        return ids
+    return [*ids[: max_length - 1], sep_id]
+
+
+class Scorer:
+    """A loaded classifier that turns documents into a PD, on one device."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        model: Any,
+        *,
+        positive_label: int,
+        device: str,
+        options: ScoringOptions,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.model = model.to(device)
+        self.positive_label = positive_label
+        self.device = device
+        self.options = options
+
+    def score(self, texts: list[str]) -> pd.DataFrame:
+        import torch
+
+        encoded = self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)[
+            "input_ids"
+        ]
+        n_tokens = np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(texts))
+        sep_id = self.tokenizer.sep_token_id
+        windows = [cut_to_window(ids, self.options.max_length, sep_id) for ids in encoded]
+        lengths = np.fromiter((len(ids) for ids in windows), dtype=np.int64, count=len(texts))
+        pds = np.empty(len(texts), dtype=np.float64)
+        autocast = self.options.precision == "bf16"
+        device_type = "cuda" if self.device.startswith("cuda") else "cpu"
+        with torch.inference_mode(), torch.autocast(device_type, torch.bfloat16, enabled=autocast):
+            for rows in plan_batches(lengths, self.options.token_budget):
+                batch = self.tokenizer.pad(
+                    {"input_ids": [windows[i] for i in rows]}, return_tensors="pt"
+                )
+                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                logits = self.model(**batch).logits.float()
+                probs = torch.softmax(logits, dim=-1)[:, self.positive_label]
+                pds[rows] = probs.cpu().numpy()
+        return pd.DataFrame(
+            {
+                "pd": pds,
+                "n_tokens": n_tokens.astype(np.int32),
+                "truncated": n_tokens > self.options.max_length,
+            }
+        )
+
+
+_SCORERS: dict[str, Scorer] = {}
+_LOADS = 0
+
+
+def worker_load_count() -> int:
+    """How many models this Python process has loaded (a worker should load each once)."""
+    return _LOADS
+
+
+def task_device() -> str:
+    """The GPU Spark assigned to the running task when there is one, else the CPU."""
+    import torch
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    gpus = context.resources().get("gpu") if context is not None else None
+    if gpus is not None and gpus.addresses and torch.cuda.is_available():
+        return f"cuda:{gpus.addresses[0]}"
+    return "cpu"
+
+
+def set_task_threads() -> None:
+    """Give torch the task's cores as threads (PySpark's OMP_NUM_THREADS alone is not enough)."""
+    import torch
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    cpus = context.cpus() if context is not None else 1
+    if torch.get_num_threads() != cpus:
+        torch.set_num_threads(max(1, cpus))
+
+
+def get_scorer(key: str, artifact: Any, options: ScoringOptions) -> Scorer:
+    """The worker's cached scorer for ``key``; loads it from the broadcast on first use."""
+    global _LOADS
+    device = task_device()
+    cache_key = f"{key}|{device}|{options}"
+    scorer = _SCORERS.get(cache_key)
+    if scorer is None:
+        from riskudf.model.load import load_artifact
+
+        local_dir = materialize_artifact(artifact.value)
+        try:
+            manifest, tokenizer, model = load_artifact(local_dir)
+        finally:
+            shutil.rmtree(local_dir, ignore_errors=True)
+        scorer = Scorer(
+            tokenizer, model, positive_label=manifest.positive_label, device=device, options=options
+        )
+        _SCORERS[cache_key] = scorer
+        _LOADS += 1
+    return scorer
+
+
+def make_pd_udf(artifact: Any, *, key: str, options: ScoringOptions) -> Any:
+    """A pandas UDF mapping a document column to struct<pd, n_tokens, truncated>.
+
+    ``artifact`` is a Broadcast of the model directory's files (see read_artifact_bytes) and
+    ``key`` identifies the model (its version and checksum) in the worker cache.
+    """
+
+    @pandas_udf(SCORE_TYPE)  # type: ignore[call-overload]
+    def score_documents(documents: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        set_task_threads()
+        scorer = get_scorer(key, artifact, options)
+        for batch in documents:
+            yield scorer.score(batch.fillna("").astype(str).tolist())
+
+    return score_documents

@@ -1,0 +1,46 @@
+"""Load a verified model artifact with transformers: safetensors only, no remote code."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from riskudf.model.artifact import Manifest, verify_artifact
+
+
+def offline() -> None:
+    """No model hub at run time: transformers must only read local directories."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def load_tokenizer(model_dir: str | Path) -> Any:
+    offline()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+
+
+def load_sequence_classifier(model_dir: str | Path, **kwargs: Any) -> Any:
+    """A sequence-classification model from a local directory of safetensors weights."""
+    offline()
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(
+        str(model_dir),
+        local_files_only=True,
+        use_safetensors=True,
+        trust_remote_code=False,
+        **kwargs,
+    )
+
+
+def load_artifact(model_dir: str | Path) -> tuple[Manifest, Any, Any]:
+    """Verify the checksums, then load tokenizer and model (in eval mode, on the CPU)."""
+    manifest = verify_artifact(model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    model = load_sequence_classifier(model_dir)
+    model.eval()
+    return manifest, tokenizer, model

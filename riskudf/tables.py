@@ -1,0 +1,147 @@
+"""Table schemas, schema checks, versioned Delta reads and the output tables' DDL."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pyspark.sql import Column, DataFrame, SparkSession
+
+# Required input columns and their Spark types; extra columns are allowed and ignored.
+PORTFOLIO_COLUMNS = {"obligor_id": "string", "segment": "string", "exposure": "double"}
+CREDIT_REPORT_COLUMNS = {
+    "report_id": "string",
+    "obligor_id": "string",
+    "report_date": "date",
+    "text": "string",
+}
+FILING_COLUMNS = {
+    "filing_id": "string",
+    "obligor_id": "string",
+    "filing_date": "date",
+    "form_type": "string",
+    "text": "string",
+}
+OUTCOME_COLUMNS = {"obligor_id": "string", "observation_date": "date", "default_12m": "int"}
+
+# Output columns: (name, type, not null, comment). The comments land in the metastore.
+Column_ = tuple[str, str, bool, str]
+
+SCORED_PORTFOLIO_COLUMNS: tuple[Column_, ...] = (
+    ("obligor_id", "STRING", True, "obligor key, as in the portfolio table"),
+    ("as_of_date", "DATE", True, "the date the portfolio was scored as of"),
+    ("pd", "DOUBLE", True, "probability of default within 12 months, 0 to 1"),
+    ("grade", "STRING", True, "grade on the master scale of the scoring config"),
+    ("decision", "STRING", True, "approve, review or decline"),
+    ("n_tokens", "INT", True, "tokens in the assembled document, before any cut"),
+    ("truncated", "BOOLEAN", True, "the document was longer than the model window"),
+    ("model_version", "STRING", True, "model_version from the model manifest"),
+    ("run_id", "STRING", True, "the scoring run, see score_runs"),
+    ("scored_at", "TIMESTAMP", True, "when the run wrote this row (UTC)"),
+)
+
+SCORE_RUNS_COLUMNS: tuple[Column_, ...] = (
+    ("run_id", "STRING", True, "unique id of the scoring run"),
+    ("as_of_date", "DATE", True, "the as-of date scored"),
+    ("started_at", "TIMESTAMP", True, "UTC"),
+    ("finished_at", "TIMESTAMP", True, "UTC"),
+    ("status", "STRING", True, "success or failed"),
+    ("rows_in", "BIGINT", False, "obligors in the portfolio for the date"),
+    ("rows_scored", "BIGINT", False, "rows written to scored_portfolio"),
+    ("model_version", "STRING", False, "model_version from the model manifest"),
+    ("input_versions", "MAP<STRING, BIGINT>", False, "Delta version read of each input table"),
+    ("duration_s", "DOUBLE", False, "wall time of the run in seconds"),
+    ("error", "STRING", False, "exception class of a failed run; never input text"),
+)
+
+
+def ddl(columns: tuple[Column_, ...]) -> str:
+    """Column list for CREATE TABLE, with NOT NULL constraints and comments."""
+    return ", ".join(
+        f"{name} {kind}{' NOT NULL' if required else ''} COMMENT '{comment}'"
+        for name, kind, required, comment in columns
+    )
+
+
+def schema(columns: tuple[Column_, ...]) -> str:
+    """Column list as a DataFrame schema string (nullable), for createDataFrame."""
+    return ", ".join(f"{name} {kind}" for name, kind, _, _ in columns)
+
+
+class SchemaError(ValueError):
+    """An input table lacks a required column or holds it with the wrong type."""
+
+
+class MissingTableError(ValueError):
+    """An input table does not exist."""
+
+
+def check_columns(df: DataFrame, table: str, required: Mapping[str, str]) -> None:
+    """Raise SchemaError naming the table and every missing or mistyped column."""
+    actual = {field.name: field.dataType.simpleString() for field in df.schema.fields}
+    missing = sorted(col for col in required if col not in actual)
+    mistyped = sorted(
+        f"{col} is {actual[col]}, expected {kind}"
+        for col, kind in required.items()
+        if col in actual and actual[col] != kind
+    )
+    if missing or mistyped:
+        parts = []
+        if missing:
+            parts.append(f"missing columns {missing}")
+        if mistyped:
+            parts.append("; ".join(mistyped))
+        raise SchemaError(f"table {table}: {'; '.join(parts)}")
+
+
+def latest_version(spark: SparkSession, table: str) -> int:
+    """The current Delta version of a table."""
+    if not spark.catalog.tableExists(table):
+        raise MissingTableError(f"table {table} does not exist")
+    row = spark.sql(f"DESCRIBE HISTORY {table} LIMIT 1").select("version").first()
+    if row is None:
+        raise MissingTableError(f"table {table} has no Delta history")
+    return int(row["version"])
+
+
+def read_versioned(
+    spark: SparkSession, table: str, required: Mapping[str, str]
+) -> tuple[DataFrame, int]:
+    """Read a Delta table pinned at its current version and check its columns."""
+    version = latest_version(spark, table)
+    df = spark.sql(f"SELECT * FROM {table} VERSION AS OF {version}")
+    check_columns(df, table, required)
+    return df, version
+
+
+def ensure_database(spark: SparkSession, database: str) -> None:
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
+
+
+def ensure_table(
+    spark: SparkSession,
+    table: str,
+    columns: tuple[Column_, ...],
+    *,
+    partitioned_by: str | None = None,
+    comment: str = "",
+) -> None:
+    """Create a Delta table with the given columns if it does not exist yet."""
+    partition = f"PARTITIONED BY ({partitioned_by})" if partitioned_by else ""
+    spark.sql(
+        f"CREATE TABLE IF NOT EXISTS {table} ({ddl(columns)}) USING DELTA {partition} "
+        f"COMMENT '{comment}'"
+    )
+
+
+def replace_where(df: DataFrame, table: str, condition: Column) -> None:
+    """Atomically replace the rows of ``table`` matching ``condition`` with ``df``."""
+    df.writeTo(table).overwrite(condition)
+
+
+def append(df: DataFrame, table: str) -> None:
+    df.writeTo(table).append()
+
+
+def overwrite_table(df: DataFrame, table: str) -> None:
+    """Create or atomically replace a whole Delta table (demo data, training sets)."""
+    df.writeTo(table).using("delta").createOrReplace()

@@ -1,0 +1,134 @@
+"""One local Spark session for the suite (Delta, Hive metastore in a temp dir), and tiny models."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DELTA_JARS = sorted(str(path) for path in (ROOT / "jars").glob("delta-*.jar"))
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from pyspark.sql import SparkSession
+
+    if len(DELTA_JARS) != 2:
+        pytest.exit("Delta jars missing under jars/: run `make install`", returncode=3)
+    base = tmp_path_factory.mktemp("spark")
+    conf_dir = base / "conf"
+    conf_dir.mkdir()
+    shutil.copy(ROOT / "conf/spark/log4j2.properties", conf_dir)
+    # The suite's session must not pick up the local lakehouse's defaults.
+    os.environ["SPARK_CONF_DIR"] = str(conf_dir)
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("riskudf-tests")
+        .config("spark.jars", ",".join(DELTA_JARS))
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config(
+            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+        )
+        .config("spark.sql.catalogImplementation", "hive")
+        .config("spark.sql.warehouse.dir", str(base / "warehouse"))
+        .config(
+            "spark.hadoop.javax.jdo.option.ConnectionURL",
+            f"jdbc:derby:;databaseName={base / 'metastore_db'};create=true",
+        )
+        .config("spark.driver.extraJavaOptions", f"-Dderby.stream.error.file={base / 'derby.log'}")
+        .config("spark.driver.memory", "4g")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.python.worker.reuse", "true")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.databricks.delta.snapshotPartitions", "2")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
+
+
+def _backbone_dir() -> Path:
+    from riskudf.training.finetune import default_backbone_dir
+
+    return default_backbone_dir()
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer BERT with the packaged backbone's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    out = tmp_path_factory.mktemp("tiny-backbone")
+    tokenizer = AutoTokenizer.from_pretrained(str(_backbone_dir()), local_files_only=True)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    BertModel(config).save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A published riskudf artifact (manifest and checksums) around an untrained tiny head."""
+    import torch
+
+    from riskudf.config import TrainingConf
+    from riskudf.model.load import load_sequence_classifier, load_tokenizer
+    from riskudf.training.finetune import publish_model
+
+    torch.manual_seed(1)
+    model = load_sequence_classifier(tiny_backbone, num_labels=2)
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    publish_model(
+        load_tokenizer(tiny_backbone),
+        model,
+        out,
+        backbone=str(tiny_backbone),
+        conf=TrainingConf(max_length=64),
+        training_table="tests",
+        training_table_version=0,
+        metrics={"validation_auc": 0.5},
+        model_version="tiny-1",
+    )
+    return out
+
+
+@pytest.fixture
+def make_conf(tmp_path: Path):
+    """Write a test config: conf/local.yaml with the database, model and any key replaced.
+
+    Overrides are given as section__key=value, e.g. ``scoring__partitions=3``.
+    """
+
+    def make(*, database: str, model_dir: Path, **overrides: object) -> Path:
+        data = yaml.safe_load((ROOT / "conf/local.yaml").read_text())
+        data["tables"]["database"] = database
+        data["scoring"]["model_dir"] = str(model_dir)
+        for dotted, value in overrides.items():
+            section, key = dotted.split("__")
+            data[section][key] = value
+        path = tmp_path / f"{database}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    return make

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from riskudf import inference
+from riskudf.inference import (
+    Scorer,
+    ScoringOptions,
+    cut_to_window,
+    make_pd_udf,
+    plan_batches,
+)
+from riskudf.model.artifact import read_artifact_bytes
+from riskudf.model.load import load_artifact
+
+
+def test_plan_batches_sorts_and_respects_the_budget() -> None:
+    lengths = np.array([50, 10, 30, 10, 200, 40])
+    batches = plan_batches(lengths, token_budget=100)
+    assert [b.tolist() for b in batches] == [[1, 3, 2], [5, 0], [4]]
+    for batch in batches:
+        assert len(batch) == 1 or len(batch) * lengths[batch].max() <= 100
+
+
+def test_plan_batches_covers_every_row_once() -> None:
+    lengths = np.random.default_rng(0).integers(3, 300, size=1000)
+    batches = plan_batches(lengths, token_budget=2048)
+    seen = np.concatenate(batches)
+    assert sorted(seen.tolist()) == list(range(1000))
+    assert all(len(b) * lengths[b].max() <= 2048 for b in batches)
+
+
+def test_plan_batches_empty() -> None:
+    assert plan_batches(np.array([], dtype=np.int64), token_budget=10) == []
+
+
+def test_cut_to_window_keeps_head_and_sep() -> None:
+    assert cut_to_window([101, 5, 6, 7, 102], 4, 102) == [101, 5, 6, 102]
+    assert cut_to_window([101, 5, 102], 4, 102) == [101, 5, 102]
+
+
+TEXTS = [
+    "short",
+    "",
+    "payments 90 days past due and a county court judgment " * 30,
+    "all accounts paid as agreed",
+    "utilisation 95% " * 8,
+]
+
+
+def test_batched_scores_match_one_at_a_time(tiny_model: Path) -> None:
+    _, tokenizer, model = load_artifact(tiny_model)
+    batched = Scorer(
+        tokenizer,
+        model,
+        positive_label=1,
+        device="cpu",
+        options=ScoringOptions(max_length=64, token_budget=128),
+    ).score(TEXTS)
+    single = pd.concat(
+        [
+            Scorer(
+                tokenizer,
+                model,
+                positive_label=1,
+                device="cpu",
+                options=ScoringOptions(max_length=64, token_budget=1),
+            ).score([t])
+            for t in TEXTS
+        ],
+        ignore_index=True,
+    )
+    np.testing.assert_allclose(batched["pd"], single["pd"], atol=1e-5, rtol=0)
+    assert batched["truncated"].tolist() == [False, False, True, False, False]
+    assert batched["n_tokens"].tolist() == single["n_tokens"].tolist()
+    assert batched["n_tokens"][1] == 2  # [CLS] [SEP]
+    assert ((batched["pd"] > 0) & (batched["pd"] < 1)).all()
+
+
+def test_udf_loads_the_model_once_per_worker(spark, tiny_model: Path) -> None:
+
+    artifact = spark.sparkContext.broadcast(read_artifact_bytes(tiny_model))
+    udf = make_pd_udf(
+        artifact, key="tiny-once", options=ScoringOptions(max_length=64, token_budget=512)
+    )
+    docs = spark.createDataFrame(
+        [(i, TEXTS[i % len(TEXTS)]) for i in range(48)], "i int, document string"
+    ).repartition(12)
+    scored = docs.select("i", udf("document").alias("s")).select("i", "s.pd").collect()
+    assert len(scored) == 48
+    # The same Python workers are reused: each reports how many models it has loaded.
+    def probe(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for _ in batches:
+            pass
+        yield pd.DataFrame({"pid": [os.getpid()], "loads": [inference.worker_load_count()]})
+
+    probes = spark.range(0, 12, numPartitions=12).mapInPandas(probe, "pid long, loads int")
+    loads = {row["pid"]: row["loads"] for row in probes.collect()}
+    assert len(loads) < 12, "workers were not reused across tasks"
+    assert max(loads.values()) == 1, f"a worker loaded the model more than once: {loads}"
+    # The same document gets the same PD whichever worker and batch scored it.
+    by_text: dict[int, set[float]] = {}
+    for row in scored:
+        by_text.setdefault(row["i"] % len(TEXTS), set()).add(round(row["pd"], 6))
+    assert all(len(values) == 1 for values in by_text.values())
+    artifact.unpersist()
+
+
+def test_pd_udf_rejects_a_tampered_broadcast(spark, tiny_model: Path) -> None:
+    files = read_artifact_bytes(tiny_model)
+    files["config.json"] = files["config.json"] + b" "
+    artifact = spark.sparkContext.broadcast(files)
+    udf = make_pd_udf(
+        artifact, key="tampered", options=ScoringOptions(max_length=64, token_budget=512)
+    )
+    docs = spark.createDataFrame([("a",)], "document string")
+    with pytest.raises(Exception, match="sha256 mismatch"):
+        docs.select(udf("document")).collect()
+    artifact.unpersist()

@@ -1,0 +1,81 @@
+"""End to end: the real jobs' main() on a small Delta lakehouse with a tiny model."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+from pyspark.sql import functions as F
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def job(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"jobs_{name}", ROOT / "jobs" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_data_train_and_score(spark, tiny_backbone, make_conf, tmp_path, capsys) -> None:
+    model_dir = tmp_path / "models" / "e2e"
+    conf = make_conf(
+        database="e2e",
+        model_dir=model_dir,
+        training__backbone=str(tiny_backbone),
+        training__max_length=64,
+        training__batch_size=8,
+        training__max_train_rows=0,
+    )
+    assert job("make_demo_data").main(["--obligors", "60", "--conf", str(conf)]) == 0
+    assert (
+        job("train").main(
+            [
+                "--train-table",
+                "e2e.training_documents",
+                "--text-col",
+                "text",
+                "--label-col",
+                "default_12m",
+                "--output",
+                str(model_dir),
+                "--conf",
+                str(conf),
+                "--model-version",
+                "e2e-1",
+            ]
+        )
+        == 0
+    )
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert manifest["model_version"] == "e2e-1"
+    assert manifest["training_table"] == "e2e.training_documents"
+    assert manifest["training_table_version"] == 0
+    assert manifest["max_length"] == 64
+    assert 0.0 <= manifest["metrics"]["validation_auc"] <= 1.0
+    assert "model.safetensors" in manifest["files"]
+
+    assert job("score_portfolio").main(["--as-of", "2026-11-28", "--conf", str(conf)]) == 0
+    out = capsys.readouterr().out
+    assert "scored 60 of 60 obligors as of 2026-11-28 with model e2e-1" in out
+    scored = spark.table("e2e.scored_portfolio")
+    portfolio_ids = sorted(r["obligor_id"] for r in spark.table("e2e.portfolio").collect())
+    scored_ids = sorted(r["obligor_id"] for r in scored.collect())
+    assert scored_ids == portfolio_ids
+    bad = scored.where((F.col("pd") < 0) | (F.col("pd") > 1) | F.col("grade").isNull()).count()
+    assert bad == 0
+    assert {r["model_version"] for r in scored.collect()} == {"e2e-1"}
+
+
+def test_bad_config_exits_with_bad_input_code(tmp_path: Path) -> None:
+    conf = tmp_path / "bad.yaml"
+    conf.write_text((ROOT / "conf/local.yaml").read_text() + "\nextra_section: {}\n")
+    assert job("score_portfolio").main(["--as-of", "2026-11-28", "--conf", str(conf)]) == 2
+
+
+def test_missing_input_table_exits_with_bad_input_code(spark, tiny_model, make_conf) -> None:
+    conf = make_conf(database="empty_db", model_dir=tiny_model)
+    assert job("score_portfolio").main(["--as-of", "2026-11-28", "--conf", str(conf)]) == 2
