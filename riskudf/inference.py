@@ -29,6 +29,16 @@ SCORE_TYPE = StructType(
 )
 
 
+def log_odds(p: np.ndarray) -> np.ndarray:
+    clipped = np.clip(p, 1e-7, 1 - 1e-7)
+    return np.log(clipped) - np.log1p(-clipped)
+
+
+def calibrate(p: np.ndarray, *, slope: float, intercept: float) -> np.ndarray:
+    """Platt scaling of probabilities through their log-odds."""
+    return 1.0 / (1.0 + np.exp(-(slope * log_odds(p) + intercept)))
+
+
 @dataclass(frozen=True)
 class ScoringOptions:
     max_length: int
@@ -63,6 +73,19 @@ def cut_to_window(ids: list[int], max_length: int, sep_id: int) -> list[int]:
     return [*ids[: max_length - 1], sep_id]
 
 
+def pad_batch(windows: list[list[int]], pad_id: int) -> dict[str, Any]:
+    """Right-pad token ids to the batch's longest row; the attention mask marks real tokens."""
+    import torch
+
+    longest = max(len(ids) for ids in windows)
+    input_ids = torch.full((len(windows), longest), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(windows), longest), dtype=torch.long)
+    for row, ids in enumerate(windows):
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
 class Scorer:
     """A loaded classifier that turns documents into a PD, on one device."""
 
@@ -74,10 +97,12 @@ class Scorer:
         positive_label: int,
         device: str,
         options: ScoringOptions,
+        calibration: dict[str, float] | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.model = model.to(device)
         self.positive_label = positive_label
+        self.calibration = calibration
         self.device = device
         self.options = options
 
@@ -96,13 +121,13 @@ class Scorer:
         device_type = "cuda" if self.device.startswith("cuda") else "cpu"
         with torch.inference_mode(), torch.autocast(device_type, torch.bfloat16, enabled=autocast):
             for rows in plan_batches(lengths, self.options.token_budget):
-                batch = self.tokenizer.pad(
-                    {"input_ids": [windows[i] for i in rows]}, return_tensors="pt"
-                )
+                batch = pad_batch([windows[i] for i in rows], self.tokenizer.pad_token_id)
                 batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
                 logits = self.model(**batch).logits.float()
                 probs = torch.softmax(logits, dim=-1)[:, self.positive_label]
                 pds[rows] = probs.cpu().numpy()
+        if self.calibration is not None:
+            pds = calibrate(pds, **self.calibration)
         return pd.DataFrame(
             {
                 "pd": pds,
@@ -159,7 +184,12 @@ def get_scorer(key: str, artifact: Any, options: ScoringOptions) -> Scorer:
         finally:
             shutil.rmtree(local_dir, ignore_errors=True)
         scorer = Scorer(
-            tokenizer, model, positive_label=manifest.positive_label, device=device, options=options
+            tokenizer,
+            model,
+            positive_label=manifest.positive_label,
+            device=device,
+            options=options,
+            calibration=manifest.calibration,
         )
         _SCORERS[cache_key] = scorer
         _LOADS += 1

@@ -12,12 +12,15 @@ from riskudf import inference
 from riskudf.inference import (
     Scorer,
     ScoringOptions,
+    calibrate,
     cut_to_window,
     make_pd_udf,
+    pad_batch,
     plan_batches,
 )
 from riskudf.model.artifact import read_artifact_bytes
-from riskudf.model.load import load_artifact
+from riskudf.model.load import load_artifact, load_tokenizer
+from riskudf.training.finetune import fit_platt
 
 
 def test_plan_batches_sorts_and_respects_the_budget() -> None:
@@ -43,6 +46,21 @@ def test_plan_batches_empty() -> None:
 def test_cut_to_window_keeps_head_and_sep() -> None:
     assert cut_to_window([101, 5, 6, 7, 102], 4, 102) == [101, 5, 6, 102]
     assert cut_to_window([101, 5, 102], 4, 102) == [101, 5, 102]
+
+
+def test_pad_batch_right_pads_and_masks() -> None:
+    batch = pad_batch([[101, 7, 102], [101, 102]], pad_id=0)
+    assert batch["input_ids"].tolist() == [[101, 7, 102], [101, 102, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
+
+
+def test_window_cut_matches_the_tokenizer_truncation_used_in_training(tiny_model: Path) -> None:
+    tokenizer = load_tokenizer(tiny_model)
+    text = "seven accounts ninety days past due; county court judgment unpaid. " * 20
+    full = tokenizer(text, truncation=False)["input_ids"]
+    trained = tokenizer(text, truncation=True, max_length=32)["input_ids"]
+    assert len(full) > 32
+    assert cut_to_window(full, 32, tokenizer.sep_token_id) == trained
 
 
 TEXTS = [
@@ -84,7 +102,6 @@ def test_batched_scores_match_one_at_a_time(tiny_model: Path) -> None:
 
 
 def test_udf_loads_the_model_once_per_worker(spark, tiny_model: Path) -> None:
-
     artifact = spark.sparkContext.broadcast(read_artifact_bytes(tiny_model))
     udf = make_pd_udf(
         artifact, key="tiny-once", options=ScoringOptions(max_length=64, token_budget=512)
@@ -94,6 +111,7 @@ def test_udf_loads_the_model_once_per_worker(spark, tiny_model: Path) -> None:
     ).repartition(12)
     scored = docs.select("i", udf("document").alias("s")).select("i", "s.pd").collect()
     assert len(scored) == 48
+
     # The same Python workers are reused: each reports how many models it has loaded.
     def probe(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for _ in batches:
@@ -123,3 +141,30 @@ def test_pd_udf_rejects_a_tampered_broadcast(spark, tiny_model: Path) -> None:
     with pytest.raises(Exception, match="sha256 mismatch"):
         docs.select(udf("document")).collect()
     artifact.unpersist()
+
+
+def test_identity_calibration_keeps_probabilities() -> None:
+    p = np.array([1e-6, 0.01, 0.3, 0.5, 0.97, 1 - 1e-6])
+    np.testing.assert_allclose(calibrate(p, slope=1.0, intercept=0.0), p, rtol=1e-9)
+
+
+def test_platt_fit_recovers_slope_and_intercept() -> None:
+    rng = np.random.default_rng(0)
+    z = rng.normal(0.0, 1.5, size=40_000)
+    labels = (rng.random(z.size) < 1 / (1 + np.exp(-(2.0 * z - 1.0)))).astype(int)
+    fitted = fit_platt(1 / (1 + np.exp(-z)), labels)
+    assert fitted["slope"] == pytest.approx(2.0, abs=0.1)
+    assert fitted["intercept"] == pytest.approx(-1.0, abs=0.1)
+
+
+def test_scorer_applies_the_calibration(tiny_model: Path) -> None:
+    _, tokenizer, model = load_artifact(tiny_model)
+    options = ScoringOptions(max_length=64, token_budget=256)
+    raw = Scorer(tokenizer, model, positive_label=1, device="cpu", options=options).score(TEXTS)
+    platt = {"slope": 3.0, "intercept": -2.0}
+    scored = Scorer(
+        tokenizer, model, positive_label=1, device="cpu", options=options, calibration=platt
+    ).score(TEXTS)
+    expected = calibrate(raw["pd"].to_numpy(), **platt)
+    np.testing.assert_allclose(scored["pd"], expected, rtol=1e-12)
+    assert not np.allclose(scored["pd"], raw["pd"])

@@ -57,6 +57,7 @@ def test_demo_data_train_and_score(spark, tiny_backbone, make_conf, tmp_path, ca
     assert manifest["max_length"] == 64
     assert 0.0 <= manifest["metrics"]["validation_auc"] <= 1.0
     assert "model.safetensors" in manifest["files"]
+    assert set(manifest["calibration"]) == {"slope", "intercept"}
 
     assert job("score_portfolio").main(["--as-of", "2026-11-28", "--conf", str(conf)]) == 0
     out = capsys.readouterr().out

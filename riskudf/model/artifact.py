@@ -37,6 +37,8 @@ class Manifest:
     metrics: dict[str, float]
     created_at: str
     files: dict[str, str] = field(default_factory=dict)
+    # Platt scaling of the log-odds, fitted on the validation split: pd = sigmoid(a * z + b).
+    calibration: dict[str, float] = field(default_factory=lambda: {"slope": 1.0, "intercept": 0.0})
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

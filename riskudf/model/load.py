@@ -14,6 +14,8 @@ def offline() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    # Long documents are cut by riskudf itself (and flagged); the tokenizer's warning is noise.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def load_tokenizer(model_dir: str | Path) -> Any:

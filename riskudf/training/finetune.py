@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from riskudf.config import TrainingConf
-from riskudf.inference import Scorer, ScoringOptions
+from riskudf.inference import Scorer, ScoringOptions, calibrate, log_odds
 from riskudf.model.artifact import Manifest, atomic_publish, sha256_file, write_manifest
 from riskudf.model.load import load_sequence_classifier, load_tokenizer
 
@@ -75,8 +76,11 @@ def fine_tune(
     *,
     backbone: Path,
     work_dir: Path,
-) -> tuple[Any, Any, dict[str, float]]:
-    """Train on ``train`` (columns text, label); return tokenizer, model and validation metrics."""
+) -> tuple[Any, Any, dict[str, float], dict[str, float]]:
+    """Train on ``train`` (columns text, label).
+
+    Returns tokenizer, model, validation metrics and the Platt calibration fitted on validation.
+    """
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
@@ -119,15 +123,25 @@ def fine_tune(
     )
     trainer.train()
     model = trainer.model.to("cpu").eval()
-    pds = predict_pd(tokenizer, model, validation["text"].tolist(), max_length=conf.max_length)
+    raw = predict_pd(tokenizer, model, validation["text"].tolist(), max_length=conf.max_length)
     labels = validation["label"].to_numpy()
+    calibration = fit_platt(raw, labels)
+    calibrated = calibrate(raw, **calibration)
     metrics = {
-        "validation_auc": float(roc_auc_score(labels, pds)),
+        "validation_auc": float(roc_auc_score(labels, calibrated)),
+        "validation_brier_raw": float(brier_score_loss(labels, raw)),
+        "validation_brier_calibrated": float(brier_score_loss(labels, calibrated)),
         "validation_rows": float(len(validation)),
         "validation_default_rate": float(labels.mean()),
         "train_rows": float(len(train)),
     }
-    return tokenizer, model, metrics
+    return tokenizer, model, metrics, calibration
+
+
+def fit_platt(pds: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Slope and intercept of a logistic fit of the labels on the PDs' log-odds."""
+    fit = LogisticRegression(C=1e6).fit(log_odds(pds).reshape(-1, 1), labels)
+    return {"slope": float(fit.coef_[0][0]), "intercept": float(fit.intercept_[0])}
 
 
 def publish_model(
@@ -140,6 +154,7 @@ def publish_model(
     training_table: str,
     training_table_version: int | None,
     metrics: dict[str, float],
+    calibration: dict[str, float] | None = None,
     model_version: str | None = None,
 ) -> TrainedModel:
     """Save safetensors weights, tokenizer and manifest, then move the directory into place."""
@@ -164,6 +179,7 @@ def publish_model(
             training_table_version=training_table_version,
             metrics=metrics,
             created_at=created.isoformat(),
+            calibration=calibration or {"slope": 1.0, "intercept": 0.0},
         ),
     )
     atomic_publish(staging, output)

@@ -46,7 +46,7 @@ def train_model(
         data.version,
     )
     with tempfile.TemporaryDirectory(prefix="riskudf-train-") as work:
-        tokenizer, model, metrics = fine_tune(
+        tokenizer, model, metrics, calibration = fine_tune(
             train, validation, conf, backbone=backbone, work_dir=Path(work)
         )
     log.info("validation metrics: %s", metrics)
@@ -59,5 +59,6 @@ def train_model(
         training_table=data.table,
         training_table_version=data.version,
         metrics=metrics,
+        calibration=calibration,
         model_version=model_version,
     )
