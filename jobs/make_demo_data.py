@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
-from riskudf.cli import EXIT_OK, iso_date, setup_logging
-from riskudf.config import load_config
+from riskudf.cli import EXIT_BAD_INPUT, EXIT_OK, iso_date, setup_logging
+from riskudf.config import ConfigError, load_config
 from riskudf.demo import DemoSpec, write_demo_tables
 from riskudf.spark import build_spark
+
+log = logging.getLogger("make_demo_data")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.obligors < 1:
         parser.error("--obligors must be at least 1")
     setup_logging()
-    conf = load_config(args.conf)
+    try:
+        conf = load_config(args.conf)
+    except ConfigError as exc:
+        log.error("bad input: %s", exc)
+        return EXIT_BAD_INPUT
     spark = build_spark(conf.spark)
     spec = DemoSpec(seed=args.seed, as_of=args.as_of, observation_date=args.observation_date)
     counts = write_demo_tables(

@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tables: {scored} at {table_location(spark, scored)}")
     print(f"        {runs} at {table_location(spark, runs)}")
     print(
-        f'query:  spark-sql -e "SELECT grade, count(*) FROM {scored} '
-        f"WHERE as_of_date = '{result.as_of}' GROUP BY grade\""
+        f'query:  source .venv/bin/activate && spark-sql -e "SELECT grade, decision, count(*) '
+        f"FROM {scored} WHERE as_of_date = '{result.as_of}' GROUP BY grade, decision\""
     )
     return EXIT_OK
 

@@ -8,6 +8,7 @@ loading it again.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,10 +16,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pyspark import Broadcast
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import BooleanType, DoubleType, IntegerType, StructField, StructType
 
 from riskudf.model.artifact import materialize_artifact
+from riskudf.model.calibration import calibrate
 
 SCORE_TYPE = StructType(
     [
@@ -27,16 +30,6 @@ SCORE_TYPE = StructType(
         StructField("truncated", BooleanType()),
     ]
 )
-
-
-def log_odds(p: np.ndarray) -> np.ndarray:
-    clipped = np.clip(p, 1e-7, 1 - 1e-7)
-    return np.log(clipped) - np.log1p(-clipped)
-
-
-def calibrate(p: np.ndarray, *, slope: float, intercept: float) -> np.ndarray:
-    """Platt scaling of probabilities through their log-odds."""
-    return 1.0 / (1.0 + np.exp(-(slope * log_odds(p) + intercept)))
 
 
 @dataclass(frozen=True)
@@ -138,12 +131,26 @@ class Scorer:
 
 
 _SCORERS: dict[str, Scorer] = {}
-_LOADS = 0
+_LOADS: dict[str, int] = {}
 
 
-def worker_load_count() -> int:
-    """How many models this Python process has loaded (a worker should load each once)."""
-    return _LOADS
+def worker_load_count(key: str) -> int:
+    """How many times this Python process has loaded the model ``key`` (should be once)."""
+    return _LOADS.get(key, 0)
+
+
+def cuda_index(address: str, visible: str | None, device_count: int) -> int:
+    """The torch device index of the GPU Spark assigned by its physical address.
+
+    Where the cluster manager hides the other GPUs (CUDA_VISIBLE_DEVICES), the assigned one is
+    numbered by its position in that list.
+    """
+    if visible:
+        ids = [part.strip() for part in visible.split(",")]
+        if address in ids:
+            return ids.index(address)
+    index = int(address)
+    return index if index < device_count else 0
 
 
 def task_device() -> str:
@@ -154,7 +161,10 @@ def task_device() -> str:
     context = TaskContext.get()
     gpus = context.resources().get("gpu") if context is not None else None
     if gpus is not None and gpus.addresses and torch.cuda.is_available():
-        return f"cuda:{gpus.addresses[0]}"
+        index = cuda_index(
+            gpus.addresses[0], os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count()
+        )
+        return f"cuda:{index}"
     return "cpu"
 
 
@@ -169,15 +179,19 @@ def set_task_threads() -> None:
         torch.set_num_threads(max(1, cpus))
 
 
-def get_scorer(key: str, artifact: Any, options: ScoringOptions) -> Scorer:
-    """The worker's cached scorer for ``key``; loads it from the broadcast on first use."""
-    global _LOADS
+def get_scorer(key: str, artifact: Broadcast[dict[str, bytes]], options: ScoringOptions) -> Scorer:
+    """The worker's cached scorer for ``key``; loads it from the broadcast on first use.
+
+    A worker keeps one model: a different model, device or options replaces it, so that a
+    reused worker never holds two copies (on a GPU, or on the CPU).
+    """
     device = task_device()
     cache_key = f"{key}|{device}|{options}"
     scorer = _SCORERS.get(cache_key)
     if scorer is None:
         from riskudf.model.load import load_artifact
 
+        _SCORERS.clear()
         local_dir = materialize_artifact(artifact.value)
         try:
             manifest, tokenizer, model = load_artifact(local_dir)
@@ -192,15 +206,15 @@ def get_scorer(key: str, artifact: Any, options: ScoringOptions) -> Scorer:
             calibration=manifest.calibration,
         )
         _SCORERS[cache_key] = scorer
-        _LOADS += 1
+        _LOADS[key] = _LOADS.get(key, 0) + 1
     return scorer
 
 
-def make_pd_udf(artifact: Any, *, key: str, options: ScoringOptions) -> Any:
+def make_pd_udf(artifact: Broadcast[dict[str, bytes]], *, key: str, options: ScoringOptions) -> Any:
     """A pandas UDF mapping a document column to struct<pd, n_tokens, truncated>.
 
-    ``artifact`` is a Broadcast of the model directory's files (see read_artifact_bytes) and
-    ``key`` identifies the model (its version and checksum) in the worker cache.
+    ``artifact`` is a Broadcast of the model directory's files (see load_artifact_bytes) and
+    ``key`` identifies the model (artifact_key: the manifest's sha256) in the worker cache.
     """
 
     @pandas_udf(SCORE_TYPE)  # type: ignore[call-overload]

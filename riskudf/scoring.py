@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyspark import Broadcast
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -16,7 +17,7 @@ from riskudf.config import RiskConf
 from riskudf.documents import assemble_documents
 from riskudf.grading import add_grade_and_decision
 from riskudf.inference import ScoringOptions, make_pd_udf
-from riskudf.model.artifact import Manifest, read_artifact_bytes, verify_artifact
+from riskudf.model.artifact import Manifest, artifact_key, load_artifact_bytes
 from riskudf.tables import (
     CREDIT_REPORT_COLUMNS,
     FILING_COLUMNS,
@@ -65,18 +66,18 @@ def ensure_output_tables(spark: SparkSession, conf: RiskConf) -> None:
     )
 
 
-def score_documents(
+def score_and_grade(
     documents: DataFrame,
     conf: RiskConf,
-    artifact_broadcast: object,
+    artifact_broadcast: Broadcast[dict[str, bytes]],
     manifest: Manifest,
+    model_key: str,
     partitions: int,
 ) -> DataFrame:
     """Apply the PD UDF and the master scale to assembled documents.
 
     The window (max_length) is the one the model was trained with, from its manifest.
     """
-    model_key = f"{manifest.model_version}:{manifest.files.get('model.safetensors', '')}"
     options = ScoringOptions(
         max_length=manifest.max_length,
         token_budget=conf.scoring.token_budget,
@@ -124,23 +125,26 @@ def score_portfolio(
     clock = time.monotonic()
     tables = conf.tables
     model_dir = Path(conf.scoring.model_dir)
-    ensure_output_tables(spark, conf)
     versions: dict[str, int] = {}
+    # Inputs are checked before anything is created or written: a wrong database or table
+    # name fails here, with nothing to clean up.
+    portfolio, versions[tables.qualified("portfolio")] = read_versioned(
+        spark, tables.qualified("portfolio"), PORTFOLIO_COLUMNS
+    )
+    reports, versions[tables.qualified("credit_reports")] = read_versioned(
+        spark, tables.qualified("credit_reports"), CREDIT_REPORT_COLUMNS
+    )
+    filings, versions[tables.qualified("filings")] = read_versioned(
+        spark, tables.qualified("filings"), FILING_COLUMNS
+    )
+    ensure_output_tables(spark, conf)
     rows_in = 0
     model_version = ""
     broadcast = None
     try:
-        manifest = verify_artifact(model_dir)
+        # The bytes verified on the driver are the bytes shipped to the executors.
+        manifest, files = load_artifact_bytes(model_dir)
         model_version = manifest.model_version
-        portfolio, versions[tables.qualified("portfolio")] = read_versioned(
-            spark, tables.qualified("portfolio"), PORTFOLIO_COLUMNS
-        )
-        reports, versions[tables.qualified("credit_reports")] = read_versioned(
-            spark, tables.qualified("credit_reports"), CREDIT_REPORT_COLUMNS
-        )
-        filings, versions[tables.qualified("filings")] = read_versioned(
-            spark, tables.qualified("filings"), FILING_COLUMNS
-        )
         log.info("run %s: as_of=%s model=%s inputs=%s", run_id, as_of, model_version, versions)
 
         documents = assemble_documents(
@@ -153,9 +157,11 @@ def score_portfolio(
         spark.conf.set(
             "spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.scoring.arrow_batch_rows)
         )
-        broadcast = spark.sparkContext.broadcast(read_artifact_bytes(model_dir))
+        broadcast = spark.sparkContext.broadcast(files)
         partitions = conf.scoring.partitions or spark.sparkContext.defaultParallelism
-        scored = score_documents(documents, conf, broadcast, manifest, partitions)
+        scored = score_and_grade(
+            documents, conf, broadcast, manifest, artifact_key(files), partitions
+        )
         scored_at = dt.datetime.now(dt.UTC)
         output = scored.select(
             "obligor_id",

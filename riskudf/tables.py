@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 
 # Required input columns and their Spark types; extra columns are allowed and ignored.
@@ -97,7 +98,10 @@ def latest_version(spark: SparkSession, table: str) -> int:
     """The current Delta version of a table."""
     if not spark.catalog.tableExists(table):
         raise MissingTableError(f"table {table} does not exist")
-    row = spark.sql(f"DESCRIBE HISTORY {table} LIMIT 1").select("version").first()
+    try:
+        row = spark.sql(f"DESCRIBE HISTORY {table} LIMIT 1").select("version").first()
+    except AnalysisException:
+        raise SchemaError(f"table {table} is not a Delta table") from None
     if row is None:
         raise MissingTableError(f"table {table} has no Delta history")
     return int(row["version"])

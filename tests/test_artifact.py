@@ -7,8 +7,9 @@ import pytest
 
 from riskudf.model.artifact import (
     ArtifactError,
+    artifact_key,
+    load_artifact_bytes,
     materialize_artifact,
-    read_artifact_bytes,
     verify_artifact,
 )
 
@@ -47,14 +48,26 @@ def test_truncated_or_missing_file_fails(model_copy: Path) -> None:
         verify_artifact(model_copy)
 
 
-def test_pickle_weights_are_refused(model_copy: Path) -> None:
-    (model_copy / "pytorch_model.bin").write_bytes(b"not allowed")
-    with pytest.raises(ArtifactError, match="pickled code"):
+@pytest.mark.parametrize("name", ["pytorch_model.bin", "extra.npy", "helper.py", "w.joblib"])
+def test_files_other_than_safetensors_and_text_are_refused(model_copy: Path, name: str) -> None:
+    (model_copy / name).write_bytes(b"not allowed")
+    with pytest.raises(ArtifactError, match=rf"refused \['{name}'\]"):
         verify_artifact(model_copy)
+    with pytest.raises(ArtifactError, match="refused"):
+        load_artifact_bytes(model_copy)
+
+
+def test_loaded_bytes_are_the_verified_bytes(tiny_model: Path, model_copy: Path) -> None:
+    manifest, files = load_artifact_bytes(tiny_model)
+    assert set(files) == {*manifest.files, "manifest.json"}
+    assert artifact_key(files) == artifact_key(load_artifact_bytes(model_copy)[1])
+    (model_copy / "vocab.txt").write_text("changed")
+    with pytest.raises(ArtifactError, match=r"sha256 mismatch for \['vocab.txt'\]"):
+        load_artifact_bytes(model_copy)
 
 
 def test_shipped_bytes_materialise_and_verify(tiny_model: Path) -> None:
-    local = materialize_artifact(read_artifact_bytes(tiny_model))
+    local = materialize_artifact(load_artifact_bytes(tiny_model)[1])
     try:
         assert verify_artifact(local).files == verify_artifact(tiny_model).files
     finally:
@@ -62,7 +75,7 @@ def test_shipped_bytes_materialise_and_verify(tiny_model: Path) -> None:
 
 
 def test_materialise_refuses_paths_outside_the_directory(tiny_model: Path) -> None:
-    files = read_artifact_bytes(tiny_model)
+    _, files = load_artifact_bytes(tiny_model)
     files["../escape.json"] = b"{}"
     with pytest.raises(ArtifactError, match="escapes"):
         materialize_artifact(files)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,15 +14,15 @@ from riskudf import inference
 from riskudf.inference import (
     Scorer,
     ScoringOptions,
-    calibrate,
+    cuda_index,
     cut_to_window,
     make_pd_udf,
     pad_batch,
     plan_batches,
 )
-from riskudf.model.artifact import read_artifact_bytes
+from riskudf.model.artifact import artifact_key, load_artifact_bytes
+from riskudf.model.calibration import calibrate, fit_platt
 from riskudf.model.load import load_artifact, load_tokenizer
-from riskudf.training.finetune import fit_platt
 
 
 def test_plan_batches_sorts_and_respects_the_budget() -> None:
@@ -101,11 +103,16 @@ def test_batched_scores_match_one_at_a_time(tiny_model: Path) -> None:
     assert ((batched["pd"] > 0) & (batched["pd"] < 1)).all()
 
 
-def test_udf_loads_the_model_once_per_worker(spark, tiny_model: Path) -> None:
-    artifact = spark.sparkContext.broadcast(read_artifact_bytes(tiny_model))
-    udf = make_pd_udf(
-        artifact, key="tiny-once", options=ScoringOptions(max_length=64, token_budget=512)
-    )
+def test_udf_loads_the_model_once_per_worker(spark, tiny_model: Path, tmp_path: Path) -> None:
+    # A copy with its own model_version: a key no other test has loaded in these workers.
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    manifest = json.loads((model / "manifest.json").read_text())
+    (model / "manifest.json").write_text(json.dumps({**manifest, "model_version": "once"}))
+    _, files = load_artifact_bytes(model)
+    key = artifact_key(files)
+    artifact = spark.sparkContext.broadcast(files)
+    udf = make_pd_udf(artifact, key=key, options=ScoringOptions(max_length=64, token_budget=512))
     docs = spark.createDataFrame(
         [(i, TEXTS[i % len(TEXTS)]) for i in range(48)], "i int, document string"
     ).repartition(12)
@@ -116,7 +123,7 @@ def test_udf_loads_the_model_once_per_worker(spark, tiny_model: Path) -> None:
     def probe(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for _ in batches:
             pass
-        yield pd.DataFrame({"pid": [os.getpid()], "loads": [inference.worker_load_count()]})
+        yield pd.DataFrame({"pid": [os.getpid()], "loads": [inference.worker_load_count(key)]})
 
     probes = spark.range(0, 12, numPartitions=12).mapInPandas(probe, "pid long, loads int")
     loads = {row["pid"]: row["loads"] for row in probes.collect()}
@@ -131,7 +138,7 @@ def test_udf_loads_the_model_once_per_worker(spark, tiny_model: Path) -> None:
 
 
 def test_pd_udf_rejects_a_tampered_broadcast(spark, tiny_model: Path) -> None:
-    files = read_artifact_bytes(tiny_model)
+    _, files = load_artifact_bytes(tiny_model)
     files["config.json"] = files["config.json"] + b" "
     artifact = spark.sparkContext.broadcast(files)
     udf = make_pd_udf(
@@ -168,3 +175,19 @@ def test_scorer_applies_the_calibration(tiny_model: Path) -> None:
     expected = calibrate(raw["pd"].to_numpy(), **platt)
     np.testing.assert_allclose(scored["pd"], expected, rtol=1e-12)
     assert not np.allclose(scored["pd"], raw["pd"])
+
+
+@pytest.mark.parametrize(
+    ("address", "visible", "count", "index"),
+    [
+        ("0", None, 1, 0),
+        ("3", None, 4, 3),
+        ("3", "2,3", 2, 1),  # the cluster manager shows only GPUs 2 and 3
+        ("5", "5", 1, 0),
+        ("5", None, 1, 0),  # isolated without CUDA_VISIBLE_DEVICES: the one visible GPU
+    ],
+)
+def test_cuda_index_maps_spark_addresses(
+    address: str, visible: str | None, count: int, index: int
+) -> None:
+    assert cuda_index(address, visible, count) == index

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,34 @@ def test_rerun_replaces_the_date_and_logs_two_runs(
     assert runs[0]["model_version"] == "tiny-1"
     assert sum(first.grade_counts.values()) == 30
 
+    # Every written row: grade and decision as the master scale says, the lineage of the run.
+    for row in rows:
+        upper = [b.upper_pd for b in conf.grading.master_scale]
+        grade = next(
+            b.grade
+            for b in conf.grading.master_scale
+            if row["pd"] < b.upper_pd or b.upper_pd == upper[-1]
+        )
+        decision = (
+            "decline"
+            if row["pd"] >= conf.grading.decline_from_pd
+            else "review"
+            if row["pd"] >= conf.grading.review_from_pd
+            else "approve"
+        )
+        assert (row["grade"], row["decision"]) == (grade, decision)
+        assert (row["as_of_date"], row["model_version"]) == (AS_OF, "tiny-1")
+        assert row["n_tokens"] > 2 and row["truncated"] == (row["n_tokens"] > 64)
+    assert first.grade_counts == {g: n for g, n in Counter(r["grade"] for r in rows).items()}
+    detail = spark.sql("DESCRIBE DETAIL score_test.scored_portfolio").first()
+    assert detail["partitionColumns"] == ["as_of_date"]
+    # One commit per run, replacing only that date.
+    history = spark.sql("DESCRIBE HISTORY score_test.scored_portfolio").orderBy("version")
+    last = history.collect()[-1]
+    assert last["operation"] == "WRITE"
+    assert last["operationParameters"]["mode"] == "Overwrite"
+    assert "2026-11-28" in last["operationParameters"]["predicate"]
+
 
 def test_tampered_model_fails_before_writing(
     spark, small_lakehouse, tiny_model, make_conf, tmp_path: Path
@@ -80,3 +109,12 @@ def test_tampered_model_fails_before_writing(
     assert [(r["status"], r["error"], r["rows_scored"]) for r in failed] == [
         ("failed", "ArtifactError", 0)
     ]
+
+
+def test_a_table_that_is_not_delta_is_named_in_the_error(spark) -> None:
+    from riskudf.tables import SchemaError, latest_version
+
+    spark.sql("CREATE DATABASE IF NOT EXISTS plain")
+    spark.sql("CREATE TABLE IF NOT EXISTS plain.portfolio (obligor_id STRING) USING parquet")
+    with pytest.raises(SchemaError, match=r"table plain\.portfolio is not a Delta table"):
+        latest_version(spark, "plain.portfolio")

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST_NAME = "manifest.json"
-# Files that can carry pickled code: never accepted in a model directory.
-UNSAFE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".h5", ".msgpack", ".py")
+# The only kinds of file a model directory may hold: weights as safetensors, and text or JSON
+# (configs, tokenizer vocabularies, the model card). Anything else (pickles, .bin, .pt, .npy,
+# code) is refused.
+ALLOWED_SUFFIXES = (".safetensors", ".json", ".txt", ".md", ".model")
 
 
 class ArtifactError(ValueError):
@@ -69,11 +71,12 @@ def _artifact_files(model_dir: Path) -> list[str]:
     )
 
 
-def _check_file_kinds(names: list[str], model_dir: Path) -> None:
-    unsafe = [name for name in names if name.lower().endswith(UNSAFE_SUFFIXES)]
-    if unsafe:
+def _check_file_kinds(names: list[str] | set[str], model_dir: Path) -> None:
+    refused = sorted(name for name in names if not name.lower().endswith(ALLOWED_SUFFIXES))
+    if refused:
         raise ArtifactError(
-            f"{model_dir}: files that may hold pickled code are not allowed: {unsafe}"
+            f"{model_dir}: only safetensors weights and text/JSON files are allowed, "
+            f"refused {refused}"
         )
     if not any(name.endswith(".safetensors") for name in names):
         raise ArtifactError(f"{model_dir}: no .safetensors weights")
@@ -89,15 +92,34 @@ def write_manifest(model_dir: Path, manifest: Manifest) -> Manifest:
     return complete
 
 
+def _parse_manifest(payload: bytes, where: Path) -> Manifest:
+    try:
+        data = json.loads(payload)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{where / MANIFEST_NAME}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{where / MANIFEST_NAME}: not a JSON object")
+    return Manifest.from_dict(data)
+
+
+def _check_against_manifest(
+    manifest: Manifest, names: list[str], digests: dict[str, str], model_dir: Path
+) -> None:
+    _check_file_kinds(names, model_dir)
+    missing = sorted(set(manifest.files) - set(names))
+    extra = sorted(set(names) - set(manifest.files))
+    if missing or extra:
+        raise ArtifactError(f"{model_dir}: files missing {missing}, files not in manifest {extra}")
+    altered = [name for name in names if digests[name] != manifest.files[name]]
+    if altered:
+        raise ArtifactError(f"{model_dir}: sha256 mismatch for {altered}")
+
+
 def read_manifest(model_dir: Path) -> Manifest:
     path = model_dir / MANIFEST_NAME
     if not path.is_file():
         raise ArtifactError(f"{model_dir}: no {MANIFEST_NAME}; not a riskudf model directory")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{path}: not valid JSON ({exc.msg})") from None
-    return Manifest.from_dict(data)
+    return _parse_manifest(path.read_bytes(), model_dir)
 
 
 def verify_artifact(model_dir: str | Path) -> Manifest:
@@ -105,24 +127,32 @@ def verify_artifact(model_dir: str | Path) -> Manifest:
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
     names = _artifact_files(model_dir)
-    _check_file_kinds(names, model_dir)
-    missing = sorted(set(manifest.files) - set(names))
-    extra = sorted(set(names) - set(manifest.files))
-    if missing or extra:
-        raise ArtifactError(f"{model_dir}: files missing {missing}, files not in manifest {extra}")
-    altered = [name for name in names if sha256_file(model_dir / name) != manifest.files[name]]
-    if altered:
-        raise ArtifactError(f"{model_dir}: sha256 mismatch for {altered}")
+    digests = {name: sha256_file(model_dir / name) for name in names}
+    _check_against_manifest(manifest, names, digests, model_dir)
     return manifest
 
 
-def read_artifact_bytes(model_dir: str | Path) -> dict[str, bytes]:
-    """Every file of a verified artifact, manifest included, for shipping to executors."""
+def load_artifact_bytes(model_dir: str | Path) -> tuple[Manifest, dict[str, bytes]]:
+    """Read every file once, verify those very bytes, and return them with the manifest.
+
+    What is verified is what gets shipped: a model republished meanwhile cannot slip in.
+    """
     model_dir = Path(model_dir)
-    manifest = verify_artifact(model_dir)
-    files = {name: (model_dir / name).read_bytes() for name in manifest.files}
-    files[MANIFEST_NAME] = (model_dir / MANIFEST_NAME).read_bytes()
-    return files
+    path = model_dir / MANIFEST_NAME
+    if not path.is_file():
+        raise ArtifactError(f"{model_dir}: no {MANIFEST_NAME}; not a riskudf model directory")
+    files = {MANIFEST_NAME: path.read_bytes()}
+    manifest = _parse_manifest(files[MANIFEST_NAME], model_dir)
+    names = _artifact_files(model_dir)
+    files.update({name: (model_dir / name).read_bytes() for name in names})
+    digests = {name: hashlib.sha256(files[name]).hexdigest() for name in names}
+    _check_against_manifest(manifest, names, digests, model_dir)
+    return manifest, files
+
+
+def artifact_key(files: dict[str, bytes]) -> str:
+    """Identity of a shipped artifact: the sha256 of its manifest (which lists every file's)."""
+    return hashlib.sha256(files[MANIFEST_NAME]).hexdigest()
 
 
 def materialize_artifact(files: dict[str, bytes], root: str | Path | None = None) -> Path:
@@ -138,8 +168,11 @@ def materialize_artifact(files: dict[str, bytes], root: str | Path | None = None
     return target
 
 
-def atomic_publish(staging: Path, output: Path) -> None:
-    """Move a finished model directory into place; an existing one is replaced whole."""
+def publish_directory(staging: Path, output: Path) -> None:
+    """Move a finished model directory into place, replacing an existing one.
+
+    Readers never see a half-written directory; between the two renames there is briefly none.
+    """
     output = output.resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.exists():

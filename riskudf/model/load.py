@@ -22,7 +22,9 @@ def load_tokenizer(model_dir: str | Path) -> Any:
     offline()
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    return AutoTokenizer.from_pretrained(
+        str(model_dir), local_files_only=True, trust_remote_code=False
+    )
 
 
 def load_sequence_classifier(model_dir: str | Path, **kwargs: Any) -> Any:

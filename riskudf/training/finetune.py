@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from riskudf.config import TrainingConf
-from riskudf.inference import Scorer, ScoringOptions, calibrate, log_odds
-from riskudf.model.artifact import Manifest, atomic_publish, sha256_file, write_manifest
+from riskudf.inference import Scorer, ScoringOptions
+from riskudf.model.artifact import Manifest, publish_directory, sha256_file, write_manifest
+from riskudf.model.calibration import IDENTITY, calibrate, fit_platt
 from riskudf.model.load import load_sequence_classifier, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -126,22 +126,23 @@ def fine_tune(
     raw = predict_pd(tokenizer, model, validation["text"].tolist(), max_length=conf.max_length)
     labels = validation["label"].to_numpy()
     calibration = fit_platt(raw, labels)
+    if calibration["slope"] <= 0:
+        # A non-positive slope would reverse the ranking: keep the raw PD and say so.
+        log.warning(
+            "calibration slope %.3f is not positive; PDs left uncalibrated", calibration["slope"]
+        )
+        calibration = dict(IDENTITY)
     calibrated = calibrate(raw, **calibration)
     metrics = {
-        "validation_auc": float(roc_auc_score(labels, calibrated)),
+        "validation_auc": float(roc_auc_score(labels, raw)),
         "validation_brier_raw": float(brier_score_loss(labels, raw)),
-        "validation_brier_calibrated": float(brier_score_loss(labels, calibrated)),
+        # Fitted and measured on the same split: in-sample, optimistic.
+        "validation_brier_calibrated_in_sample": float(brier_score_loss(labels, calibrated)),
         "validation_rows": float(len(validation)),
         "validation_default_rate": float(labels.mean()),
         "train_rows": float(len(train)),
     }
     return tokenizer, model, metrics, calibration
-
-
-def fit_platt(pds: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Slope and intercept of a logistic fit of the labels on the PDs' log-odds."""
-    fit = LogisticRegression(C=1e6).fit(log_odds(pds).reshape(-1, 1), labels)
-    return {"slope": float(fit.coef_[0][0]), "intercept": float(fit.intercept_[0])}
 
 
 def publish_model(
@@ -179,8 +180,8 @@ def publish_model(
             training_table_version=training_table_version,
             metrics=metrics,
             created_at=created.isoformat(),
-            calibration=calibration or {"slope": 1.0, "intercept": 0.0},
+            calibration=calibration or dict(IDENTITY),
         ),
     )
-    atomic_publish(staging, output)
+    publish_directory(staging, output)
     return TrainedModel(output=output, manifest=manifest)
