@@ -16,6 +16,7 @@ from riskudf.tables import MissingTableError, SchemaError
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_ALERTS = 3  # monitoring raised an alert and conf says alerts fail the run
 BAD_INPUT = (ConfigError, SchemaError, MissingTableError, ArtifactError)
 
 
