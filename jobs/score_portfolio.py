@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from riskudf import failpoints
 from riskudf.cli import (
     BAD_INPUT,
     EXIT_BAD_INPUT,
@@ -13,6 +14,7 @@ from riskudf.cli import (
     EXIT_OK,
     grade_lines,
     iso_date,
+    safe_message,
     setup_logging,
     table_location,
 )
@@ -31,13 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     try:
         conf = load_config(args.conf)
+        failpoint = failpoints.from_env()
         spark = build_spark(conf.spark)
-        result = score_portfolio(spark, conf, as_of=args.as_of)
+        result = score_portfolio(spark, conf, as_of=args.as_of, failpoint=failpoint)
     except BAD_INPUT as exc:
         log.error("bad input: %s", exc)
         return EXIT_BAD_INPUT
-    except Exception:
-        log.exception("scoring run failed")
+    except Exception as exc:
+        log.error("scoring run failed: %s", safe_message(exc))
         return EXIT_FAILED
     scored = conf.tables.qualified("scored_portfolio")
     runs = conf.tables.qualified("score_runs")
@@ -45,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         f"run {result.run_id}: scored {result.rows_scored} of {result.rows_in} obligors "
         f"as of {result.as_of} with model {result.model_version} in {result.duration_s:.0f}s"
     )
+    print(
+        f"quarantined: {result.rows_quarantined} obligors, {result.records_quarantined} "
+        f"input records (see {conf.tables.qualified('scoring_quarantine')})"
+    )
+    for reason, count in sorted(result.reason_counts.items()):
+        print(f"  {reason:<40} {count:>8}")
     print("count per grade:")
     print("\n".join(grade_lines(result.grade_counts, conf)))
     print(f"tables: {scored} at {table_location(spark, scored)}")

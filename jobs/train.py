@@ -7,7 +7,14 @@ import logging
 import sys
 from pathlib import Path
 
-from riskudf.cli import BAD_INPUT, EXIT_BAD_INPUT, EXIT_OK, setup_logging
+from riskudf.cli import (
+    BAD_INPUT,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    safe_message,
+    setup_logging,
+)
 from riskudf.config import load_config
 from riskudf.spark import build_spark
 from riskudf.training.data import LabelError
@@ -41,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except (*BAD_INPUT, LabelError) as exc:
         log.error("bad input: %s", exc)
         return EXIT_BAD_INPUT
+    except Exception as exc:
+        log.error("training failed: %s", safe_message(exc))
+        return EXIT_FAILED
     metrics = trained.manifest.metrics
     print(f"model {trained.manifest.model_version} written to {trained.output}")
     print(

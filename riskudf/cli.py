@@ -11,13 +11,13 @@ from pyspark.sql import SparkSession
 
 from riskudf.config import ConfigError, RiskConf
 from riskudf.model.artifact import ArtifactError
-from riskudf.tables import MissingTableError, SchemaError
+from riskudf.tables import InputError, MissingTableError, SchemaError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_ALERTS = 3  # monitoring raised an alert and conf says alerts fail the run
-BAD_INPUT = (ConfigError, SchemaError, MissingTableError, ArtifactError)
+BAD_INPUT = (ConfigError, SchemaError, MissingTableError, ArtifactError, InputError)
 
 
 def setup_logging() -> None:
@@ -28,6 +28,18 @@ def setup_logging() -> None:
     )
     for noisy in ("py4j", "transformers", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def safe_message(exc: BaseException) -> str:
+    """An error for the log without input data: riskudf's own messages name tables, columns,
+    keys and counts; anything else (Spark, Py4J, a library) is reduced to its class, since its
+    text can quote a failed task's input.
+    """
+    name = type(exc).__name__
+    if type(exc).__module__.startswith("riskudf.") or isinstance(exc, BAD_INPUT):
+        return f"{name}: {exc}"
+    error_class = getattr(exc, "getCondition", lambda: None)()
+    return f"{name} ({error_class})" if error_class else name
 
 
 def iso_date(text: str) -> dt.date:

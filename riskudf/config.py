@@ -30,6 +30,8 @@ class TablesConf(_Conf):
     outcomes: str = "outcomes"
     scored_portfolio: str = "scored_portfolio"
     score_runs: str = "score_runs"
+    scoring_quarantine: str = "scoring_quarantine"
+    scoring_locks: str = "scoring_locks"
 
     def qualified(self, table: str) -> str:
         """``database.table`` for one of the table names above."""
@@ -69,6 +71,12 @@ class ScoringConf(_Conf):
     arrow_batch_rows: int = Field(default=512, gt=0)
     partitions: int = Field(default=0, ge=0, description="0: Spark's default parallelism")
     precision: Literal["fp32", "bf16"] = "fp32"
+    max_document_chars: int = Field(
+        default=200_000, gt=0, description="hard cap; longer documents are quarantined"
+    )
+    lock_lease_minutes: int = Field(
+        default=360, gt=0, description="a run's hold on its as-of date lapses after this"
+    )
 
 
 class TrainingConf(_Conf):

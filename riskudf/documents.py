@@ -7,11 +7,16 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from riskudf.quarantine import text_detail, text_problem
+
 DOCUMENT_COLUMNS = (
     "obligor_id",
     "segment",
     "report_id",
     "report_date",
+    "report_age_days",
+    "report_problem",
+    "report_problem_detail",
     "n_filings",
     "document",
 )
@@ -24,8 +29,15 @@ def _section(header: Column, body: Column) -> Column:
 def latest_reports(reports: DataFrame, *, as_of: dt.date) -> DataFrame:
     """Each obligor's latest credit report dated on or before ``as_of``.
 
-    Ties on the date go to the highest report_id, so the choice is deterministic.
+    Ties on the date go to the highest report_id, so the choice is deterministic. The report's
+    ``report_problem`` (flag_records' ``problem`` where the input carries one, else a text
+    problem) says whether it can be used; an unusable latest report is not replaced by an
+    older one.
     """
+    if "problem" not in reports.columns:
+        reports = reports.withColumns(
+            {"problem": F.lit(None).cast("string"), "problem_detail": F.lit(None).cast("string")}
+        )
     order = Window.partitionBy("obligor_id").orderBy(
         F.col("report_date").desc(), F.col("report_id").desc()
     )
@@ -41,6 +53,14 @@ def latest_reports(reports: DataFrame, *, as_of: dt.date) -> DataFrame:
                 F.concat(F.lit("CREDIT REPORT "), F.col("report_date").cast("string")),
                 F.col("text"),
             ).alias("report_text"),
+            F.coalesce(F.col("problem"), text_problem(F.col("text"))).alias("report_problem"),
+            F.coalesce(F.col("problem_detail"), text_detail(F.col("text"))).alias(
+                "report_problem_detail"
+            ),
+        )
+        .withColumn(
+            "report_problem_detail",
+            F.when(F.col("report_problem").isNotNull(), F.col("report_problem_detail")),
         )
     )
 
@@ -90,8 +110,9 @@ def assemble_documents(
     """One document per obligor in ``portfolio`` as of a date.
 
     The document is the latest report on or before ``as_of`` followed by the filings of the
-    lookback window, newest first. An obligor with neither gets an empty document; nothing
-    dated after ``as_of`` is used.
+    lookback window, newest first. An obligor with neither gets an empty document and a null
+    report_id; nothing dated after ``as_of`` is used. Rows are not filtered here: see
+    quarantine.split_documents.
     """
     report = latest_reports(reports, as_of=as_of)
     filing = recent_filings(filings, as_of=as_of, lookback_days=filing_lookback_days)
@@ -104,6 +125,9 @@ def assemble_documents(
             "segment",
             "report_id",
             "report_date",
+            F.datediff(F.lit(as_of), F.col("report_date")).alias("report_age_days"),
+            "report_problem",
+            "report_problem_detail",
             F.coalesce(F.col("n_filings"), F.lit(0)).alias("n_filings"),
             F.concat_ws("\n\n", "report_text", "filings_text").alias("document"),
         )

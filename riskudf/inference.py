@@ -20,6 +20,7 @@ from pyspark import Broadcast
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import BooleanType, DoubleType, IntegerType, StructField, StructType
 
+from riskudf.failpoints import Failpoint, act
 from riskudf.model.artifact import materialize_artifact
 from riskudf.model.calibration import calibrate
 
@@ -28,6 +29,7 @@ SCORE_TYPE = StructType(
         StructField("pd", DoubleType()),
         StructField("n_tokens", IntegerType()),
         StructField("truncated", BooleanType()),
+        StructField("n_chunks", IntegerType()),
     ]
 )
 
@@ -37,6 +39,7 @@ class ScoringOptions:
     max_length: int
     token_budget: int
     precision: str = "fp32"
+    failpoint: Failpoint | None = None
 
 
 def plan_batches(lengths: np.ndarray, token_budget: int) -> list[np.ndarray]:
@@ -121,11 +124,14 @@ class Scorer:
                 pds[rows] = probs.cpu().numpy()
         if self.calibration is not None:
             pds = calibrate(pds, **self.calibration)
+        # A non-finite probability is no score: it reaches Spark as null (NOT_SCORED).
+        pds[~np.isfinite(pds)] = np.nan
         return pd.DataFrame(
             {
                 "pd": pds,
                 "n_tokens": n_tokens.astype(np.int32),
                 "truncated": n_tokens > self.options.max_length,
+                "n_chunks": np.ones(len(texts), dtype=np.int32),
             }
         )
 
@@ -211,7 +217,7 @@ def get_scorer(key: str, artifact: Broadcast[dict[str, bytes]], options: Scoring
 
 
 def make_pd_udf(artifact: Broadcast[dict[str, bytes]], *, key: str, options: ScoringOptions) -> Any:
-    """A pandas UDF mapping a document column to struct<pd, n_tokens, truncated>.
+    """A pandas UDF mapping a document column to struct<pd, n_tokens, truncated, n_chunks>.
 
     ``artifact`` is a Broadcast of the model directory's files (see load_artifact_bytes) and
     ``key`` identifies the model (artifact_key: the manifest's sha256) in the worker cache.
@@ -221,7 +227,14 @@ def make_pd_udf(artifact: Broadcast[dict[str, bytes]], *, key: str, options: Sco
     def score_documents(documents: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         set_task_threads()
         scorer = get_scorer(key, artifact, options)
+        point = options.failpoint if options.failpoint and options.failpoint.site == "udf" else None
+        done = 0
         for batch in documents:
+            if point is not None and done >= point.arg:
+                act(point)
             yield scorer.score(batch.fillna("").astype(str).tolist())
+            done += len(batch)
+        if point is not None and done >= point.arg:
+            act(point)
 
     return score_documents

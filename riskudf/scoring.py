@@ -1,4 +1,10 @@
-"""The nightly scoring pipeline: inputs -> documents -> PD UDF -> grades -> Delta + run log."""
+"""The nightly scoring pipeline: inputs -> documents -> PD UDF -> grades -> Delta + run log.
+
+A run holds its as-of date (runlock), scores what can be scored, sets the rest aside in the
+quarantine table with a reason, checks that every portfolio obligor is in exactly one of the two,
+and only then commits: quarantine, scores, and the run log row last. A failure raised on the
+driver after a commit puts the committed tables back to their versions before the run.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,14 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyspark import Broadcast
+from pyspark import Broadcast, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from riskudf import failpoints, quarantine, runlock
 from riskudf.config import RiskConf
 from riskudf.documents import assemble_documents
+from riskudf.failpoints import Failpoint
 from riskudf.grading import add_grade_and_decision
 from riskudf.inference import ScoringOptions, make_pd_udf
 from riskudf.model.artifact import Manifest, artifact_key, load_artifact_bytes
@@ -24,11 +32,16 @@ from riskudf.tables import (
     PORTFOLIO_COLUMNS,
     SCORE_RUNS_COLUMNS,
     SCORED_PORTFOLIO_COLUMNS,
+    SCORING_LOCKS_COLUMNS,
+    SCORING_QUARANTINE_COLUMNS,
+    InputError,
     append,
     ensure_database,
     ensure_table,
+    latest_version,
     read_versioned,
     replace_where,
+    restore,
     schema,
 )
 
@@ -45,7 +58,32 @@ class RunResult:
     model_version: str
     input_versions: dict[str, int]
     duration_s: float
+    rows_quarantined: int = 0
+    records_quarantined: int = 0
     grade_counts: dict[str, int] = field(default_factory=dict)
+    reason_counts: dict[str, int] = field(default_factory=dict)
+
+
+class ReconciliationError(RuntimeError):
+    """Some portfolio obligor is neither scored nor quarantined, or is in both or twice."""
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    obligors: int  # distinct non-blank obligor ids, plus one per blank-key row
+    scored: int
+    quarantined: int
+    missing: int
+    repeated: int
+    unknown: int
+    examples: tuple[str, ...]
+
+    @property
+    def holds(self) -> bool:
+        return (
+            self.missing == self.repeated == self.unknown == 0
+            and self.scored + self.quarantined == self.obligors
+        )
 
 
 def ensure_output_tables(spark: SparkSession, conf: RiskConf) -> None:
@@ -60,9 +98,22 @@ def ensure_output_tables(spark: SparkSession, conf: RiskConf) -> None:
     )
     ensure_table(
         spark,
+        tables.qualified("scoring_quarantine"),
+        SCORING_QUARANTINE_COLUMNS,
+        partitioned_by="as_of_date",
+        comment="rows and records a run could not score, with a reason; no input text",
+    )
+    ensure_table(
+        spark,
         tables.qualified("score_runs"),
         SCORE_RUNS_COLUMNS,
         comment="one row per scoring run, written when the run ends",
+    )
+    ensure_table(
+        spark,
+        tables.qualified("scoring_locks"),
+        SCORING_LOCKS_COLUMNS,
+        comment="internal: which run holds which as-of date",
     )
 
 
@@ -73,6 +124,7 @@ def score_and_grade(
     manifest: Manifest,
     model_key: str,
     partitions: int,
+    failpoint: Failpoint | None = None,
 ) -> DataFrame:
     """Apply the PD UDF and the master scale to assembled documents.
 
@@ -82,14 +134,69 @@ def score_and_grade(
         max_length=manifest.max_length,
         token_budget=conf.scoring.token_budget,
         precision=conf.scoring.precision,
+        failpoint=failpoint,
     )
     pd_udf = make_pd_udf(artifact_broadcast, key=model_key, options=options)
     scored = (
         documents.repartition(partitions, "obligor_id")
-        .select("obligor_id", pd_udf(F.col("document")).alias("score"))
-        .select("obligor_id", "score.pd", "score.n_tokens", "score.truncated")
+        .select(
+            "obligor_id",
+            "n_filings",
+            "report_age_days",
+            pd_udf(F.col("document")).alias("score"),
+        )
+        .select(
+            "obligor_id",
+            "score.pd",
+            "score.n_tokens",
+            "score.truncated",
+            "score.n_chunks",
+            "n_filings",
+            "report_age_days",
+        )
     )
     return add_grade_and_decision(scored, conf.grading)
+
+
+def reconcile(portfolio: DataFrame, scored: DataFrame, quarantined: DataFrame) -> Reconciliation:
+    """Check that each portfolio obligor is in exactly one of ``scored`` and ``quarantined``.
+
+    ``quarantined`` holds the obligor-level quarantine rows (source: the portfolio table).
+    Only counts and up to five example ids reach the driver.
+    """
+    blank = F.col("obligor_id").isNull() | (F.trim(F.col("obligor_id")) == "")
+    expected = portfolio.where(~blank).select("obligor_id").distinct().withColumn("_in", F.lit(1))
+    outcomes = (
+        scored.select("obligor_id")
+        .unionByName(quarantined.where(~blank).select("obligor_id"))
+        .groupBy("obligor_id")
+        .agg(F.count(F.lit(1)).alias("_n"))
+    )
+    problems = (
+        expected.join(outcomes, "obligor_id", "full_outer")
+        .where(F.col("_in").isNull() | F.col("_n").isNull() | (F.col("_n") != 1))
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    try:
+        counts = problems.agg(
+            F.count(F.when(F.col("_n").isNull(), 1)).alias("missing"),
+            F.count(F.when(F.col("_n") > 1, 1)).alias("repeated"),
+            F.count(F.when(F.col("_in").isNull(), 1)).alias("unknown"),
+        ).first()
+        examples = tuple(r["obligor_id"] for r in problems.select("obligor_id").limit(5).collect())
+    finally:
+        problems.unpersist()
+    assert counts is not None
+    blank_rows = portfolio.where(blank).count()
+    return Reconciliation(
+        obligors=expected.count() + blank_rows,
+        scored=scored.count(),
+        quarantined=quarantined.count(),
+        missing=int(counts["missing"]),
+        repeated=int(counts["repeated"]),
+        unknown=int(counts["unknown"]),
+        examples=examples,
+    )
 
 
 def _run_row(
@@ -104,6 +211,8 @@ def _run_row(
         result.status,
         result.rows_in,
         result.rows_scored,
+        result.rows_quarantined,
+        result.records_quarantined,
         result.model_version,
         result.input_versions,
         result.duration_s,
@@ -112,56 +221,138 @@ def _run_row(
     return spark.createDataFrame([row], schema(SCORE_RUNS_COLUMNS))
 
 
+def _with_run(rows: DataFrame, *, run_id: str, as_of: dt.date, at: dt.datetime) -> DataFrame:
+    return rows.select(
+        F.lit(run_id).alias("run_id"),
+        F.lit(as_of).alias("as_of_date"),
+        *quarantine.QUARANTINE_FIELDS,
+        F.lit(at).alias("quarantined_at"),
+    )
+
+
 def score_portfolio(
-    spark: SparkSession, conf: RiskConf, *, as_of: dt.date, run_id: str | None = None
+    spark: SparkSession,
+    conf: RiskConf,
+    *,
+    as_of: dt.date,
+    run_id: str | None = None,
+    failpoint: Failpoint | None = None,
 ) -> RunResult:
     """Score every obligor of the portfolio as of a date and record the run.
 
-    The date's rows in the scored table are replaced in one Delta commit, so a rerun of the
-    same date leaves one row per obligor; the run log row is written last.
+    The date's rows in the scored and quarantine tables are replaced, one Delta commit each,
+    so a rerun of the same date leaves one row per obligor; the run log row is written last.
     """
     run_id = run_id or uuid.uuid4().hex
     started = dt.datetime.now(dt.UTC)
     clock = time.monotonic()
     tables = conf.tables
-    model_dir = Path(conf.scoring.model_dir)
+    names = {t: tables.qualified(t) for t in ("portfolio", "credit_reports", "filings")}
+    # Inputs are checked before anything is created or written.
+    if as_of > started.date():
+        raise InputError(f"as-of date {as_of} is in the future (today is {started.date()} UTC)")
     versions: dict[str, int] = {}
-    # Inputs are checked before anything is created or written: a wrong database or table
-    # name fails here, with nothing to clean up.
-    portfolio, versions[tables.qualified("portfolio")] = read_versioned(
-        spark, tables.qualified("portfolio"), PORTFOLIO_COLUMNS
+    portfolio, versions[names["portfolio"]] = read_versioned(
+        spark, names["portfolio"], PORTFOLIO_COLUMNS
     )
-    reports, versions[tables.qualified("credit_reports")] = read_versioned(
-        spark, tables.qualified("credit_reports"), CREDIT_REPORT_COLUMNS
+    reports, versions[names["credit_reports"]] = read_versioned(
+        spark, names["credit_reports"], CREDIT_REPORT_COLUMNS
     )
-    filings, versions[tables.qualified("filings")] = read_versioned(
-        spark, tables.qualified("filings"), FILING_COLUMNS
-    )
+    filings, versions[names["filings"]] = read_versioned(spark, names["filings"], FILING_COLUMNS)
+    if portfolio.limit(1).count() == 0:
+        raise InputError(f"table {names['portfolio']} is empty: nothing to score")
     ensure_output_tables(spark, conf)
+    scored_table = tables.qualified("scored_portfolio")
+    quarantine_table = tables.qualified("scoring_quarantine")
+    locks = tables.qualified("scoring_locks")
     rows_in = 0
     model_version = ""
     broadcast = None
+    results = None
+    locked = False
+    before: dict[str, int] = {}
     try:
+        runlock.acquire(
+            spark,
+            locks,
+            as_of=as_of,
+            run_id=run_id,
+            lease_minutes=conf.scoring.lock_lease_minutes,
+        )
+        locked = True
+        failpoints.hit(failpoint, "after_lock")
         # The bytes verified on the driver are the bytes shipped to the executors.
-        manifest, files = load_artifact_bytes(model_dir)
+        manifest, files = load_artifact_bytes(Path(conf.scoring.model_dir))
         model_version = manifest.model_version
         log.info("run %s: as_of=%s model=%s inputs=%s", run_id, as_of, model_version, versions)
 
+        usable, portfolio_rows = quarantine.split_portfolio(
+            portfolio, source_table=names["portfolio"]
+        )
+        ids = usable.select("obligor_id")
+        reports = quarantine.flag_records(
+            reports, key="report_id", date_col="report_date", today=started.date()
+        )
+        start = F.date_sub(F.lit(as_of), conf.scoring.filing_lookback_days)
+        in_window = (F.col("filing_date") <= F.lit(as_of)) & (F.col("filing_date") > start)
+        filings = quarantine.flag_text(
+            quarantine.flag_records(
+                filings, key="filing_id", date_col="filing_date", today=started.date()
+            ),
+            applies=in_window,
+        )
         documents = assemble_documents(
-            portfolio,
+            usable,
             reports,
-            filings,
+            filings.where(F.col("problem").isNull()),
             as_of=as_of,
             filing_lookback_days=conf.scoring.filing_lookback_days,
+        )
+        scorable, document_rows = quarantine.split_documents(
+            documents,
+            source_table=names["portfolio"],
+            as_of=as_of,
+            max_chars=conf.scoring.max_document_chars,
         )
         spark.conf.set(
             "spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.scoring.arrow_batch_rows)
         )
         broadcast = spark.sparkContext.broadcast(files)
         partitions = conf.scoring.partitions or spark.sparkContext.defaultParallelism
-        scored = score_and_grade(
-            documents, conf, broadcast, manifest, artifact_key(files), partitions
+        # Scored once: the persisted result feeds the checks and both commits.
+        results = score_and_grade(
+            scorable, conf, broadcast, manifest, artifact_key(files), partitions, failpoint
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        results.count()
+        scored = results.where(F.col("pd").isNotNull())
+        not_scored = results.where(F.col("pd").isNull()).select(
+            F.lit(names["portfolio"]).alias("source_table"),
+            F.col("obligor_id").alias("record_key"),
+            "obligor_id",
+            F.lit("NOT_SCORED").alias("reason_code"),
+            F.lit("the model gave a non-finite probability").alias("detail"),
         )
+        obligor_rows = portfolio_rows.unionByName(document_rows).unionByName(not_scored)
+        record_rows = quarantine.record_rows(
+            reports.join(ids, "obligor_id", "left_semi"),
+            source_table=names["credit_reports"],
+            key="report_id",
+        ).unionByName(
+            quarantine.record_rows(
+                filings.join(ids, "obligor_id", "left_semi"),
+                source_table=names["filings"],
+                key="filing_id",
+            )
+        )
+
+        check = reconcile(portfolio, scored, obligor_rows)
+        rows_in = portfolio.count()
+        if not check.holds:
+            raise ReconciliationError(
+                f"run {run_id}: {check.obligors} obligors, {check.scored} scored, "
+                f"{check.quarantined} quarantined; {check.missing} missing, {check.repeated} "
+                f"more than once, {check.unknown} not in the portfolio; e.g. {check.examples}"
+            )
         scored_at = dt.datetime.now(dt.UTC)
         output = scored.select(
             "obligor_id",
@@ -171,37 +362,61 @@ def score_portfolio(
             "decision",
             "n_tokens",
             "truncated",
+            "n_chunks",
+            "n_filings",
+            "report_age_days",
             F.lit(model_version).alias("model_version"),
             F.lit(run_id).alias("run_id"),
             F.lit(scored_at).alias("scored_at"),
         )
-        replace_where(
-            output, tables.qualified("scored_portfolio"), F.col("as_of_date") == F.lit(as_of)
-        )
-
-        rows_in = portfolio.count()
-        grade_counts = {
-            row["grade"]: int(row["count"])
-            for row in spark.table(tables.qualified("scored_portfolio"))
-            .where((F.col("as_of_date") == F.lit(as_of)) & (F.col("run_id") == run_id))
-            .groupBy("grade")
-            .count()
-            .collect()
+        set_aside = _with_run(
+            obligor_rows.unionByName(record_rows), run_id=run_id, as_of=as_of, at=scored_at
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        reason_counts = {
+            f"{r['source_table']}:{r['reason_code']}": int(r["count"])
+            for r in set_aside.groupBy("source_table", "reason_code").count().collect()
         }
+        grade_counts = {
+            r["grade"]: int(r["count"]) for r in scored.groupBy("grade").count().collect()
+        }
+
+        failpoints.hit(failpoint, "before_commit")
+        before = {t: latest_version(spark, t) for t in (quarantine_table, scored_table)}
+        this_date = F.col("as_of_date") == F.lit(as_of)
+        replace_where(set_aside, quarantine_table, this_date)
+        failpoints.hit(failpoint, "between_commits")
+        replace_where(output, scored_table, this_date)
+        set_aside.unpersist()
+        failpoints.hit(failpoint, "before_run_log")
+
         result = RunResult(
             run_id=run_id,
             as_of=as_of,
             status="success",
             rows_in=rows_in,
-            rows_scored=sum(grade_counts.values()),
+            rows_scored=check.scored,
             model_version=model_version,
             input_versions=versions,
             duration_s=round(time.monotonic() - clock, 3),
+            rows_quarantined=check.quarantined,
+            records_quarantined=sum(reason_counts.values()) - check.quarantined,
             grade_counts=grade_counts,
+            reason_counts=reason_counts,
         )
         append(_run_row(spark, result, started, None), tables.qualified("score_runs"))
         return result
     except Exception as exc:
+        for table, version in before.items():
+            try:
+                restore(spark, table, version)
+            except Exception as undo:
+                log.error(
+                    "run %s: could not restore %s to version %d (%s)",
+                    run_id,
+                    table,
+                    version,
+                    type(undo).__name__,
+                )
         failed = RunResult(
             run_id=run_id,
             as_of=as_of,
@@ -216,9 +431,13 @@ def score_portfolio(
             append(
                 _run_row(spark, failed, started, type(exc).__name__), tables.qualified("score_runs")
             )
-        except Exception:  # the original error matters more than the log row
-            log.exception("run %s: could not record the failed run", run_id)
+        except Exception as lost:  # the original error matters more than the log row
+            log.error("run %s: could not record the failed run (%s)", run_id, type(lost).__name__)
         raise
     finally:
+        if results is not None:
+            results.unpersist()
         if broadcast is not None:
             broadcast.unpersist()
+        if locked:
+            runlock.release(spark, locks, as_of=as_of, run_id=run_id)

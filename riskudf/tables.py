@@ -35,6 +35,9 @@ SCORED_PORTFOLIO_COLUMNS: tuple[Column_, ...] = (
     ("decision", "STRING", True, "approve, review or decline"),
     ("n_tokens", "INT", True, "tokens in the assembled document, before any cut"),
     ("truncated", "BOOLEAN", True, "the document was longer than the model window"),
+    ("n_chunks", "INT", True, "model windows scored for the document (1 until chunking)"),
+    ("n_filings", "INT", True, "filings in the lookback window that went into the document"),
+    ("report_age_days", "INT", True, "days from the credit report date to the as-of date"),
     ("model_version", "STRING", True, "model_version from the model manifest"),
     ("run_id", "STRING", True, "the scoring run, see score_runs"),
     ("scored_at", "TIMESTAMP", True, "when the run wrote this row (UTC)"),
@@ -46,12 +49,33 @@ SCORE_RUNS_COLUMNS: tuple[Column_, ...] = (
     ("started_at", "TIMESTAMP", True, "UTC"),
     ("finished_at", "TIMESTAMP", True, "UTC"),
     ("status", "STRING", True, "success or failed"),
-    ("rows_in", "BIGINT", False, "obligors in the portfolio for the date"),
+    ("rows_in", "BIGINT", False, "rows of the portfolio table read by the run"),
     ("rows_scored", "BIGINT", False, "rows written to scored_portfolio"),
+    ("rows_quarantined", "BIGINT", False, "portfolio rows not scored, see scoring_quarantine"),
+    ("records_quarantined", "BIGINT", False, "report and filing records set aside"),
     ("model_version", "STRING", False, "model_version from the model manifest"),
     ("input_versions", "MAP<STRING, BIGINT>", False, "Delta version read of each input table"),
     ("duration_s", "DOUBLE", False, "wall time of the run in seconds"),
     ("error", "STRING", False, "exception class of a failed run; never input text"),
+)
+
+SCORING_QUARANTINE_COLUMNS: tuple[Column_, ...] = (
+    ("run_id", "STRING", True, "the scoring run, see score_runs"),
+    ("as_of_date", "DATE", True, "the as-of date of that run"),
+    ("source_table", "STRING", True, "the input table the row or record came from"),
+    ("record_key", "STRING", False, "its key there (obligor_id, report_id or filing_id)"),
+    ("obligor_id", "STRING", False, "the obligor concerned; null when the key itself is null"),
+    ("reason_code", "STRING", True, "why it was set aside, see riskudf/quarantine.py REASONS"),
+    ("detail", "STRING", False, "counts and ids only; never input text"),
+    ("quarantined_at", "TIMESTAMP", True, "when the run wrote this row (UTC)"),
+)
+
+SCORING_LOCKS_COLUMNS: tuple[Column_, ...] = (
+    ("as_of_date", "DATE", True, "the as-of date a run is scoring"),
+    ("run_id", "STRING", True, "the run that holds the date"),
+    ("holder", "STRING", True, "host and process id of the driver of that run"),
+    ("acquired_at", "TIMESTAMP", True, "UTC"),
+    ("expires_at", "TIMESTAMP", True, "after this the lock counts as abandoned (UTC)"),
 )
 
 
@@ -74,6 +98,10 @@ class SchemaError(ValueError):
 
 class MissingTableError(ValueError):
     """An input table does not exist."""
+
+
+class InputError(ValueError):
+    """The inputs cannot make a run: an empty portfolio, an as-of date in the future."""
 
 
 def check_columns(df: DataFrame, table: str, required: Mapping[str, str]) -> None:
@@ -129,12 +157,26 @@ def ensure_table(
     partitioned_by: str | None = None,
     comment: str = "",
 ) -> None:
-    """Create a Delta table with the given columns if it does not exist yet."""
+    """Create a Delta table with the given columns if it does not exist yet.
+
+    A table made by an older release gets the columns it lacks (nullable: Delta cannot add a
+    NOT NULL column to a table that has rows).
+    """
     partition = f"PARTITIONED BY ({partitioned_by})" if partitioned_by else ""
     spark.sql(
         f"CREATE TABLE IF NOT EXISTS {table} ({ddl(columns)}) USING DELTA {partition} "
         f"COMMENT '{comment}'"
     )
+    present = set(spark.table(table).columns)
+    missing = tuple((n, k, False, c) for n, k, _, c in columns if n not in present)
+    if missing:
+        spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({ddl(missing)})")
+
+
+def restore(spark: SparkSession, table: str, version: int) -> None:
+    """Put a Delta table back to an earlier version (one new commit), if it moved since."""
+    if latest_version(spark, table) != version:
+        spark.sql(f"RESTORE TABLE {table} TO VERSION AS OF {version}")
 
 
 def replace_where(df: DataFrame, table: str, condition: Column) -> None:

@@ -53,6 +53,9 @@ def test_one_document_per_obligor_as_of_the_date(spark) -> None:
         "segment": "retail",
         "report_id": "r1b",
         "report_date": D(2026, 6, 1),
+        "report_age_days": 180,
+        "report_problem": None,
+        "report_problem_detail": None,
         "n_filings": 0,
         "document": "[CREDIT REPORT 2026-06-01]\nlatest report",
     }

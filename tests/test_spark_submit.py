@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -12,12 +13,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def submit(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def submit(cwd: Path, *args: str, failpoint: str = "") -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "SPARK_CONF_DIR": str(ROOT / "conf/spark"),
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "RISKUDF_FAILPOINT": failpoint,
     }
     spark_submit = Path(sys.executable).parent / "spark-submit"
     return subprocess.run(
@@ -31,9 +33,8 @@ def submit(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.slow
-def test_spark_submit_twice_keeps_one_row_per_obligor(spark, tiny_model, tmp_path) -> None:
-    # A project-like working directory: the jobs, the jars and the conf; a fresh lakehouse.
+def project_dir(tmp_path: Path, model: Path) -> Path:
+    """A project-like working directory: the jobs, the jars and the conf; a fresh lakehouse."""
     for name in ("jobs", "jars", "conf"):
         (tmp_path / name).symlink_to(ROOT / name)
     (tmp_path / "lakehouse").mkdir()
@@ -41,8 +42,14 @@ def test_spark_submit_twice_keeps_one_row_per_obligor(spark, tiny_model, tmp_pat
     conf.write_text(
         (ROOT / "conf/local.yaml")
         .read_text()
-        .replace("model_dir: models/demo", f"model_dir: {tiny_model}")
+        .replace("model_dir: models/demo", f"model_dir: {model}")
     )
+    return conf
+
+
+@pytest.mark.slow
+def test_spark_submit_twice_keeps_one_row_per_obligor(spark, tiny_model, tmp_path) -> None:
+    conf = project_dir(tmp_path, tiny_model)
 
     made = submit(tmp_path, "jobs/make_demo_data.py", "--obligors", "25", "--conf", str(conf))
     assert made.returncode == 0, made.stderr[-3000:]
@@ -60,3 +67,91 @@ def test_spark_submit_twice_keeps_one_row_per_obligor(spark, tiny_model, tmp_pat
     assert scored.select("obligor_id").distinct().count() == 25
     assert [r["status"] for r in runs.collect()] == ["success", "success"]
     assert (tmp_path / "lakehouse/metastore_db").is_dir()
+
+
+SENTINEL = "ZQXJ-SENTINEL-4471"
+OUTPUTS = ("scored_portfolio", "scoring_quarantine", "score_runs", "scoring_locks")
+
+
+def plant_sentinels(spark, warehouse: Path) -> None:
+    """Text that carries a sentinel: scored, quarantined and set-aside, in reports and filings."""
+    ids = sorted(
+        r["obligor_id"]
+        for r in spark.read.format("delta").load(str(warehouse / "portfolio")).collect()
+    )
+    day = dt.date(2026, 11, 1)
+    spark.createDataFrame(
+        [
+            ("S-1", ids[0], day, f"Holder {SENTINEL}, 12 Elm Street. No delinquencies."),
+            ("S-2", ids[1], day, f"{SENTINEL}\x00\x01\x02 binary"),
+            ("S-3", ids[2], day, f"{SENTINEL} " * 20_000),
+        ],
+        "report_id string, obligor_id string, report_date date, text string",
+    ).write.format("delta").mode("append").save(str(warehouse / "credit_reports"))
+    spark.createDataFrame(
+        [
+            ("SF-1", ids[3], day, "8-K", f"Officer {SENTINEL} resigned."),
+            ("SF-2", ids[3], day, "8-K", f"{SENTINEL} \ufffd\ufffd"),
+        ],
+        "filing_id string, obligor_id string, filing_date date, form_type string, text string",
+    ).write.format("delta").mode("append").save(str(warehouse / "filings"))
+
+
+def output_state(spark, warehouse: Path, *, with_run: bool) -> dict[str, list[str]]:
+    state = {}
+    for table in ("scored_portfolio", "scoring_quarantine"):
+        df = spark.read.format("delta").load(str(warehouse / table))
+        if not with_run:
+            df = df.drop("run_id", "scored_at", "quarantined_at")
+        state[table] = sorted(repr(tuple(r)) for r in df.collect())
+    return state
+
+
+@pytest.mark.slow
+def test_killed_driver_then_rerun_matches_a_clean_run_and_no_text_leaks(
+    spark, tiny_model, tmp_path
+) -> None:
+    conf = project_dir(tmp_path, tiny_model)
+    warehouse = tmp_path / "lakehouse/warehouse/risk.db"
+    score = ("jobs/score_portfolio.py", "--as-of", "2026-11-28", "--conf", str(conf))
+    made = submit(tmp_path, "jobs/make_demo_data.py", "--obligors", "20", "--conf", str(conf))
+    assert made.returncode == 0, made.stderr[-3000:]
+    plant_sentinels(spark, warehouse)
+
+    clean = submit(tmp_path, *score)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    clean_full = output_state(spark, warehouse, with_run=True)
+    clean_plain = output_state(spark, warehouse, with_run=False)
+    assert any("NOT_TEXT" in row for row in clean_full["scoring_quarantine"])
+
+    # The driver dies between the quarantine commit and the scores commit (SIGKILL, no cleanup).
+    killed = submit(tmp_path, *score, failpoint="between_commits:kill")
+    assert killed.returncode != 0
+    after_kill = output_state(spark, warehouse, with_run=True)
+    assert after_kill["scored_portfolio"] == clean_full["scored_portfolio"]
+    locks = spark.read.format("delta").load(str(warehouse / "scoring_locks")).collect()
+    assert len(locks) == 1  # the dead run's hold, taken over by the next run
+
+    # A task that raises: exit code 1, nothing changes.
+    failed = submit(tmp_path, *score, failpoint="udf:raise:0")
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    assert "scoring run failed: PythonException" in failed.stderr
+
+    rerun = submit(tmp_path, *score)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert output_state(spark, warehouse, with_run=False) == clean_plain
+    runs = spark.read.format("delta").load(str(warehouse / "score_runs")).orderBy("started_at")
+    assert [(r["status"], r["error"]) for r in runs.collect()] == [
+        ("success", None),
+        ("failed", "PythonException"),
+        ("success", None),
+    ]  # the killed run left no row: it never got to write one
+
+    # No sentinel in any output table, any Delta log, or anything the jobs printed.
+    for table in OUTPUTS:
+        for row in spark.read.format("delta").load(str(warehouse / table)).collect():
+            assert SENTINEL not in repr(tuple(row)), table
+        for log in (warehouse / table / "_delta_log").glob("*.json"):
+            assert SENTINEL not in log.read_text(), log
+    for proc in (clean, killed, failed, rerun):
+        assert SENTINEL not in proc.stdout + proc.stderr
