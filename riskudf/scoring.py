@@ -261,12 +261,14 @@ def score_portfolio(
     filings, versions[names["filings"]] = read_versioned(spark, names["filings"], FILING_COLUMNS)
     if portfolio.limit(1).count() == 0:
         raise InputError(f"table {names['portfolio']} is empty: nothing to score")
+    # The bytes verified here are the bytes shipped to the executors, which verify them again.
+    manifest, files = load_artifact_bytes(Path(conf.scoring.model_dir))
+    model_version = manifest.model_version
     ensure_output_tables(spark, conf)
     scored_table = tables.qualified("scored_portfolio")
     quarantine_table = tables.qualified("scoring_quarantine")
     locks = tables.qualified("scoring_locks")
     rows_in = 0
-    model_version = ""
     broadcast = None
     results = None
     locked = False
@@ -281,9 +283,6 @@ def score_portfolio(
         )
         locked = True
         failpoints.hit(failpoint, "after_lock")
-        # The bytes verified on the driver are the bytes shipped to the executors.
-        manifest, files = load_artifact_bytes(Path(conf.scoring.model_dir))
-        model_version = manifest.model_version
         log.info("run %s: as_of=%s model=%s inputs=%s", run_id, as_of, model_version, versions)
 
         usable, portfolio_rows = quarantine.split_portfolio(

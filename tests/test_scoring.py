@@ -94,21 +94,29 @@ def test_rerun_replaces_the_date_and_logs_two_runs(
     assert "2026-11-28" in last["operationParameters"]["predicate"]
 
 
-def test_tampered_model_fails_before_writing(
+def test_tampered_or_truncated_model_fails_before_writing(
     spark, small_lakehouse, tiny_model, make_conf, tmp_path: Path
 ) -> None:
-    broken = tmp_path / "broken"
-    shutil.copytree(tiny_model, broken)
-    (broken / "tokenizer_config.json").write_text("{}")
-    conf = load_config(make_conf(database=small_lakehouse, model_dir=broken))
-    day = dt.date(2026, 9, 30)
-    with pytest.raises(ArtifactError):
-        score_portfolio(spark, conf, as_of=day)
-    assert spark.table("score_test.scored_portfolio").where(F.col("as_of_date") == day).count() == 0
-    failed = spark.table("score_test.score_runs").where(F.col("as_of_date") == day).collect()
-    assert [(r["status"], r["error"], r["rows_scored"]) for r in failed] == [
-        ("failed", "ArtifactError", 0)
-    ]
+    def versions() -> dict[str, int]:
+        return {
+            t: spark.sql(f"DESCRIBE HISTORY score_test.{t}").count()
+            for t in ("scored_portfolio", "scoring_quarantine", "score_runs", "scoring_locks")
+            if spark.catalog.tableExists(f"score_test.{t}")
+        }
+
+    for damage in ("tamper", "truncate"):
+        broken = tmp_path / damage
+        shutil.copytree(tiny_model, broken)
+        if damage == "tamper":
+            (broken / "tokenizer_config.json").write_text("{}")
+        else:
+            weights = broken / "model.safetensors"
+            weights.write_bytes(weights.read_bytes()[:1000])
+        conf = load_config(make_conf(database=small_lakehouse, model_dir=broken))
+        before = versions()
+        with pytest.raises(ArtifactError, match="sha256 mismatch"):
+            score_portfolio(spark, conf, as_of=dt.date(2026, 9, 30))
+        assert versions() == before
 
 
 def test_a_table_that_is_not_delta_is_named_in_the_error(spark) -> None:
