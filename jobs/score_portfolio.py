@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from riskudf.bi import after_nightly_write
 from riskudf.cli import (
     BAD_INPUT,
     EXIT_BAD_INPUT,
@@ -39,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         log.exception("scoring run failed")
         return EXIT_FAILED
+    try:
+        # Compaction, Z-order and the BI views: the scores are written and logged already, so
+        # a failure here leaves slower lookups, not wrong data; it is logged, not fatal.
+        after_nightly_write(spark, conf, as_of=result.as_of)
+    except Exception:
+        log.exception("run %s: compaction or BI refresh failed (scores are written)", result.run_id)
     scored = conf.tables.qualified("scored_portfolio")
     runs = conf.tables.qualified("score_runs")
     print(

@@ -22,8 +22,12 @@ from riskudf.tables import (
     CREDIT_REPORT_COLUMNS,
     FILING_COLUMNS,
     PORTFOLIO_COLUMNS,
+    RETENTION_PROPERTIES,
     SCORE_RUNS_COLUMNS,
+    SCORE_RUNS_COMMENT,
     SCORED_PORTFOLIO_COLUMNS,
+    SCORED_PORTFOLIO_COMMENT,
+    SCORED_PORTFOLIO_PROPERTIES,
     append,
     ensure_database,
     ensure_table,
@@ -56,13 +60,15 @@ def ensure_output_tables(spark: SparkSession, conf: RiskConf) -> None:
         tables.qualified("scored_portfolio"),
         SCORED_PORTFOLIO_COLUMNS,
         partitioned_by="as_of_date",
-        comment="PD, grade and decision per obligor and as-of date; one row each",
+        comment=SCORED_PORTFOLIO_COMMENT,
+        properties=SCORED_PORTFOLIO_PROPERTIES,
     )
     ensure_table(
         spark,
         tables.qualified("score_runs"),
         SCORE_RUNS_COLUMNS,
-        comment="one row per scoring run, written when the run ends",
+        comment=SCORE_RUNS_COMMENT,
+        properties=RETENTION_PROPERTIES,
     )
 
 

@@ -28,13 +28,13 @@ OUTCOME_COLUMNS = {"obligor_id": "string", "observation_date": "date", "default_
 Column_ = tuple[str, str, bool, str]
 
 SCORED_PORTFOLIO_COLUMNS: tuple[Column_, ...] = (
-    ("obligor_id", "STRING", True, "obligor key, as in the portfolio table"),
+    ("obligor_id", "STRING", True, "obligor key (pseudonymous), as in the portfolio table"),
     ("as_of_date", "DATE", True, "the date the portfolio was scored as of"),
-    ("pd", "DOUBLE", True, "probability of default within 12 months, 0 to 1"),
-    ("grade", "STRING", True, "grade on the master scale of the scoring config"),
-    ("decision", "STRING", True, "approve, review or decline"),
+    ("pd", "DOUBLE", True, "probability of default within 12 months, a fraction from 0 to 1"),
+    ("grade", "STRING", True, "grade on the master scale of the scoring config, e.g. AAA to CC"),
+    ("decision", "STRING", True, "one of approve, review, decline"),
     ("n_tokens", "INT", True, "tokens in the assembled document, before any cut"),
-    ("truncated", "BOOLEAN", True, "the document was longer than the model window"),
+    ("truncated", "BOOLEAN", True, "true when the document was longer than the model window"),
     ("model_version", "STRING", True, "model_version from the model manifest"),
     ("run_id", "STRING", True, "the scoring run, see score_runs"),
     ("scored_at", "TIMESTAMP", True, "when the run wrote this row (UTC)"),
@@ -43,9 +43,9 @@ SCORED_PORTFOLIO_COLUMNS: tuple[Column_, ...] = (
 SCORE_RUNS_COLUMNS: tuple[Column_, ...] = (
     ("run_id", "STRING", True, "unique id of the scoring run"),
     ("as_of_date", "DATE", True, "the as-of date scored"),
-    ("started_at", "TIMESTAMP", True, "UTC"),
-    ("finished_at", "TIMESTAMP", True, "UTC"),
-    ("status", "STRING", True, "success or failed"),
+    ("started_at", "TIMESTAMP", True, "when the run started (UTC)"),
+    ("finished_at", "TIMESTAMP", True, "when the run ended (UTC)"),
+    ("status", "STRING", True, "one of success, failed"),
     ("rows_in", "BIGINT", False, "obligors in the portfolio for the date"),
     ("rows_scored", "BIGINT", False, "rows written to scored_portfolio"),
     ("model_version", "STRING", False, "model_version from the model manifest"),
@@ -54,13 +54,60 @@ SCORE_RUNS_COLUMNS: tuple[Column_, ...] = (
     ("error", "STRING", False, "exception class of a failed run; never input text"),
 )
 
+SCORED_PORTFOLIO_COMMENT = (
+    "PD, grade and decision per obligor and as-of date; one row each, from the latest run of "
+    "the date (see score_runs for its status)"
+)
+SCORE_RUNS_COMMENT = "one row per scoring run, written when the run ends"
+
+# Written by monitoring (issue 3); created empty so that the BI view over it exists from day one.
+MONITOR_ALERTS_COLUMNS: tuple[Column_, ...] = (
+    ("alert_id", "STRING", True, "unique id of the alert"),
+    ("run_id", "STRING", True, "the scoring run the alert was raised on, see score_runs"),
+    ("as_of_date", "DATE", True, "as-of date of that run"),
+    ("rule", "STRING", True, "the monitoring rule, e.g. psi_pd or default_rate_by_grade"),
+    ("severity", "STRING", True, "one of warn, alert"),
+    ("metric", "STRING", True, "the measured metric, e.g. population_stability_index"),
+    ("slice_key", "STRING", False, "the slicing column, e.g. segment; null for the whole table"),
+    ("slice_value", "STRING", False, "the slice, e.g. retail; null for the whole table"),
+    ("value", "DOUBLE", True, "the measured value, in the unit of the metric"),
+    ("threshold", "DOUBLE", True, "the threshold the value crossed, same unit"),
+    ("created_at", "TIMESTAMP", True, "when the alert was raised (UTC)"),
+    ("status", "STRING", True, "one of open, acknowledged, closed"),
+    ("acknowledged_at", "TIMESTAMP", False, "when the alert was acknowledged (UTC), else null"),
+)
+
+# Delta table properties. Retention: the log keeps 90 days of history; files a commit removed
+# stay 30 days before VACUUM may delete them, so time travel (VERSION AS OF) and the change data
+# feed reach back 30 days. Every as-of date stays in the table itself (one partition per date).
+# Deletion vectors and column mapping stay off: delta-rs and DuckDB read these tables directly.
+RETENTION_PROPERTIES = {
+    "delta.logRetentionDuration": "interval 90 days",
+    "delta.deletedFileRetentionDuration": "interval 30 days",
+    "delta.enableDeletionVectors": "false",
+}
+SCORED_PORTFOLIO_PROPERTIES = {
+    **RETENTION_PROPERTIES,
+    "delta.enableChangeDataFeed": "true",
+}
+
+
+def sql_string(text: str) -> str:
+    """A SQL string literal (single quotes, backslashes and quotes escaped)."""
+    escaped = text.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
 
 def ddl(columns: tuple[Column_, ...]) -> str:
     """Column list for CREATE TABLE, with NOT NULL constraints and comments."""
     return ", ".join(
-        f"{name} {kind}{' NOT NULL' if required else ''} COMMENT '{comment}'"
+        f"{name} {kind}{' NOT NULL' if required else ''} COMMENT {sql_string(comment)}"
         for name, kind, required, comment in columns
     )
+
+
+def properties_sql(properties: Mapping[str, str]) -> str:
+    return ", ".join(f"{sql_string(k)} = {sql_string(v)}" for k, v in properties.items())
 
 
 def schema(columns: tuple[Column_, ...]) -> str:
@@ -128,12 +175,14 @@ def ensure_table(
     *,
     partitioned_by: str | None = None,
     comment: str = "",
+    properties: Mapping[str, str] | None = None,
 ) -> None:
     """Create a Delta table with the given columns if it does not exist yet."""
     partition = f"PARTITIONED BY ({partitioned_by})" if partitioned_by else ""
+    props = f"TBLPROPERTIES ({properties_sql(properties)})" if properties else ""
     spark.sql(
         f"CREATE TABLE IF NOT EXISTS {table} ({ddl(columns)}) USING DELTA {partition} "
-        f"COMMENT '{comment}'"
+        f"COMMENT {sql_string(comment)} {props}"
     )
 
 
