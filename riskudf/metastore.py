@@ -97,10 +97,16 @@ def is_listening(host: str, port: int, *, timeout: float = 1.0) -> bool:
 
 def derby_classpath(extra_jars_dir: Path) -> str:
     """Derby's engine jars as shipped in the pyspark wheel, plus derbynet from ``jars/``."""
-    import pyspark
+    # Under spark-submit, pyspark is imported from a zip inside SPARK_HOME: use SPARK_HOME.
+    spark_home = os.environ.get("SPARK_HOME")
+    if not spark_home:
+        import pyspark
 
-    spark_jars = Path(pyspark.__file__).parent / "jars"
+        spark_home = str(Path(pyspark.__file__).parent)
+    spark_jars = Path(spark_home) / "jars"
     jars = sorted(spark_jars.glob("derby*.jar")) + sorted(extra_jars_dir.glob("derbynet-*.jar"))
+    if not any(jar.name.startswith("derbytools-") for jar in jars):
+        raise MetastoreError(f"Derby jars missing under {spark_jars}")
     if not any(jar.name.startswith("derbynet-") for jar in jars):
         raise MetastoreError(f"derbynet jar missing under {extra_jars_dir}: run `make install`")
     return os.pathsep.join(str(jar) for jar in jars)
