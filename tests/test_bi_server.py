@@ -292,20 +292,54 @@ def test_delta_rs_and_duckdb_read_what_spark_and_the_wire_serve(spark, lakehouse
         """
     ).fetchall()
     assert_rows_close(sorted(duck), wire(server, SUMMARY))
+    assert_rows_close(sorted(duck), local(spark, SUMMARY))
+    # Row by row, DuckDB reads the values Spark wrote (doubles bit for bit, the run's timestamp).
+    raw = f"SELECT {', '.join(columns)}, unix_micros(scored_at) FROM {DB}.scored_portfolio"
+    by_duckdb = conn.execute(
+        f"SELECT obligor_id, strftime(as_of_date, '%Y-%m-%d'), pd, grade, decision, run_id, "
+        f"epoch_us(scored_at) FROM delta_scan('{scored}')"
+    ).fetchall()
+    by_spark = local(spark, raw)
+    assert sorted(by_duckdb) == by_spark
+    assert len(by_spark) == N
 
 
-def test_a_query_during_a_scoring_run_sees_the_previous_complete_run(
-    spark, lakehouse, server, monkeypatch
-) -> None:
-    before_latest, before_summary = wire(server, LATEST), wire(server, SUMMARY)
-    before_history = wire(server, HISTORY)
-    reached, release = threading.Event(), threading.Event()
+@dataclass
+class HeldRun:
+    """A scoring run in a thread, held between its two commits until ``release`` is set."""
+
+    committed: threading.Event  # the scored rows are committed, the run-log row is not
+    release: threading.Event
+    thread: threading.Thread
+    outcome: dict[str, Any]
+
+    def poll_until_committed(self, probe: Any) -> list[Any]:
+        """Call ``probe()`` over and over while the run scores; once more after its commit."""
+        seen = []
+        deadline = time.monotonic() + 300
+        while not self.committed.is_set():
+            assert time.monotonic() < deadline, "the scoring run never reached its run-log write"
+            assert self.thread.is_alive(), self.outcome
+            seen.append(probe())
+        seen.append(probe())
+        return seen
+
+    def result(self) -> Any:
+        self.release.set()
+        self.thread.join(300)
+        assert "error" not in self.outcome, self.outcome
+        return self.outcome["result"]
+
+
+@contextlib.contextmanager
+def held_run(spark, conf: RiskConf, as_of: dt.date, monkeypatch) -> Iterator[HeldRun]:
+    """score_portfolio in a thread of the suite's session, held before its score_runs write."""
+    committed, release = threading.Event(), threading.Event()
     real_append = scoring.append
 
     def gated_append(df: Any, table: str) -> None:
-        # Hold the run between its two commits: scored rows written, run-log row not yet.
         if table.endswith(".score_runs"):
-            reached.set()
+            committed.set()
             if not release.wait(300):
                 raise TimeoutError("the test never released the run")
         real_append(df, table)
@@ -315,34 +349,70 @@ def test_a_query_during_a_scoring_run_sees_the_previous_complete_run(
 
     def run() -> None:
         try:
-            outcome["result"] = score_portfolio(spark, lakehouse.conf, as_of=D2)
+            outcome["result"] = score_portfolio(spark, conf, as_of=as_of)
         except BaseException as exc:
             outcome["error"] = exc
 
     thread = threading.Thread(target=run, daemon=True)
+    held = HeldRun(committed=committed, release=release, thread=thread, outcome=outcome)
     thread.start()
-    observed = []
     try:
-        deadline = time.monotonic() + 300
-        while not reached.is_set():  # while documents are scored: poll the view
-            assert time.monotonic() < deadline, "the scoring run never reached its run-log write"
-            assert thread.is_alive(), outcome
-            observed.append(wire(server, LATEST))
-        # The new run's rows are committed to the scored table, its success not yet logged.
-        new_rows = spark.sql(
-            f"SELECT count(*) FROM {DB}.scored_portfolio WHERE as_of_date = '{D2}'"
-        )
-        assert new_rows.first()[0] == N
-        observed.append(wire(server, LATEST))
-        assert_rows_close(wire(server, SUMMARY), before_summary)
-        assert wire(server, HISTORY) == before_history
+        yield held
     finally:
         release.set()
         thread.join(300)
-    assert "error" not in outcome, outcome
+        monkeypatch.undo()
+
+
+def date_rows(spark, as_of: dt.date) -> list[tuple]:
+    """The scored table's rows of one date, as LATEST selects them."""
+    return local(
+        spark,
+        "SELECT obligor_id, as_of_date, pd, grade, decision, run_id "
+        f"FROM {DB}.scored_portfolio WHERE as_of_date = '{as_of}'",
+    )
+
+
+def test_a_query_during_a_scoring_run_sees_the_previous_complete_run(
+    spark, lakehouse, server, monkeypatch
+) -> None:
+    before_latest, before_summary = wire(server, LATEST), wire(server, SUMMARY)
+    before_history = wire(server, HISTORY)
+    assert {r[1] for r in before_latest} == {D1.isoformat()}
+    with held_run(spark, lakehouse.conf, D2, monkeypatch) as run:
+        # Queries while the documents are scored, and one with the new run's rows committed to
+        # the scored table but its success not logged yet.
+        observed = run.poll_until_committed(lambda: wire(server, LATEST))
+        new_rows = date_rows(spark, D2)
+        assert len(new_rows) == N
+        assert len({r[5] for r in new_rows}) == 1  # all of them, from the held run
+        assert_rows_close(wire(server, SUMMARY), before_summary)
+        assert wire(server, HISTORY) == before_history
+        result = run.result()
     assert all(seen == before_latest for seen in observed), "a query saw a partial run"
-    new_run = outcome["result"].run_id
     after = wire(server, LATEST)
-    assert {(r[1], r[5]) for r in after} == {(D2.isoformat(), new_run)}
-    assert after == local(spark, LATEST)
+    assert {(r[1], r[5]) for r in after} == {(D2.isoformat(), result.run_id)}
+    assert after == local(spark, LATEST) == date_rows(spark, D2)
     assert len(after) == N
+
+
+def test_a_rerun_of_a_scored_date_never_shows_a_partial_run(
+    spark, lakehouse, server, monkeypatch
+) -> None:
+    # D1 and D2 are scored and logged (previous test). A rerun of D2 replaces the date's rows in
+    # one commit: before it, the views show the previous D2 run; between the rerun's two commits,
+    # each obligor's previous successful date (D1), as the README says; never rows of the rerun.
+    if not any(r[1] == D2.isoformat() for r in wire(server, LATEST)):
+        pytest.skip("needs D2 scored by the previous test")
+    before_latest, d1_rows = wire(server, LATEST), date_rows(spark, D1)
+    d1_summary = [r for r in wire(server, SUMMARY) if r[0] == D1.isoformat()]
+    with held_run(spark, lakehouse.conf, D2, monkeypatch) as run:
+        observed = run.poll_until_committed(lambda: wire(server, LATEST))
+        rerun_ids = {r[5] for r in date_rows(spark, D2)}
+        assert len(rerun_ids) == 1 and rerun_ids.isdisjoint(r[5] for r in before_latest)
+        assert observed[-1] == d1_rows
+        assert_rows_close(wire(server, SUMMARY), d1_summary)
+        result = run.result()
+    assert all(seen in (before_latest, d1_rows) for seen in observed), "a query saw a partial run"
+    assert wire(server, LATEST) == date_rows(spark, D2)
+    assert {r[5] for r in wire(server, LATEST)} == {result.run_id}
