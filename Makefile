@@ -5,7 +5,9 @@ VENV := $(ROOT)/.venv
 PY := $(VENV)/bin/python
 SUBMIT := $(VENV)/bin/spark-submit
 DELTA_VERSION := 4.0.1
-JARS := jars/delta-spark_2.13-$(DELTA_VERSION).jar jars/delta-storage-$(DELTA_VERSION).jar
+DERBY_VERSION := 10.16.1.1
+JARS := jars/delta-spark_2.13-$(DELTA_VERSION).jar jars/delta-storage-$(DELTA_VERSION).jar \
+  jars/derbynet-$(DERBY_VERSION).jar jars/derbyclient-$(DERBY_VERSION).jar
 MVN_COPY := mvn -q -B org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy -DoutputDirectory=jars
 AS_OF ?= 2026-11-28
 OBLIGORS ?= 5000
@@ -17,7 +19,7 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export HF_HUB_OFFLINE := 1
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: install demo data model score test lint clean-lakehouse
+.PHONY: install demo data model score test lint clean-lakehouse metastore metastore-stop bi bi-stop
 
 install: $(VENV)/.installed $(JARS)
 
@@ -37,17 +39,31 @@ jars/delta-spark_2.13-$(DELTA_VERSION).jar:
 jars/delta-storage-$(DELTA_VERSION).jar:
 	$(MVN_COPY) -Dartifact=io.delta:delta-storage:$(DELTA_VERSION)
 
+# The metastore's Derby network server (same Derby as the pyspark wheel's): lets the nightly job
+# and the BI server (a second JVM) share lakehouse/metastore_db. See riskudf/metastore.py.
+jars/derbynet-$(DERBY_VERSION).jar:
+	$(MVN_COPY) -Dartifact=org.apache.derby:derbynet:$(DERBY_VERSION)
+
+jars/derbyclient-$(DERBY_VERSION).jar:
+	$(MVN_COPY) -Dartifact=org.apache.derby:derbyclient:$(DERBY_VERSION)
+
 lakehouse:
 	mkdir -p lakehouse
 
-data: install lakehouse
+metastore: install lakehouse
+	$(PY) -m riskudf.metastore start
+
+metastore-stop:
+	if test -x $(PY); then $(PY) -m riskudf.metastore stop; fi
+
+data: install lakehouse metastore
 	$(SUBMIT) jobs/make_demo_data.py --obligors $(OBLIGORS) --conf $(CONF)
 
-model: install lakehouse
+model: install lakehouse metastore
 	$(SUBMIT) jobs/train.py --train-table risk.training_documents --text-col text \
 	  --label-col default_12m --output models/demo --conf $(CONF)
 
-score: install lakehouse
+score: install lakehouse metastore
 	$(SUBMIT) jobs/score_portfolio.py --as-of $(AS_OF) --conf $(CONF)
 
 demo: install lakehouse
@@ -58,9 +74,16 @@ demo: install lakehouse
 test: install
 	$(PY) -m pytest -q
 
+# The BI endpoint: Spark Thrift Server (HiveServer2 protocol) on bi.port; Ctrl-C or bi-stop ends it.
+bi: install lakehouse metastore
+	$(SUBMIT) jobs/serve_bi.py --conf $(CONF) --pid-file lakehouse/bi.pid
+
+bi-stop:
+	if test -f lakehouse/bi.pid; then kill "$$(cat lakehouse/bi.pid)"; else echo "bi: not running"; fi
+
 lint: install
 	$(PY) -m ruff check riskudf jobs tests
 	$(PY) -m mypy
 
-clean-lakehouse:
+clean-lakehouse: metastore-stop
 	rm -rf lakehouse models

@@ -7,6 +7,7 @@ import logging
 import sys
 
 from riskudf import failpoints
+from riskudf.bi import after_nightly_write
 from riskudf.cli import (
     BAD_INPUT,
     EXIT_BAD_INPUT,
@@ -42,6 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         log.error("scoring run failed: %s", safe_message(exc))
         return EXIT_FAILED
+    try:
+        # Compaction, Z-order and the BI views: the scores are written and logged already, so
+        # a failure here leaves slower lookups, not wrong data; it is logged, not fatal.
+        after_nightly_write(spark, conf, as_of=result.as_of)
+    except Exception as exc:
+        log.error(
+            "run %s: compaction or BI refresh failed (scores are written): %s",
+            result.run_id,
+            safe_message(exc),
+        )
     scored = conf.tables.qualified("scored_portfolio")
     runs = conf.tables.qualified("score_runs")
     print(

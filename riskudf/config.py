@@ -32,6 +32,7 @@ class TablesConf(_Conf):
     score_runs: str = "score_runs"
     scoring_quarantine: str = "scoring_quarantine"
     scoring_locks: str = "scoring_locks"
+    monitor_alerts: str = "monitor_alerts"
 
     def qualified(self, table: str) -> str:
         """``database.table`` for one of the table names above."""
@@ -92,6 +93,30 @@ class TrainingConf(_Conf):
     seed: int = 42
 
 
+class BiConf(_Conf):
+    """The BI endpoint (Spark Thrift Server) and what the analyst views compute."""
+
+    host: str = Field(default="127.0.0.1", description="address the Thrift server binds to")
+    port: int = Field(default=10000, gt=0, lt=65536, description="HiveServer2 (JDBC) port")
+    lgd: float = Field(
+        default=0.45, ge=0.0, le=1.0, description="loss given default for expected loss"
+    )
+    lgd_by_segment: dict[str, float] = Field(
+        default_factory=dict, description="per-segment LGD; segments not listed use lgd"
+    )
+    zorder_after_write: bool = Field(
+        default=True, description="compact and Z-order the scored date by obligor_id"
+    )
+    ready_timeout_s: int = Field(default=300, gt=0, description="wait this long for the port")
+
+    @model_validator(mode="after")
+    def _check_lgd(self) -> BiConf:
+        bad = {seg: v for seg, v in self.lgd_by_segment.items() if not 0.0 <= v <= 1.0}
+        if bad:
+            raise ValueError(f"lgd_by_segment values must lie in [0, 1], got {bad}")
+        return self
+
+
 class SparkConf(_Conf):
     app_name: str = "riskudf"
     settings: dict[str, str] = Field(default_factory=dict)
@@ -103,6 +128,7 @@ class RiskConf(_Conf):
     grading: GradingConf
     training: TrainingConf = TrainingConf()
     spark: SparkConf = SparkConf()
+    bi: BiConf = BiConf()
 
 
 def load_config(path: str | Path) -> RiskConf:

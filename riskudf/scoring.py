@@ -30,10 +30,15 @@ from riskudf.tables import (
     CREDIT_REPORT_COLUMNS,
     FILING_COLUMNS,
     PORTFOLIO_COLUMNS,
+    RETENTION_PROPERTIES,
     SCORE_RUNS_COLUMNS,
+    SCORE_RUNS_COMMENT,
     SCORED_PORTFOLIO_COLUMNS,
+    SCORED_PORTFOLIO_COMMENT,
+    SCORED_PORTFOLIO_PROPERTIES,
     SCORING_LOCKS_COLUMNS,
     SCORING_QUARANTINE_COLUMNS,
+    SCORING_QUARANTINE_COMMENT,
     InputError,
     append,
     ensure_database,
@@ -94,20 +99,23 @@ def ensure_output_tables(spark: SparkSession, conf: RiskConf) -> None:
         tables.qualified("scored_portfolio"),
         SCORED_PORTFOLIO_COLUMNS,
         partitioned_by="as_of_date",
-        comment="PD, grade and decision per obligor and as-of date; one row each",
+        comment=SCORED_PORTFOLIO_COMMENT,
+        properties=SCORED_PORTFOLIO_PROPERTIES,
     )
     ensure_table(
         spark,
         tables.qualified("scoring_quarantine"),
         SCORING_QUARANTINE_COLUMNS,
         partitioned_by="as_of_date",
-        comment="rows and records a run could not score, with a reason; no input text",
+        comment=SCORING_QUARANTINE_COMMENT,
+        properties=RETENTION_PROPERTIES,
     )
     ensure_table(
         spark,
         tables.qualified("score_runs"),
         SCORE_RUNS_COLUMNS,
-        comment="one row per scoring run, written when the run ends",
+        comment=SCORE_RUNS_COMMENT,
+        properties=RETENTION_PROPERTIES,
     )
     ensure_table(
         spark,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 
 from riskudf.config import SparkConf
+from riskudf.metastore import ensure_metastore
 
 
 def build_spark(conf: SparkConf) -> SparkSession:
@@ -18,6 +19,10 @@ def build_spark(conf: SparkConf) -> SparkSession:
     for key, value in conf.settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    # The local lakehouse's metastore is a Derby network server (see riskudf.metastore); start
+    # it if the defaults name one and it is down. The Hive catalog connects lazily, on the first
+    # catalog access, so this runs before it. A no-op for embedded or remote metastores.
+    ensure_metastore(dict(spark.sparkContext.getConf().getAll()))
     # getOrCreate may return a running session (a test's, or one started by spark-submit):
     # runtime settings still apply to it; static ones were fixed when its JVM started.
     for key, value in conf.settings.items():

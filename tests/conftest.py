@@ -1,9 +1,14 @@
-"""One local Spark session for the suite (Delta, Hive metastore in a temp dir), and tiny models."""
+"""One local Spark session for the suite (Delta, Hive metastore in a temp dir), and tiny models.
+
+The metastore database is served by a Derby network server on a free loopback port, as in the
+local lakehouse, so that a second JVM (the BI server under test) can share it with the suite.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,50 +18,73 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DELTA_JARS = sorted(str(path) for path in (ROOT / "jars").glob("delta-*.jar"))
+DERBY_CLIENT_JARS = sorted(str(path) for path in (ROOT / "jars").glob("derbyclient-*.jar"))
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from pyspark.sql import SparkSession
 
-    if len(DELTA_JARS) != 2:
-        pytest.exit("Delta jars missing under jars/: run `make install`", returncode=3)
+    from riskudf.metastore import DerbyServer, start_server, stop_server
+
+    if len(DELTA_JARS) != 2 or len(DERBY_CLIENT_JARS) != 1:
+        pytest.exit("Delta or Derby jars missing under jars/: run `make install`", returncode=3)
     base = tmp_path_factory.mktemp("spark")
-    conf_dir = base / "conf"
-    conf_dir.mkdir()
-    shutil.copy(ROOT / "conf/spark/log4j2.properties", conf_dir)
-    # The suite's session must not pick up the local lakehouse's defaults.
-    os.environ["SPARK_CONF_DIR"] = str(conf_dir)
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("riskudf-tests")
-        .config("spark.jars", ",".join(DELTA_JARS))
-        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config(
-            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+    derby = DerbyServer(host="127.0.0.1", port=free_port(), home=base / "derby")
+    start_server(derby, jars_dir=ROOT / "jars")
+    try:
+        conf_dir = base / "conf"
+        conf_dir.mkdir()
+        shutil.copy(ROOT / "conf/spark/log4j2.properties", conf_dir)
+        # The suite's session must not pick up the local lakehouse's defaults.
+        os.environ["SPARK_CONF_DIR"] = str(conf_dir)
+        os.environ["PYSPARK_PYTHON"] = sys.executable
+        os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        session = (
+            SparkSession.builder.master("local[2]")
+            .appName("riskudf-tests")
+            .config("spark.jars", ",".join(DELTA_JARS))
+            .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+            .config(
+                "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+            )
+            .config("spark.sql.catalogImplementation", "hive")
+            .config("spark.sql.warehouse.dir", str(base / "warehouse"))
+            .config(
+                "spark.hadoop.javax.jdo.option.ConnectionURL",
+                f"jdbc:derby://{derby.address}/metastore_db;create=true",
+            )
+            .config(
+                "spark.hadoop.javax.jdo.option.ConnectionDriverName",
+                "org.apache.derby.jdbc.ClientDriver",
+            )
+            .config("spark.driver.extraClassPath", DERBY_CLIENT_JARS[0])
+            .config(
+                "spark.driver.extraJavaOptions", f"-Dderby.stream.error.file={base / 'derby.log'}"
+            )
+            .config("spark.driver.memory", "4g")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.shuffle.partitions", "4")
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.python.worker.reuse", "true")
+            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+            .config("spark.databricks.delta.snapshotPartitions", "2")
+            .config("spark.databricks.delta.catalog.update.enabled", "true")
+            .getOrCreate()
         )
-        .config("spark.sql.catalogImplementation", "hive")
-        .config("spark.sql.warehouse.dir", str(base / "warehouse"))
-        .config(
-            "spark.hadoop.javax.jdo.option.ConnectionURL",
-            f"jdbc:derby:;databaseName={base / 'metastore_db'};create=true",
-        )
-        .config("spark.driver.extraJavaOptions", f"-Dderby.stream.error.file={base / 'derby.log'}")
-        .config("spark.driver.memory", "4g")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.python.worker.reuse", "true")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.databricks.delta.snapshotPartitions", "2")
-        .getOrCreate()
-    )
-    yield session
-    session.stop()
+        yield session
+        session.stop()
+    finally:
+        stop_server(derby, jars_dir=ROOT / "jars")
 
 
 def _backbone_dir() -> Path:

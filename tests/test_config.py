@@ -54,3 +54,22 @@ def test_master_scale_must_increase_and_close_at_one() -> None:
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_bi_section_defaults_and_checks() -> None:
+    conf = load_config(ROOT / "conf/local.yaml")
+    assert (conf.bi.host, conf.bi.port, conf.bi.lgd) == ("127.0.0.1", 10000, 0.45)
+    assert conf.bi.lgd_by_segment == {"retail": 0.75, "corporate": 0.45}
+    assert conf.tables.qualified("monitor_alerts") == "risk.monitor_alerts"
+    raw = local()
+    raw["bi"]["zorder"] = True
+    with pytest.raises(ConfigError, match=r"bi\.zorder: Extra inputs"):
+        parse_config(raw)
+    raw = local()
+    raw["bi"]["lgd_by_segment"] = {"retail": 1.5}
+    with pytest.raises(ConfigError, match="lgd_by_segment values must lie in"):
+        parse_config(raw)
+    raw = local()
+    raw["bi"]["port"] = 70000
+    with pytest.raises(ConfigError, match=r"bi\.port"):
+        parse_config(raw)

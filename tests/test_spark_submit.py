@@ -7,17 +7,38 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import free_port
+
+from riskudf.metastore import read_spark_defaults, server_from_spark_conf, stop_server
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def project_defaults_on_a_free_port(conf_dir: Path) -> Path:
+    """The project's Spark defaults, unchanged but for the metastore server's port.
+
+    The suite must not reach a developer's own lakehouse metastore on the default port.
+    """
+    conf_dir.mkdir()
+    defaults = (ROOT / "conf/spark/spark-defaults.conf").read_text()
+    (conf_dir / "spark-defaults.conf").write_text(
+        re.sub(
+            r"jdbc:derby://127\.0\.0\.1:\d+/", f"jdbc:derby://127.0.0.1:{free_port()}/", defaults
+        )
+    )
+    (conf_dir / "log4j2.properties").write_text((ROOT / "conf/spark/log4j2.properties").read_text())
+    return conf_dir
 
 
 def submit(cwd: Path, *args: str, failpoint: str = "") -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
-        "SPARK_CONF_DIR": str(ROOT / "conf/spark"),
+        "SPARK_CONF_DIR": str(cwd / "conf/spark"),
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
         "RISKUDF_FAILPOINT": failpoint,
@@ -34,23 +55,39 @@ def submit(cwd: Path, *args: str, failpoint: str = "") -> subprocess.CompletedPr
     )
 
 
-def project_dir(tmp_path: Path, model: Path) -> Path:
-    """A project-like working directory: the jobs, the jars and the conf; a fresh lakehouse."""
-    for name in ("jobs", "jars", "conf"):
+@contextmanager
+def project(tmp_path: Path) -> Iterator[Path]:
+    """A project-like working directory: the jobs, the jars and the conf; a fresh lakehouse whose
+    metastore server the first job starts by itself (as on a fresh machine or after a reboot).
+    """
+    for name in ("jobs", "jars"):
         (tmp_path / name).symlink_to(ROOT / name)
+    (tmp_path / "conf").mkdir()
+    spark_conf = project_defaults_on_a_free_port(tmp_path / "conf/spark")
     (tmp_path / "lakehouse").mkdir()
-    conf = tmp_path / "test.yaml"
-    conf.write_text(
-        (ROOT / "conf/local.yaml")
-        .read_text()
-        .replace("model_dir: models/demo", f"model_dir: {model}")
-    )
-    return conf
+    defaults = read_spark_defaults(spark_conf / "spark-defaults.conf")
+    server = server_from_spark_conf(defaults, cwd=tmp_path)
+    assert server is not None
+    try:
+        yield tmp_path
+    finally:
+        stop_server(server, jars_dir=ROOT / "jars")
 
 
 @pytest.mark.slow
 def test_spark_submit_twice_keeps_one_row_per_obligor(spark, tiny_model, tmp_path) -> None:
-    conf = project_dir(tmp_path, tiny_model)
+    with project(tmp_path):
+        run_jobs_twice(spark, tiny_model, tmp_path)
+    assert (tmp_path / "lakehouse/metastore_db").is_dir()
+
+
+def run_jobs_twice(spark, tiny_model: Path, tmp_path: Path) -> None:
+    conf = tmp_path / "test.yaml"
+    conf.write_text(
+        (ROOT / "conf/local.yaml")
+        .read_text()
+        .replace("model_dir: models/demo", f"model_dir: {tiny_model}")
+    )
 
     made = submit(tmp_path, "jobs/make_demo_data.py", "--obligors", "25", "--conf", str(conf))
     assert made.returncode == 0, made.stderr[-3000:]
@@ -67,7 +104,10 @@ def test_spark_submit_twice_keeps_one_row_per_obligor(spark, tiny_model, tmp_pat
     assert scored.count() == 25
     assert scored.select("obligor_id").distinct().count() == 25
     assert [r["status"] for r in runs.collect()] == ["success", "success"]
-    assert (tmp_path / "lakehouse/metastore_db").is_dir()
+    # After each nightly write the date is compacted and Z-ordered by obligor_id.
+    history = spark.sql(f"DESCRIBE HISTORY delta.`{warehouse / 'scored_portfolio'}`").collect()
+    optimized = [h for h in history if h["operation"] == "OPTIMIZE"]
+    assert [h["operationParameters"]["zOrderBy"] for h in optimized] == ['["obligor_id"]'] * 2
 
 
 SENTINEL = "ZQXJ-SENTINEL-4471"
@@ -112,7 +152,17 @@ def output_state(spark, warehouse: Path, *, with_run: bool) -> dict[str, list[st
 def test_killed_driver_then_rerun_matches_a_clean_run_and_no_text_leaks(
     spark, tiny_model, tmp_path
 ) -> None:
-    conf = project_dir(tmp_path, tiny_model)
+    with project(tmp_path):
+        killed_driver_then_rerun(spark, tiny_model, tmp_path)
+
+
+def killed_driver_then_rerun(spark, tiny_model: Path, tmp_path: Path) -> None:
+    conf = tmp_path / "test.yaml"
+    conf.write_text(
+        (ROOT / "conf/local.yaml")
+        .read_text()
+        .replace("model_dir: models/demo", f"model_dir: {tiny_model}")
+    )
     warehouse = tmp_path / "lakehouse/warehouse/risk.db"
     score = ("jobs/score_portfolio.py", "--as-of", "2026-11-28", "--conf", str(conf))
     made = submit(tmp_path, "jobs/make_demo_data.py", "--obligors", "20", "--conf", str(conf))

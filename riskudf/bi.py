@@ -1,0 +1,365 @@
+"""What BI tools see: documented Delta tables, four analyst views and the JDBC endpoint.
+
+Analysts connect with Tableau, Power BI, Superset or DBeaver to a HiveServer2-compatible endpoint
+(the Spark Thrift Server, started in the same JVM as :func:`publish_bi_objects` by
+``jobs/serve_bi.py``), or read the Delta tables directly (delta-rs, DuckDB).
+
+Consistency: a view reads each Delta table at one snapshot, and the scored rows of a run count
+only once the run's ``success`` row is in ``score_runs`` (written after the scored table's single
+commit). A query during a nightly run therefore sees the previous complete run, never a partial
+one. Views carry no personal data: no report text, names or addresses, and no demographic columns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from riskudf.config import BiConf, RiskConf, TablesConf
+from riskudf.metastore import is_listening
+from riskudf.scoring import ensure_output_tables
+from riskudf.tables import (
+    MONITOR_ALERTS_COLUMNS,
+    RETENTION_PROPERTIES,
+    SCORE_RUNS_COLUMNS,
+    SCORE_RUNS_COMMENT,
+    SCORED_PORTFOLIO_COLUMNS,
+    SCORED_PORTFOLIO_COMMENT,
+    SCORED_PORTFOLIO_PROPERTIES,
+    SCORING_QUARANTINE_COLUMNS,
+    SCORING_QUARANTINE_COMMENT,
+    Column_,
+    MissingTableError,
+    ensure_table,
+    properties_sql,
+    sql_string,
+)
+
+log = logging.getLogger(__name__)
+
+MONITOR_ALERTS_COMMENT = (
+    "alerts raised by portfolio monitoring (drift, calibration, fairness); status open until "
+    "acknowledged or closed"
+)
+
+
+class BiServerError(RuntimeError):
+    """The Thrift server did not come up (port taken, Delta or metastore misconfigured)."""
+
+
+@dataclass(frozen=True)
+class DocumentedTable:
+    name: str
+    columns: tuple[Column_, ...]
+    comment: str
+    properties: Mapping[str, str]
+
+
+def documented_tables(tables: TablesConf) -> tuple[DocumentedTable, ...]:
+    """The output tables BI reads, with the comments and properties they must carry."""
+    return (
+        DocumentedTable(
+            tables.qualified("scored_portfolio"),
+            SCORED_PORTFOLIO_COLUMNS,
+            SCORED_PORTFOLIO_COMMENT,
+            SCORED_PORTFOLIO_PROPERTIES,
+        ),
+        DocumentedTable(
+            tables.qualified("score_runs"),
+            SCORE_RUNS_COLUMNS,
+            SCORE_RUNS_COMMENT,
+            RETENTION_PROPERTIES,
+        ),
+        DocumentedTable(
+            tables.qualified("monitor_alerts"),
+            MONITOR_ALERTS_COLUMNS,
+            MONITOR_ALERTS_COMMENT,
+            RETENTION_PROPERTIES,
+        ),
+        DocumentedTable(
+            tables.qualified("scoring_quarantine"),
+            SCORING_QUARANTINE_COLUMNS,
+            SCORING_QUARANTINE_COMMENT,
+            RETENTION_PROPERTIES,
+        ),
+    )
+
+
+# --- views -------------------------------------------------------------------------------------
+
+ViewColumn = tuple[str, str]  # (name, comment)
+
+LATEST_SCORES_COLUMNS: tuple[ViewColumn, ...] = (
+    ("obligor_id", "obligor key (pseudonymous)"),
+    ("as_of_date", "as-of date of the latest successful run that scored the obligor"),
+    ("pd", "probability of default within 12 months, a fraction from 0 to 1"),
+    ("grade", "grade on the master scale, e.g. AAA (best) to CC (worst)"),
+    ("decision", "one of approve, review, decline"),
+    ("model_version", "model that produced the score"),
+    ("run_id", "scoring run, see v_run_history"),
+    ("scored_at", "when the run wrote the score (UTC)"),
+)
+PORTFOLIO_SUMMARY_COLUMNS: tuple[ViewColumn, ...] = (
+    ("as_of_date", "as-of date of a successful run"),
+    ("segment", "retail or corporate, from the current portfolio table; unknown if gone"),
+    ("grade", "grade on the master scale"),
+    ("obligors", "number of obligors"),
+    ("exposure", "sum of exposure at default, in the portfolio currency"),
+    ("mean_pd", "mean probability of default, a fraction from 0 to 1 (not weighted)"),
+    ("lgd", "loss given default applied to the segment, a fraction (conf bi.lgd)"),
+    ("expected_loss", "sum of PD x exposure x LGD, in the portfolio currency"),
+)
+ALERTS_OPEN_COLUMNS: tuple[ViewColumn, ...] = (
+    ("alert_id", "unique id of the alert"),
+    ("run_id", "scoring run the alert was raised on"),
+    ("as_of_date", "as-of date of that run"),
+    ("rule", "monitoring rule"),
+    ("severity", "one of warn, alert"),
+    ("metric", "measured metric"),
+    ("slice_key", "slicing column, null for the whole portfolio"),
+    ("slice_value", "slice, null for the whole portfolio"),
+    ("value", "measured value, in the unit of the metric"),
+    ("threshold", "threshold crossed, same unit"),
+    ("created_at", "when the alert was raised (UTC)"),
+)
+RUN_HISTORY_COLUMNS: tuple[ViewColumn, ...] = (
+    ("run_id", "unique id of the scoring run"),
+    ("as_of_date", "as-of date scored"),
+    ("status", "one of success, failed"),
+    ("is_current", "true when the scored table holds this run's rows for its date"),
+    ("started_at", "UTC"),
+    ("finished_at", "UTC"),
+    ("duration_s", "wall time in seconds"),
+    ("rows_in", "obligors in the portfolio"),
+    ("rows_scored", "rows written"),
+    ("rows_quarantined", "portfolio rows set aside, see scoring_quarantine"),
+    ("model_version", "model used"),
+    ("input_versions", "JSON object: Delta version read of each input table"),
+    ("error", "exception class of a failed run, else null"),
+)
+
+
+def _double(value: float) -> str:
+    return f"CAST({float(value)!r} AS DOUBLE)"
+
+
+def lgd_sql(bi: BiConf, segment: str) -> str:
+    """LGD of a segment column as a SQL expression: per-segment values, else the default."""
+    if not bi.lgd_by_segment:
+        return _double(bi.lgd)
+    cases = " ".join(
+        f"WHEN {sql_string(seg)} THEN {_double(value)}"
+        for seg, value in sorted(bi.lgd_by_segment.items())
+    )
+    return f"CASE {segment} {cases} ELSE {_double(bi.lgd)} END"
+
+
+def _successful_scores(tables: TablesConf) -> str:
+    """Scored rows whose run is recorded as successful (one Delta snapshot of each table)."""
+    return (
+        f"SELECT s.* FROM {tables.qualified('scored_portfolio')} s "
+        f"LEFT SEMI JOIN (SELECT run_id FROM {tables.qualified('score_runs')} "
+        "WHERE status = 'success') r ON s.run_id = r.run_id"
+    )
+
+
+def view_queries(conf: RiskConf) -> dict[str, str]:
+    """The SELECT behind each analyst view, keyed by view name (unqualified)."""
+    t = conf.tables
+    lgd = lgd_sql(conf.bi, "coalesce(p.segment, 'unknown')")
+    return {
+        "v_latest_scores": (
+            "SELECT obligor_id, as_of_date, pd, grade, decision, model_version, run_id, scored_at "
+            "FROM (SELECT *, row_number() OVER (PARTITION BY obligor_id ORDER BY as_of_date DESC) "
+            f"AS rank_latest FROM ({_successful_scores(t)}) ok) ranked WHERE rank_latest = 1"
+        ),
+        "v_portfolio_summary": (
+            "SELECT s.as_of_date, coalesce(p.segment, 'unknown') AS segment, s.grade, "
+            "count(*) AS obligors, sum(p.exposure) AS exposure, avg(s.pd) AS mean_pd, "
+            f"max({lgd}) AS lgd, sum(s.pd * p.exposure * {lgd}) AS expected_loss "
+            f"FROM ({_successful_scores(t)}) s "
+            f"LEFT JOIN {t.qualified('portfolio')} p ON s.obligor_id = p.obligor_id "
+            "GROUP BY s.as_of_date, coalesce(p.segment, 'unknown'), s.grade"
+        ),
+        "v_alerts_open": (
+            "SELECT alert_id, run_id, as_of_date, rule, severity, metric, slice_key, slice_value, "
+            f"value, threshold, created_at FROM {t.qualified('monitor_alerts')} "
+            "WHERE status = 'open'"
+        ),
+        "v_run_history": (
+            "SELECT r.run_id, r.as_of_date, r.status, c.run_id IS NOT NULL AS is_current, "
+            "r.started_at, r.finished_at, r.duration_s, r.rows_in, r.rows_scored, "
+            "r.rows_quarantined, r.model_version, to_json(r.input_versions) AS input_versions, "
+            "r.error "
+            f"FROM {t.qualified('score_runs')} r LEFT JOIN (SELECT DISTINCT run_id FROM "
+            f"{t.qualified('scored_portfolio')}) c ON r.run_id = c.run_id"
+        ),
+    }
+
+
+VIEW_DOCS: dict[str, tuple[str, tuple[ViewColumn, ...]]] = {
+    "v_latest_scores": (
+        "latest score per obligor from successful runs only; no personal data",
+        LATEST_SCORES_COLUMNS,
+    ),
+    "v_portfolio_summary": (
+        "per as-of date, segment and grade: obligors, exposure, mean PD and expected loss "
+        "(PD x exposure x LGD); successful runs only; exposure and segment from the current "
+        "portfolio table",
+        PORTFOLIO_SUMMARY_COLUMNS,
+    ),
+    "v_alerts_open": ("monitoring alerts still open", ALERTS_OPEN_COLUMNS),
+    "v_run_history": (
+        "every scoring run: status, counts, duration, input versions",
+        RUN_HISTORY_COLUMNS,
+    ),
+}
+
+
+def view_ddl(conf: RiskConf, view: str) -> str:
+    comment, columns = VIEW_DOCS[view]
+    cols = ", ".join(f"{name} COMMENT {sql_string(text)}" for name, text in columns)
+    if view == "v_portfolio_summary":
+        lgds = [f"{seg} {value}" for seg, value in sorted(conf.bi.lgd_by_segment.items())]
+        comment += f"; LGD: {', '.join([*lgds, f'other {conf.bi.lgd}'])}"
+    return (
+        f"CREATE OR REPLACE VIEW {conf.tables.database}.{view} ({cols}) "
+        f"COMMENT {sql_string(comment)} AS {view_queries(conf)[view]}"
+    )
+
+
+# --- tables ------------------------------------------------------------------------------------
+
+
+def _table_properties(spark: SparkSession, table: str) -> dict[str, str]:
+    return {row["key"]: row["value"] for row in spark.sql(f"SHOW TBLPROPERTIES {table}").collect()}
+
+
+def document_table(spark: SparkSession, table: DocumentedTable) -> list[str]:
+    """Bring a table's comments and properties to what the code says; return what changed.
+
+    Each change is a Delta metadata commit, which fails concurrent writers, so nothing is
+    written when everything already matches (the normal case after the first run).
+    """
+    changes: list[str] = []
+    current = _table_properties(spark, table.name)
+    missing = {k: v for k, v in table.properties.items() if current.get(k) != v}
+    if missing:
+        spark.sql(f"ALTER TABLE {table.name} SET TBLPROPERTIES ({properties_sql(missing)})")
+        changes.append(f"properties {sorted(missing)}")
+    detail = spark.sql(f"DESCRIBE DETAIL {table.name}").select("description").first()
+    if detail is None or detail["description"] != table.comment:
+        spark.sql(f"COMMENT ON TABLE {table.name} IS {sql_string(table.comment)}")
+        changes.append("table comment")
+    fields = {f.name: f.metadata.get("comment") for f in spark.table(table.name).schema.fields}
+    for name, _, _, comment in table.columns:
+        if name in fields and fields[name] != comment:
+            spark.sql(f"ALTER TABLE {table.name} ALTER COLUMN {name} COMMENT {sql_string(comment)}")
+            changes.append(f"comment of {name}")
+    return changes
+
+
+def publish_bi_objects(spark: SparkSession, conf: RiskConf) -> None:
+    """Create or update everything BI reads: the output tables' docs, monitor_alerts, views."""
+    portfolio = conf.tables.qualified("portfolio")
+    if not spark.catalog.tableExists(portfolio):
+        raise MissingTableError(f"table {portfolio} does not exist (run `make demo` first)")
+    ensure_output_tables(spark, conf)
+    ensure_table(
+        spark,
+        conf.tables.qualified("monitor_alerts"),
+        MONITOR_ALERTS_COLUMNS,
+        comment=MONITOR_ALERTS_COMMENT,
+        properties=RETENTION_PROPERTIES,
+    )
+    for table in documented_tables(conf.tables):
+        changes = document_table(spark, table)
+        if changes:
+            log.info("%s: updated %s", table.name, ", ".join(changes))
+    for view in VIEW_DOCS:
+        spark.sql(view_ddl(conf, view))
+
+
+def compact_scored_date(spark: SparkSession, conf: RiskConf, *, as_of: dt.date) -> dict[str, Any]:
+    """Compact the date's files and Z-order them by obligor_id; return OPTIMIZE's metrics.
+
+    A lookup of one obligor then reads few files (data skipping on obligor_id min/max stats).
+    OPTIMIZE commits with dataChange=false: readers and the change data feed are unaffected.
+    """
+    table = conf.tables.qualified("scored_portfolio")
+    row = spark.sql(
+        f"OPTIMIZE {table} WHERE as_of_date = DATE'{as_of.isoformat()}' ZORDER BY (obligor_id)"
+    ).first()
+    metrics = row["metrics"].asDict() if row is not None else {}
+    log.info(
+        "%s as of %s: OPTIMIZE ZORDER BY obligor_id removed %s files, added %s",
+        table,
+        as_of,
+        metrics.get("numFilesRemoved"),
+        metrics.get("numFilesAdded"),
+    )
+    return metrics
+
+
+def after_nightly_write(spark: SparkSession, conf: RiskConf, *, as_of: dt.date) -> None:
+    """The nightly job's last step: compact and Z-order the new date, refresh the BI objects."""
+    if conf.bi.zorder_after_write:
+        compact_scored_date(spark, conf, as_of=as_of)
+    publish_bi_objects(spark, conf)
+
+
+# --- the JDBC endpoint -------------------------------------------------------------------------
+
+
+def jdbc_url(bi: BiConf, database: str) -> str:
+    return f"jdbc:hive2://{bi.host}:{bi.port}/{database}"
+
+
+@dataclass
+class ThriftServer:
+    """A Spark Thrift Server running in this SparkSession's JVM."""
+
+    handle: Any
+    host: str
+    port: int
+
+    def stop(self) -> None:
+        self.handle.stop()
+
+
+def start_thrift_server(spark: SparkSession, bi: BiConf) -> ThriftServer:
+    """Start the HiveServer2-protocol server on ``bi.host:bi.port`` over this session.
+
+    JDBC sessions are new sessions of ``spark``: same catalog (metastore), same Delta settings.
+    """
+    if is_listening(bi.host, bi.port):
+        raise BiServerError(f"port {bi.host}:{bi.port} is already in use")
+    jvm: Any = spark._jvm
+    # The server takes its HiveConf from the execution Hive client, which reuses this thread's
+    # Hive SessionState when one exists (it does once the catalog was used, e.g. by
+    # publish_bi_objects): set the keys there, and in the session for a fresh state.
+    hive_settings = {
+        "hive.server2.thrift.bind.host": bi.host,
+        "hive.server2.thrift.port": str(bi.port),
+        "hive.server2.transport.mode": "binary",
+    }
+    state = jvm.org.apache.hadoop.hive.ql.session.SessionState.get()
+    for key, value in hive_settings.items():
+        spark.conf.set(key, value)
+        if state is not None:
+            state.getConf().set(key, value)
+    server_class = jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2
+    handle = server_class.startWithSparkSession(spark._jsparkSession, False)
+    deadline = time.monotonic() + bi.ready_timeout_s
+    while not is_listening(bi.host, bi.port):
+        if time.monotonic() > deadline:
+            handle.stop()
+            raise BiServerError(f"Thrift server not listening on {bi.host}:{bi.port}")
+        time.sleep(0.5)
+    return ThriftServer(handle=handle, host=bi.host, port=bi.port)
