@@ -41,11 +41,11 @@ def conf_for(database: str, tmp_path: Path, **bi: object) -> RiskConf:
 
 
 def scored_row(obligor: str, as_of: dt.date, pd: float, grade: str, run_id: str) -> tuple:
-    return (obligor, as_of, pd, grade, "approve", 10, False, "m-1", run_id, T)
+    return (obligor, as_of, pd, grade, "approve", 10, False, 1, 0, 30, "m-1", run_id, T)
 
 
 def run_row(run_id: str, as_of: dt.date, status: str) -> tuple:
-    return (run_id, as_of, T, T, status, 3, 3, "m-1", {"x.portfolio": 0}, 1.5, None)
+    return (run_id, as_of, T, T, status, 3, 3, 0, 0, "m-1", {"x.portfolio": 0}, 1.5, None)
 
 
 @pytest.fixture(scope="module")
@@ -237,6 +237,9 @@ def test_compaction_zorders_so_a_lookup_reads_one_file(spark, tmp_path) -> None:
             F.lit("review").alias("decision"),
             F.lit(100).alias("n_tokens"),
             F.lit(False).alias("truncated"),
+            F.lit(1).alias("n_chunks"),
+            F.lit(0).alias("n_filings"),
+            F.lit(30).alias("report_age_days"),
             F.lit("m-1").alias("model_version"),
             F.lit("rz").alias("run_id"),
             F.lit(T).alias("scored_at"),
