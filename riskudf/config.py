@@ -114,6 +114,60 @@ class BiConf(_Conf):
         bad = {seg: v for seg, v in self.lgd_by_segment.items() if not 0.0 <= v <= 1.0}
         if bad:
             raise ValueError(f"lgd_by_segment values must lie in [0, 1], got {bad}")
+
+
+class Threshold(_Conf):
+    """Warn and alert levels of one rule; null disables that level.
+
+    Whether a value beyond a level is "higher" or "lower" is fixed per rule (see
+    ``riskudf.monitoring.alerts``): PSI, AUC drop and shares breach above, p-values and the
+    disparate impact ratio breach below.
+    """
+
+    warn: float | None = None
+    alert: float | None = None
+
+
+class AlertRulesConf(_Conf):
+    psi: Threshold = Threshold(warn=0.10, alert=0.25)
+    auc_drop: Threshold = Threshold(alert=0.05)
+    jeffreys_pvalue: Threshold = Threshold(warn=0.05, alert=0.01)
+    hosmer_lemeshow_pvalue: Threshold = Threshold(warn=0.05)
+    disparate_impact: Threshold = Threshold(warn=0.80)
+    equal_opportunity_difference: Threshold = Threshold(warn=0.10)
+    empty_document_share: Threshold = Threshold(warn=0.02, alert=0.10)
+    quarantined_share: Threshold = Threshold(warn=0.01, alert=0.05)
+    min_slice_rows: int = Field(
+        default=100, ge=0, description="slice rules apply to slices with at least this many rows"
+    )
+
+
+class FairnessAttribute(_Conf):
+    column: str = Field(description="a portfolio column, e.g. age_band")
+    reference: str = Field(description="the reference group, e.g. 36-50")
+
+
+class MonitoringConf(_Conf):
+    enabled: bool = True
+    slice_columns: tuple[str, ...] = Field(
+        default=("segment",), description="portfolio columns to slice by, joined on obligor_id"
+    )
+    fairness: tuple[FairnessAttribute, ...] = ()
+    outcome_horizon_months: int = Field(default=12, gt=0)
+    backtest_cohorts: int = Field(default=12, gt=0, description="most recent matured cohorts")
+    migration_notches: int = Field(default=2, gt=0, description="share moving more than N")
+    trend_runs: int = Field(default=30, gt=0, description="runs shown in the report's trends")
+    report_dir: str = "lakehouse/reports"
+    fail_on_alert: bool = False
+    alerts: AlertRulesConf = AlertRulesConf()
+
+    @model_validator(mode="after")
+    def _check_columns(self) -> MonitoringConf:
+        if len(set(self.slice_columns)) != len(self.slice_columns):
+            raise ValueError(f"slice_columns must be unique, got {list(self.slice_columns)}")
+        attributes = [attribute.column for attribute in self.fairness]
+        if len(set(attributes)) != len(attributes):
+            raise ValueError(f"fairness columns must be unique, got {attributes}")
         return self
 
 
@@ -127,6 +181,7 @@ class RiskConf(_Conf):
     scoring: ScoringConf
     grading: GradingConf
     training: TrainingConf = TrainingConf()
+    monitoring: MonitoringConf = MonitoringConf()
     spark: SparkConf = SparkConf()
     bi: BiConf = BiConf()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -36,3 +37,19 @@ def add_grade_and_decision(scores: DataFrame, conf: GradingConf) -> DataFrame:
     return scores.withColumn("grade", grade_expr(pd, conf)).withColumn(
         "decision", decision_expr(pd, conf)
     )
+
+
+def grades_of(pds: np.ndarray, conf: GradingConf) -> list[str]:
+    """The grade of each PD in [0, 1], as ``grade_expr`` computes it (numpy, for baselines)."""
+    uppers = np.array([band.upper_pd for band in conf.master_scale])
+    index = np.minimum(np.searchsorted(uppers, pds, side="right"), len(uppers) - 1)
+    return [conf.master_scale[i].grade for i in index.tolist()]
+
+
+def decisions_of(pds: np.ndarray, conf: GradingConf) -> list[str]:
+    """The decision of each PD, as ``decision_expr`` computes it."""
+    return np.where(
+        pds >= conf.decline_from_pd,
+        "decline",
+        np.where(pds >= conf.review_from_pd, "review", "approve"),
+    ).tolist()

@@ -57,6 +57,180 @@ SCORE_RUNS_COLUMNS: tuple[Column_, ...] = (
     ("input_versions", "MAP<STRING, BIGINT>", False, "Delta version read of each input table"),
     ("duration_s", "DOUBLE", False, "wall time of the run in seconds"),
     ("error", "STRING", False, "exception class of a failed run; never input text"),
+    ("alerts_fired", "INT", False, "monitoring alerts of severity alert raised on the run"),
+)
+
+# Monitoring tables: every row carries the run it describes (run_id, as_of_date); a rerun of the
+# monitoring of a run replaces that run's rows. A whole-table row has slice_key and slice_value
+# null; an attribute that is null for an obligor is the slice value ':null'.
+_RUN_KEY: tuple[Column_, ...] = (
+    ("run_id", "STRING", True, "the scoring run described, see score_runs"),
+    ("as_of_date", "DATE", True, "as-of date of that run"),
+)
+_MONITORED_AT: Column_ = ("monitored_at", "TIMESTAMP", True, "when monitoring wrote the row (UTC)")
+_SLICE: tuple[Column_, ...] = (
+    ("slice_key", "STRING", False, "the slicing column, e.g. segment; null for the whole table"),
+    ("slice_value", "STRING", False, "the slice, e.g. retail; null for the whole table"),
+)
+
+MONITOR_PROFILE_COLUMNS: tuple[Column_, ...] = (
+    *_RUN_KEY,
+    ("window_start", "DATE", True, "first day of the profiled window (the as-of date)"),
+    ("window_end", "DATE", True, "day after the window, exclusive"),
+    ("granularity", "STRING", True, "window length: 1 day (one as-of snapshot)"),
+    ("model_version", "STRING", False, "model_version of the scored rows"),
+    *_SLICE,
+    ("column_name", "STRING", True, "profiled column; :table for table-level counts"),
+    ("data_type", "STRING", True, "numeric, categorical or table"),
+    ("count", "BIGINT", True, "rows in the slice"),
+    ("num_nulls", "BIGINT", True, "rows where the column is null"),
+    ("percent_null", "DOUBLE", False, "num_nulls / count, 0 to 1"),
+    ("avg", "DOUBLE", False, "mean of the non-null values (numeric)"),
+    ("stddev", "DOUBLE", False, "sample standard deviation (numeric)"),
+    ("min", "DOUBLE", False, "smallest value (numeric)"),
+    ("max", "DOUBLE", False, "largest value (numeric)"),
+    (
+        "quantiles",
+        "ARRAY<DOUBLE>",
+        False,
+        "at probabilities 0, .01, .05, .1, .25, .5, .75, .9, .95, .99, 1 "
+        "(percentile_approx, accuracy 10000: rank error at most count/10000)",
+    ),
+    (
+        "distinct_count",
+        "BIGINT",
+        False,
+        "distinct non-null values; exact except for pd (HyperLogLog++, rsd 0.01)",
+    ),
+    (
+        "frequent_items",
+        "ARRAY<STRUCT<item: STRING, count: BIGINT>>",
+        False,
+        "up to 10 most frequent values with counts (categorical)",
+    ),
+    _MONITORED_AT,
+)
+
+MONITOR_HISTOGRAM_COLUMNS: tuple[Column_, ...] = (
+    *_RUN_KEY,
+    *_SLICE,
+    ("column_name", "STRING", True, "the column"),
+    ("bin_index", "BIGINT", False, "fine bin of a numeric column; null for categories and nulls"),
+    ("bin_lower", "DOUBLE", False, "inclusive lower bound of the bin"),
+    ("bin_upper", "DOUBLE", False, "exclusive upper bound of the bin"),
+    ("category", "STRING", False, "value of a categorical column; null for bins and nulls"),
+    ("count", "BIGINT", True, "rows in the bin or category"),
+    _MONITORED_AT,
+)
+
+MONITOR_DRIFT_COLUMNS: tuple[Column_, ...] = (
+    *_RUN_KEY,
+    ("drift_type", "STRING", True, "BASELINE (model reference) or CONSECUTIVE (previous run)"),
+    ("reference_run_id", "STRING", False, "the previous run compared with; null for BASELINE"),
+    ("reference_as_of_date", "DATE", False, "as-of date of the previous run; null for BASELINE"),
+    ("reference_model_version", "STRING", False, "model whose baseline or run is the reference"),
+    *_SLICE,
+    ("column_name", "STRING", True, "the compared column"),
+    ("data_type", "STRING", True, "numeric or categorical"),
+    ("count", "BIGINT", True, "non-null values in this run"),
+    ("reference_count", "BIGINT", True, "non-null values in the reference"),
+    ("count_delta", "BIGINT", True, "count minus reference_count"),
+    ("avg_delta", "DOUBLE", False, "mean minus reference mean (numeric, from the fine bins)"),
+    ("psi", "DOUBLE", False, "population stability index: sum (a - e) ln(a / e), e: reference"),
+    ("psi_bins", "INT", False, "bins used by PSI and JS: reference deciles, or categories"),
+    ("ks_statistic", "DOUBLE", False, "two-sample Kolmogorov-Smirnov D (numeric)"),
+    ("ks_pvalue", "DOUBLE", False, "asymptotic two-sided p-value of D"),
+    ("ks_error_bound", "DOUBLE", False, "max |D - exact D|: 0 for integer columns"),
+    ("js_distance", "DOUBLE", False, "Jensen-Shannon distance, base 2 (0 to 1), on psi bins"),
+    ("wasserstein_distance", "DOUBLE", False, "earth mover distance in the column unit"),
+    ("wasserstein_error_bound", "DOUBLE", False, "max error: the fine bin width, 0 for integers"),
+    ("chi_squared_statistic", "DOUBLE", False, "homogeneity test of the categories"),
+    ("chi_squared_pvalue", "DOUBLE", False, "p-value of the chi-squared statistic"),
+    _MONITORED_AT,
+)
+
+MONITOR_MIGRATION_COLUMNS: tuple[Column_, ...] = (
+    *_RUN_KEY,
+    ("previous_run_id", "STRING", True, "the previous successful run"),
+    ("previous_as_of_date", "DATE", True, "its as-of date"),
+    *_SLICE,
+    ("record_type", "STRING", True, "cell (one from/to pair) or summary (the slice)"),
+    ("from_grade", "STRING", False, "grade in the previous run; null: new obligor or summary"),
+    ("to_grade", "STRING", False, "grade in this run; null: obligor left or summary"),
+    ("notches", "INT", False, "to minus from on the master scale; positive is a downgrade"),
+    ("count", "BIGINT", True, "obligors in the cell, or matched obligors of the slice"),
+    ("rate", "DOUBLE", False, "cell count / obligors with that from_grade (matched)"),
+    ("upgrade_share", "DOUBLE", False, "summary: share of matched obligors upgraded"),
+    ("downgrade_share", "DOUBLE", False, "summary: share downgraded"),
+    ("stable_share", "DOUBLE", False, "summary: share with the same grade"),
+    ("moved_over_notches", "INT", False, "summary: N of moved_over_share (conf)"),
+    ("moved_over_share", "DOUBLE", False, "summary: share moving more than N notches"),
+    ("new_obligors", "BIGINT", False, "summary: in this run only"),
+    ("exited_obligors", "BIGINT", False, "summary: in the previous run only"),
+    _MONITORED_AT,
+)
+
+MONITOR_BACKTEST_COLUMNS: tuple[Column_, ...] = (
+    *_RUN_KEY,
+    ("cohort_date", "DATE", True, "as-of date of the scores whose outcomes matured"),
+    ("cohort_run_id", "STRING", True, "the run that wrote those scores"),
+    ("horizon_months", "INT", True, "outcome horizon"),
+    *_SLICE,
+    ("grade", "STRING", False, "the grade; null for all grades"),
+    ("n", "BIGINT", True, "scored obligors with an outcome"),
+    ("defaults", "BIGINT", True, "of which defaulted within the horizon"),
+    ("mean_pd", "DOUBLE", True, "mean predicted PD"),
+    ("observed_dr", "DOUBLE", True, "defaults / n"),
+    ("jeffreys_lower", "DOUBLE", True, "Jeffreys interval of the DR: Beta(d+.5, n-d+.5) 2.5 %"),
+    ("jeffreys_upper", "DOUBLE", True, "97.5 % quantile of that Beta"),
+    ("jeffreys_pvalue", "DOUBLE", True, "one-sided: P(DR <= mean_pd); small: PD too low"),
+    ("auc", "DOUBLE", False, "area under the ROC curve (all grades rows)"),
+    ("auc_error_bound", "DOUBLE", False, "max |AUC - exact AUC| from 1e-4 PD bins"),
+    ("gini", "DOUBLE", False, "2 AUC - 1"),
+    ("ks_statistic", "DOUBLE", False, "max gap of defaulter and non-defaulter PD CDFs"),
+    ("brier", "DOUBLE", False, "mean (pd - default)^2, exact"),
+    ("log_loss", "DOUBLE", False, "mean log loss, pd clipped to [eps, 1 - eps], exact"),
+    ("hosmer_lemeshow_statistic", "DOUBLE", False, "over PD decile groups"),
+    ("hosmer_lemeshow_pvalue", "DOUBLE", False, "chi-squared with groups - 2 df"),
+    ("hosmer_lemeshow_groups", "INT", False, "groups used"),
+    _MONITORED_AT,
+)
+
+MONITOR_FAIRNESS_COLUMNS: tuple[Column_, ...] = (
+    *_RUN_KEY,
+    ("cohort_date", "DATE", True, "as-of date of the decisions: this run, or a matured cohort"),
+    ("attribute", "STRING", True, "protected or proxy attribute, e.g. age_band"),
+    ("group_value", "STRING", True, "the group"),
+    ("reference_group", "STRING", True, "the reference group of the attribute (conf)"),
+    ("n", "BIGINT", True, "obligors in the group"),
+    ("approvals", "BIGINT", True, "of which decision approve"),
+    ("approval_rate", "DOUBLE", True, "approvals / n"),
+    ("disparate_impact", "DOUBLE", False, "approval_rate / reference approval_rate"),
+    ("n_non_default", "BIGINT", False, "obligors without default (matured cohorts only)"),
+    ("approval_rate_non_default", "DOUBLE", False, "approvals among them (true positive rate)"),
+    (
+        "equal_opportunity_difference",
+        "DOUBLE",
+        False,
+        "approval_rate_non_default minus the reference group's",
+    ),
+    _MONITORED_AT,
+)
+
+MONITOR_ALERTS_COLUMNS: tuple[Column_, ...] = (
+    ("alert_id", "STRING", True, "unique id of the alert"),
+    ("run_id", "STRING", True, "the scoring run the alert was raised on, see score_runs"),
+    ("as_of_date", "DATE", True, "as-of date of that run"),
+    ("rule", "STRING", True, "the monitoring rule, e.g. psi_pd or default_rate_by_grade"),
+    ("severity", "STRING", True, "one of warn, alert"),
+    ("metric", "STRING", True, "the measured metric, e.g. population_stability_index"),
+    ("slice_key", "STRING", False, "the slicing column, e.g. segment; null for the whole table"),
+    ("slice_value", "STRING", False, "the slice, e.g. retail; null for the whole table"),
+    ("value", "DOUBLE", True, "the measured value, in the unit of the metric"),
+    ("threshold", "DOUBLE", True, "the threshold the value crossed, same unit"),
+    ("created_at", "TIMESTAMP", True, "when the alert was raised (UTC)"),
+    ("status", "STRING", True, "one of open, acknowledged, closed"),
+    ("acknowledged_at", "TIMESTAMP", False, "when the alert was acknowledged (UTC), else null"),
 )
 
 SCORED_PORTFOLIO_COMMENT = (
