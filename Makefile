@@ -10,6 +10,10 @@ JARS := jars/delta-spark_2.13-$(DELTA_VERSION).jar jars/delta-storage-$(DELTA_VE
   jars/derbynet-$(DERBY_VERSION).jar jars/derbyclient-$(DERBY_VERSION).jar
 MVN_COPY := mvn -q -B org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy -DoutputDirectory=jars
 AS_OF ?= 2026-11-28
+# The demo scores the outcome cohort (2025-11-28) first, so that the 2026 run has a previous run
+# (consecutive drift, migration) and a matured cohort to backtest.
+DEMO_DATES ?= 2025-11-28 2026-11-28
+SHIFT ?= 0
 OBLIGORS ?= 5000
 CONF ?= conf/local.yaml
 
@@ -57,7 +61,7 @@ metastore-stop:
 	if test -x $(PY); then $(PY) -m riskudf.metastore stop; fi
 
 data: install lakehouse metastore
-	$(SUBMIT) jobs/make_demo_data.py --obligors $(OBLIGORS) --conf $(CONF)
+	$(SUBMIT) jobs/make_demo_data.py --obligors $(OBLIGORS) --shift $(SHIFT) --conf $(CONF)
 
 model: install lakehouse metastore
 	$(SUBMIT) jobs/train.py --train-table risk.training_documents --text-col text \
@@ -69,7 +73,7 @@ score: install lakehouse metastore
 demo: install lakehouse
 	$(MAKE) --no-print-directory data
 	$(MAKE) --no-print-directory model
-	$(MAKE) --no-print-directory score
+	for day in $(DEMO_DATES); do $(MAKE) --no-print-directory score AS_OF=$$day || exit $$?; done
 
 test: install
 	$(PY) -m pytest -q

@@ -27,6 +27,12 @@ def main(argv: list[str] | None = None) -> int:
         default=DemoSpec.observation_date,
         help="cohort date of the training documents and 12-month outcomes",
     )
+    parser.add_argument(
+        "--shift",
+        type=float,
+        default=0.0,
+        help="population shift: added to every obligor's latent risk (e.g. 1.0: a riskier book)",
+    )
     parser.add_argument("--conf", default="conf/local.yaml", help="YAML config file")
     args = parser.parse_args(argv)
     if args.obligors < 1:
@@ -38,7 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         log.error("bad input: %s", exc)
         return EXIT_BAD_INPUT
     spark = build_spark(conf.spark)
-    spec = DemoSpec(seed=args.seed, as_of=args.as_of, observation_date=args.observation_date)
+    spec = DemoSpec(
+        seed=args.seed,
+        as_of=args.as_of,
+        observation_date=args.observation_date,
+        shift=args.shift,
+    )
     counts = write_demo_tables(
         spark,
         database=conf.tables.database,

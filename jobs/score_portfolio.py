@@ -10,6 +10,7 @@ from riskudf import failpoints
 from riskudf.bi import after_nightly_write
 from riskudf.cli import (
     BAD_INPUT,
+    EXIT_ALERTS,
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_OK,
@@ -73,6 +74,17 @@ def main(argv: list[str] | None = None) -> int:
         f'query:  source .venv/bin/activate && spark-sql -e "SELECT grade, decision, count(*) '
         f"FROM {scored} WHERE as_of_date = '{result.as_of}' GROUP BY grade, decision\""
     )
+    monitoring = result.monitoring
+    if monitoring is not None:
+        warnings = len(monitoring.alerts) - monitoring.alerts_fired
+        print(
+            f"monitoring: {monitoring.alerts_fired} alerts, {warnings} warnings "
+            f"in {monitoring.duration_s:.0f}s; report {monitoring.report_path}"
+        )
+        print(f"        {conf.tables.database}.monitor_* tables; alerts in monitor_alerts")
+        if monitoring.fails_run:
+            log.error("monitoring raised alerts and monitoring.fail_on_alert is set")
+            return EXIT_ALERTS
     return EXIT_OK
 
 

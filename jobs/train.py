@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             label_col=args.label_col,
             output=args.output,
             model_version=args.model_version,
+            grading=conf.grading,
+            slice_columns=conf.monitoring.slice_columns,
         )
     except (*BAD_INPUT, LabelError) as exc:
         log.error("bad input: %s", exc)

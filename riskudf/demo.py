@@ -126,6 +126,9 @@ class DemoSpec:
     as_of: dt.date = dt.date(2026, 11, 28)
     observation_date: dt.date = dt.date(2025, 11, 28)
     corporate_share: float = 0.3
+    # Population shift: added to every obligor's latent risk (0: the reference population). A
+    # positive shift makes riskier text (more delinquencies, covenant breaches) and more defaults.
+    shift: float = 0.0
 
 
 def _sigmoid(x: float) -> float:
@@ -143,7 +146,7 @@ def obligor_id(index: int) -> str:
 def _latent(spec: DemoSpec, index: int) -> tuple[np.random.Generator, bool, float]:
     rng = np.random.default_rng([spec.seed, index])
     corporate = bool(rng.random() < spec.corporate_share)
-    return rng, corporate, float(rng.normal())
+    return rng, corporate, float(rng.normal()) + spec.shift
 
 
 def portfolio_row(spec: DemoSpec, index: int) -> dict[str, object]:

@@ -26,6 +26,7 @@ from riskudf.failpoints import Failpoint
 from riskudf.grading import add_grade_and_decision
 from riskudf.inference import ScoringOptions, make_pd_udf
 from riskudf.model.artifact import Manifest, artifact_key, load_artifact_bytes
+from riskudf.monitoring.run import MonitorSummary, monitor_run
 from riskudf.tables import (
     CREDIT_REPORT_COLUMNS,
     FILING_COLUMNS,
@@ -67,6 +68,7 @@ class RunResult:
     records_quarantined: int = 0
     grade_counts: dict[str, int] = field(default_factory=dict)
     reason_counts: dict[str, int] = field(default_factory=dict)
+    monitoring: MonitorSummary | None = None
 
 
 class ReconciliationError(RuntimeError):
@@ -225,6 +227,7 @@ def _run_row(
         result.input_versions,
         result.duration_s,
         error,
+        result.monitoring.alerts_fired if result.monitoring else None,
     )
     return spark.createDataFrame([row], schema(SCORE_RUNS_COLUMNS))
 
@@ -394,6 +397,18 @@ def score_portfolio(
         failpoints.hit(failpoint, "between_commits")
         replace_where(output, scored_table, this_date)
         set_aside.unpersist()
+        monitoring = (
+            monitor_run(
+                spark,
+                conf,
+                run_id=run_id,
+                as_of=as_of,
+                manifest=manifest,
+                model_dir=Path(conf.scoring.model_dir),
+            )
+            if conf.monitoring.enabled
+            else None
+        )
         failpoints.hit(failpoint, "before_run_log")
 
         result = RunResult(
@@ -409,6 +424,7 @@ def score_portfolio(
             records_quarantined=sum(reason_counts.values()) - check.quarantined,
             grade_counts=grade_counts,
             reason_counts=reason_counts,
+            monitoring=monitoring,
         )
         append(_run_row(spark, result, started, None), tables.qualified("score_runs"))
         return result

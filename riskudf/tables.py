@@ -212,7 +212,7 @@ MONITOR_FAIRNESS_COLUMNS: tuple[Column_, ...] = (
         "equal_opportunity_difference",
         "DOUBLE",
         False,
-        "approval_rate_non_default minus the reference group's",
+        "approval_rate_non_default minus that of the reference group",
     ),
     _MONITORED_AT,
 )

@@ -115,9 +115,36 @@ def tiny_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def tiny_baseline() -> dict:
+    """A monitoring baseline for the tiny model: PDs, token counts, grades and decisions of a
+    fixed synthetic validation split, sliced by segment."""
+    import numpy as np
+    import pandas as pd
+
+    from riskudf.config import load_config
+    from riskudf.grading import decisions_of, grades_of
+    from riskudf.monitoring.baseline import build_baseline
+
+    grading = load_config(ROOT / "conf/local.yaml").grading
+    rng = np.random.default_rng(5)
+    pds = rng.beta(2, 30, 200)
+    frame = pd.DataFrame(
+        {
+            "pd": pds,
+            "n_tokens": rng.integers(40, 400, 200).astype("int32"),
+            "grade": grades_of(pds, grading),
+            "decision": decisions_of(pds, grading),
+            "segment": np.where(rng.random(200) < 0.3, "corporate", "retail"),
+        }
+    )
+    frame["truncated"] = frame["n_tokens"] > 64
+    return build_baseline(frame, source="tests", slice_columns=("segment",))
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A published riskudf artifact (manifest and checksums) around an untrained tiny head."""
+    """A published riskudf artifact (manifest and checksums, a monitoring baseline) around an
+    untrained tiny head."""
     import torch
 
     from riskudf.config import TrainingConf
@@ -137,6 +164,7 @@ def tiny_model(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) ->
         training_table_version=0,
         metrics={"validation_auc": 0.5},
         model_version="tiny-1",
+        baseline=tiny_baseline(),
     )
     return out
 

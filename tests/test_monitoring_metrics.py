@@ -69,15 +69,18 @@ def test_ks_on_pd_bins_is_within_its_error_bound() -> None:
 
 def test_wasserstein_exact_for_integers_and_within_the_bin_width_for_pd() -> None:
     a, b = RNG.poisson(30, 200), RNG.poisson(33, 150)
-    index, ca, cb = m.align(Histogram.from_values(COUNT_GRID, a), Histogram.from_values(COUNT_GRID, b))
+    index, ca, cb = m.align(
+        Histogram.from_values(COUNT_GRID, a), Histogram.from_values(COUNT_GRID, b)
+    )
     assert m.wasserstein(COUNT_GRID, index, ca, cb) == pytest.approx(
         stats.wasserstein_distance(a, b), rel=1e-12
     )
     pa, pb = RNG.beta(1, 20, 300), RNG.beta(1, 10, 300)
     index, ca, cb = m.align(Histogram.from_values(PD_GRID, pa), Histogram.from_values(PD_GRID, pb))
-    assert abs(
-        m.wasserstein(PD_GRID, index, ca, cb) - stats.wasserstein_distance(pa, pb)
-    ) <= PD_GRID.wasserstein_error_bound
+    assert (
+        abs(m.wasserstein(PD_GRID, index, ca, cb) - stats.wasserstein_distance(pa, pb))
+        <= PD_GRID.wasserstein_error_bound
+    )
 
 
 def test_js_distance_is_scipy_base_2() -> None:

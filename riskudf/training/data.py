@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -20,7 +21,7 @@ class LabelError(ValueError):
 class TrainingData:
     table: str
     version: int | None
-    frame: pd.DataFrame  # columns: text, label
+    frame: pd.DataFrame  # columns: text, label, and the kept columns present
 
 
 def _is_path(table: str) -> bool:
@@ -53,8 +54,12 @@ def load_labelled(
     label_col: str,
     max_rows: int = 0,
     seed: int = 42,
+    keep: Sequence[str] = (),
 ) -> TrainingData:
-    """Text and 0/1 label of a training table, on the driver (training sets fit in memory)."""
+    """Text and 0/1 label of a training table, on the driver (training sets fit in memory).
+
+    Columns named in ``keep`` that the table has come along (slice columns for the baseline).
+    """
     df, version = read_training_table(spark, table)
     missing = [col for col in (text_col, label_col) if col not in df.columns]
     if missing:
@@ -62,6 +67,7 @@ def load_labelled(
     selected = df.select(
         F.coalesce(F.col(text_col).cast("string"), F.lit("")).alias("text"),
         F.col(label_col).cast("int").alias("label"),
+        *[F.col(c).cast("string") for c in keep if c in df.columns and c not in ("text", "label")],
     )
     bad = selected.where(~F.col("label").isin(0, 1) | F.col("label").isNull()).count()
     if bad:

@@ -20,6 +20,7 @@ from riskudf.inference import Scorer, ScoringOptions
 from riskudf.model.artifact import Manifest, publish_directory, sha256_file, write_manifest
 from riskudf.model.calibration import IDENTITY, calibrate, fit_platt
 from riskudf.model.load import load_sequence_classifier, load_tokenizer
+from riskudf.monitoring.baseline import write_baseline
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +61,22 @@ class _Encoded:
         return item
 
 
+def score_texts(
+    tokenizer: Any, model: Any, texts: list[str], *, max_length: int, positive_label: int = 1
+) -> pd.DataFrame:
+    """pd, n_tokens and truncated through the same path the nightly UDF uses."""
+    options = ScoringOptions(max_length=max_length, token_budget=8192)
+    scorer = Scorer(tokenizer, model, positive_label=positive_label, device="cpu", options=options)
+    return scorer.score(texts)
+
+
 def predict_pd(
     tokenizer: Any, model: Any, texts: list[str], *, max_length: int, positive_label: int = 1
 ) -> np.ndarray:
     """PDs through the same path the nightly UDF uses."""
-    options = ScoringOptions(max_length=max_length, token_budget=8192)
-    scorer = Scorer(tokenizer, model, positive_label=positive_label, device="cpu", options=options)
-    return scorer.score(texts)["pd"].to_numpy()
+    return score_texts(
+        tokenizer, model, texts, max_length=max_length, positive_label=positive_label
+    )["pd"].to_numpy()
 
 
 def fine_tune(
@@ -76,10 +86,11 @@ def fine_tune(
     *,
     backbone: Path,
     work_dir: Path,
-) -> tuple[Any, Any, dict[str, float], dict[str, float]]:
+) -> tuple[Any, Any, dict[str, float], dict[str, float], pd.DataFrame]:
     """Train on ``train`` (columns text, label).
 
-    Returns tokenizer, model, validation metrics and the Platt calibration fitted on validation.
+    Returns tokenizer, model, validation metrics, the Platt calibration fitted on validation and
+    the validation split's calibrated scores (pd, n_tokens, truncated), for the baseline.
     """
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
@@ -123,7 +134,8 @@ def fine_tune(
     )
     trainer.train()
     model = trainer.model.to("cpu").eval()
-    raw = predict_pd(tokenizer, model, validation["text"].tolist(), max_length=conf.max_length)
+    scores = score_texts(tokenizer, model, validation["text"].tolist(), max_length=conf.max_length)
+    raw = scores["pd"].to_numpy()
     labels = validation["label"].to_numpy()
     calibration = fit_platt(raw, labels)
     if calibration["slope"] <= 0:
@@ -142,7 +154,7 @@ def fine_tune(
         "validation_default_rate": float(labels.mean()),
         "train_rows": float(len(train)),
     }
-    return tokenizer, model, metrics, calibration
+    return tokenizer, model, metrics, calibration, scores.assign(pd=calibrated)
 
 
 def publish_model(
@@ -157,12 +169,16 @@ def publish_model(
     metrics: dict[str, float],
     calibration: dict[str, float] | None = None,
     model_version: str | None = None,
+    baseline: dict[str, Any] | None = None,
 ) -> TrainedModel:
-    """Save safetensors weights, tokenizer and manifest, then move the directory into place."""
+    """Save safetensors weights, tokenizer, the monitoring baseline (``baseline.json``) and the
+    manifest, then move the directory into place."""
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.staging-", dir=output.parent))
     model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
+    if baseline is not None:
+        write_baseline(staging, baseline)
     created = dt.datetime.now(dt.UTC)
     if model_version is None:
         weights = sha256_file(staging / "model.safetensors")[:8]

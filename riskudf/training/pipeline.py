@@ -8,7 +8,9 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from riskudf.config import TrainingConf
+from riskudf.config import GradingConf, TrainingConf
+from riskudf.grading import decisions_of, grades_of
+from riskudf.monitoring.baseline import build_baseline
 from riskudf.training.data import load_labelled, split_train_validation
 from riskudf.training.finetune import TrainedModel, default_backbone_dir, fine_tune, publish_model
 
@@ -24,8 +26,15 @@ def train_model(
     label_col: str,
     output: Path,
     model_version: str | None = None,
+    grading: GradingConf | None = None,
+    slice_columns: tuple[str, ...] = (),
 ) -> TrainedModel:
-    """Fine-tune the configured backbone on a labelled Delta table and publish the model."""
+    """Fine-tune the configured backbone on a labelled Delta table and publish the model.
+
+    The model carries a monitoring baseline of its validation split: PDs, document statistics,
+    grades and decisions on ``grading`` when given, sliced by the ``slice_columns`` that the
+    training table has.
+    """
     backbone = Path(conf.backbone) if conf.backbone else default_backbone_dir()
     data = load_labelled(
         spark,
@@ -34,6 +43,7 @@ def train_model(
         label_col=label_col,
         max_rows=conf.max_train_rows,
         seed=conf.seed,
+        keep=slice_columns,
     )
     train, validation = split_train_validation(
         data.frame, validation_fraction=conf.validation_fraction, seed=conf.seed
@@ -46,10 +56,24 @@ def train_model(
         data.version,
     )
     with tempfile.TemporaryDirectory(prefix="riskudf-train-") as work:
-        tokenizer, model, metrics, calibration = fine_tune(
+        tokenizer, model, metrics, calibration, scores = fine_tune(
             train, validation, conf, backbone=backbone, work_dir=Path(work)
         )
     log.info("validation metrics: %s", metrics)
+    reference = scores.reset_index(drop=True)
+    if grading is not None:
+        pds = reference["pd"].to_numpy()
+        reference = reference.assign(
+            grade=grades_of(pds, grading), decision=decisions_of(pds, grading)
+        )
+    kept = [c for c in slice_columns if c in validation]
+    for column in kept:
+        reference[column] = validation[column].to_numpy()
+    baseline = build_baseline(
+        reference,
+        source=f"validation split of {data.table} version {data.version}",
+        slice_columns=tuple(kept),
+    )
     return publish_model(
         tokenizer,
         model,
@@ -61,4 +85,5 @@ def train_model(
         metrics=metrics,
         calibration=calibration,
         model_version=model_version,
+        baseline=baseline,
     )

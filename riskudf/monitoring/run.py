@@ -1,0 +1,664 @@
+"""Monitoring of one scoring run: read what scoring wrote, aggregate on Spark, write the monitor
+tables and the report, and say whether an alert fails the run.
+
+Only aggregates reach the driver: histograms, per-bin sums and counts, bounded by slices x columns
+x fine bins whatever the portfolio's size. Every monitor table is written with ``replace_where``
+on the run_id, so monitoring a run again replaces its rows.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from riskudf.config import RiskConf
+from riskudf.model.artifact import Manifest
+from riskudf.monitoring import aggregate as agg
+from riskudf.monitoring.alerts import Alert, RunShares, evaluate_alerts
+from riskudf.monitoring.backtest import BacktestRecord, backtest_records, outcome_decisions
+from riskudf.monitoring.baseline import BASELINE_NAME, Histograms, load_baseline
+from riskudf.monitoring.columns import (
+    TABLE_COLUMN,
+    add_derived_columns,
+    present_categorical,
+    present_numeric,
+)
+from riskudf.monitoring.drift import DriftRecord, Reference, drift_records
+from riskudf.monitoring.fairness import FairnessRecord, decisions_from_histograms, fairness_records
+from riskudf.monitoring.metrics import Grid, frequent_items
+from riskudf.monitoring.migration import MigrationRecord, migration_records
+from riskudf.monitoring.report import ReportData, write_report
+from riskudf.tables import (
+    MONITOR_ALERTS_COLUMNS,
+    MONITOR_BACKTEST_COLUMNS,
+    MONITOR_DRIFT_COLUMNS,
+    MONITOR_FAIRNESS_COLUMNS,
+    MONITOR_HISTOGRAM_COLUMNS,
+    MONITOR_MIGRATION_COLUMNS,
+    MONITOR_PROFILE_COLUMNS,
+    OUTCOME_COLUMNS,
+    Column_,
+    MissingTableError,
+    check_columns,
+    ensure_database,
+    ensure_table,
+    replace_where,
+    schema,
+)
+
+log = logging.getLogger(__name__)
+
+MONITOR_TABLES: dict[str, tuple[tuple[Column_, ...], str]] = {
+    "monitor_profile": (MONITOR_PROFILE_COLUMNS, "per run, slice and column: profile metrics"),
+    "monitor_histogram": (MONITOR_HISTOGRAM_COLUMNS, "per run, slice and column: fine bins"),
+    "monitor_drift": (MONITOR_DRIFT_COLUMNS, "drift against the model baseline and last run"),
+    "monitor_migration": (MONITOR_MIGRATION_COLUMNS, "grade migration against the last run"),
+    "monitor_backtest": (MONITOR_BACKTEST_COLUMNS, "matured cohorts: PD against outcomes"),
+    "monitor_fairness": (MONITOR_FAIRNESS_COLUMNS, "approval rates per protected group"),
+    "monitor_alerts": (MONITOR_ALERTS_COLUMNS, "breached monitoring rules, one row each"),
+}
+QUARANTINE_TABLE = "scoring_quarantine"
+
+
+@dataclass(frozen=True)
+class PreviousRun:
+    run_id: str
+    as_of: dt.date
+    finished_at: str  # as Spark formats it in the session time zone, for time travel
+    model_version: str | None
+
+
+@dataclass(frozen=True)
+class MonitorSummary:
+    run_id: str
+    as_of: dt.date
+    alerts: tuple[Alert, ...]
+    rows_written: dict[str, int]
+    report_path: Path | None
+    fails_run: bool
+    duration_s: float
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def alerts_fired(self) -> int:
+        """Alerts of severity alert (warnings not counted)."""
+        return sum(1 for a in self.alerts if a.severity == "alert")
+
+
+def monitor_table(conf: RiskConf, name: str) -> str:
+    return f"{conf.tables.database}.{name}"
+
+
+def ensure_monitor_tables(spark: SparkSession, conf: RiskConf) -> None:
+    ensure_database(spark, conf.tables.database)
+    for name, (columns, comment) in MONITOR_TABLES.items():
+        ensure_table(spark, monitor_table(conf, name), columns, comment=comment)
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """The same day ``months`` later, clamped to the month's end (Jan 31 + 1 -> Feb 28)."""
+    year, month = divmod(day.month - 1 + months, 12)
+    year, month = day.year + year, month + 1
+    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def write_records(
+    spark: SparkSession,
+    table: str,
+    columns: tuple[Column_, ...],
+    records: Sequence[Any],
+    common: dict[str, Any],
+) -> int:
+    """Replace the run's rows of a monitor table with ``records`` (dataclasses or dicts)."""
+    names = [name for name, _, _, _ in columns]
+
+    def value(record: Any, name: str) -> Any:
+        if name in common:
+            return common[name]
+        return record[name] if isinstance(record, dict) else getattr(record, name)
+
+    rows = [tuple(_plain(value(record, name)) for name in names) for record in records]
+    frame = spark.createDataFrame(rows, schema(columns))
+    replace_where(frame, table, F.col("run_id") == F.lit(common["run_id"]))
+    return len(rows)
+
+
+def previous_run(
+    spark: SparkSession, conf: RiskConf, *, run_id: str, as_of: dt.date
+) -> PreviousRun | None:
+    """The previous successful run: an earlier as-of date, or the same date finished earlier."""
+    runs = spark.table(conf.tables.qualified("score_runs"))
+    mine = runs.where(F.col("run_id") == run_id).agg(F.max("finished_at").alias("mine"))
+    before = F.coalesce(F.col("mine"), F.current_timestamp())
+    row = (
+        runs.crossJoin(mine)
+        .where(
+            (F.col("status") == "success")
+            & (F.col("run_id") != run_id)
+            & (
+                (F.col("as_of_date") < F.lit(as_of))
+                | ((F.col("as_of_date") == F.lit(as_of)) & (F.col("finished_at") < before))
+            )
+        )
+        .orderBy(F.col("as_of_date").desc(), F.col("finished_at").desc())
+        .select(
+            "run_id",
+            "as_of_date",
+            F.date_format("finished_at", "yyyy-MM-dd HH:mm:ss.SSSSSS").alias("finished"),
+            "model_version",
+        )
+        .first()
+    )
+    if row is None:
+        return None
+    return PreviousRun(row["run_id"], row["as_of_date"], row["finished"], row["model_version"])
+
+
+def previous_rows(spark: SparkSession, conf: RiskConf, previous: PreviousRun) -> DataFrame | None:
+    """The previous run's scored rows, read from the table as it was when that run finished
+    (a rerun of the same date has replaced them since)."""
+    table = conf.tables.qualified("scored_portfolio")
+    try:
+        rows = (
+            spark.read.option("timestampAsOf", previous.finished_at)
+            .table(table)
+            .where(
+                (F.col("run_id") == previous.run_id)
+                & (F.col("as_of_date") == F.lit(previous.as_of))
+            )
+        )
+        rows.schema  # noqa: B018 - resolves the time travel now, so a vacuumed version fails here
+        return rows
+    except Exception as exc:
+        log.warning(
+            "rows of previous run %s are not readable (%s)", previous.run_id, type(exc).__name__
+        )
+        return None
+
+
+def _profile_records(
+    profile_rows: list[Any], histograms: Histograms, numeric: dict[str, Grid]
+) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    slice_rows: dict[tuple[str | None, str | None], int] = {}
+    for row in profile_rows:
+        key = (row["slice_key"], row["slice_value"], row["column_name"])
+        count, non_null = int(row["count"]), int(row["non_null"])
+        hist = histograms.get(key)
+        exact_distinct = hist is not None and hist.numeric is not None and numeric[key[2]].exact
+        slice_rows[key[:2]] = count
+        records.append(
+            {
+                "slice_key": key[0],
+                "slice_value": key[1],
+                "column_name": key[2],
+                "data_type": "numeric",
+                "count": count,
+                "num_nulls": count - non_null,
+                "percent_null": (count - non_null) / count if count else None,
+                "avg": row["avg"],
+                "stddev": row["stddev"],
+                "min": row["min"],
+                "max": row["max"],
+                "quantiles": row["quantiles"],
+                "distinct_count": int(np.count_nonzero(hist.numeric.counts))
+                if exact_distinct and hist is not None and hist.numeric is not None
+                else row["approx_distinct"],
+                "frequent_items": None,
+            }
+        )
+    for (slice_key, slice_value, name), hist in histograms.items():
+        if hist.categories is None:
+            continue
+        slice_rows.setdefault((slice_key, slice_value), hist.rows)
+        records.append(
+            {
+                "slice_key": slice_key,
+                "slice_value": slice_value,
+                "column_name": name,
+                "data_type": "categorical",
+                "count": hist.rows,
+                "num_nulls": hist.nulls,
+                "percent_null": hist.nulls / hist.rows if hist.rows else None,
+                "avg": None,
+                "stddev": None,
+                "min": None,
+                "max": None,
+                "quantiles": None,
+                "distinct_count": len(hist.categories),
+                "frequent_items": frequent_items(hist.categories),
+            }
+        )
+    for (slice_key, slice_value), count in slice_rows.items():
+        records.append(
+            {
+                "slice_key": slice_key,
+                "slice_value": slice_value,
+                "column_name": TABLE_COLUMN,
+                "data_type": "table",
+                "count": count,
+                "num_nulls": 0,
+                "percent_null": 0.0,
+                "avg": None,
+                "stddev": None,
+                "min": None,
+                "max": None,
+                "quantiles": None,
+                "distinct_count": None,
+                "frequent_items": None,
+            }
+        )
+    return sorted(
+        records, key=lambda r: (r["slice_key"] or "", r["slice_value"] or "", r["column_name"])
+    )
+
+
+def _histogram_records(histograms: Histograms) -> list[dict[str, Any]]:
+    records = []
+    for (slice_key, slice_value, name), hist in sorted(
+        histograms.items(), key=lambda item: tuple(k or "" for k in item[0])
+    ):
+        base: dict[str, Any] = {
+            "slice_key": slice_key,
+            "slice_value": slice_value,
+            "column_name": name,
+        }
+        if hist.nulls:
+            records.append(
+                base
+                | {
+                    "bin_index": None,
+                    "bin_lower": None,
+                    "bin_upper": None,
+                    "category": None,
+                    "count": hist.nulls,
+                }
+            )
+        if hist.numeric is not None:
+            grid = hist.numeric.grid
+            lower = grid.lower(hist.numeric.index)
+            for index, low, count in zip(
+                hist.numeric.index, lower, hist.numeric.counts, strict=True
+            ):
+                records.append(
+                    base
+                    | {
+                        "bin_index": int(index),
+                        "bin_lower": float(low),
+                        "bin_upper": float(low + grid.width),
+                        "category": None,
+                        "count": int(count),
+                    }
+                )
+        for category, count in sorted((hist.categories or {}).items()):
+            records.append(
+                base
+                | {
+                    "bin_index": None,
+                    "bin_lower": None,
+                    "bin_upper": None,
+                    "category": category,
+                    "count": int(count),
+                }
+            )
+    return records
+
+
+def _stored_histograms(
+    spark: SparkSession, conf: RiskConf, run_id: str, numeric: dict[str, Grid]
+) -> Histograms:
+    rows = (
+        spark.table(monitor_table(conf, "monitor_histogram"))
+        .where(F.col("run_id") == run_id)
+        .select("slice_key", "slice_value", "column_name", "bin_index", "category", "count")
+        .collect()
+    )
+    return agg.collect_histograms(rows, numeric)
+
+
+def _quarantined(spark: SparkSession, conf: RiskConf, run_id: str) -> int | None:
+    table = f"{conf.tables.database}.{getattr(conf.tables, QUARANTINE_TABLE, QUARANTINE_TABLE)}"
+    if not spark.catalog.tableExists(table):
+        return None
+    return spark.table(table).where(F.col("run_id") == run_id).count()
+
+
+def _shares(histograms: Histograms, quarantined: int | None) -> RunShares:
+    empty = histograms.get((None, None, "empty_document"))
+    scored = empty.rows if empty is not None else None
+    empty_share = (
+        (empty.categories or {}).get("true", 0) / empty.rows if empty and empty.rows else None
+    )
+    quarantined_share = (
+        quarantined / (quarantined + scored)
+        if quarantined is not None and scored is not None and quarantined + scored
+        else None
+    )
+    return RunShares(empty_share, quarantined_share)
+
+
+def _matured_cohorts(spark: SparkSession, conf: RiskConf, as_of: dt.date) -> list[dt.date]:
+    horizon = conf.monitoring.outcome_horizon_months
+    dates = [
+        row["as_of_date"]
+        for row in spark.table(conf.tables.qualified("scored_portfolio"))
+        .where(F.col("as_of_date") <= F.lit(as_of))
+        .select("as_of_date")
+        .distinct()
+        .collect()
+    ]
+    matured = sorted((d for d in dates if add_months(d, horizon) <= as_of), reverse=True)
+    return matured[: conf.monitoring.backtest_cohorts]
+
+
+def _backtest(
+    spark: SparkSession,
+    conf: RiskConf,
+    portfolio: DataFrame,
+    slices: list[str],
+    cohorts: list[dt.date],
+) -> tuple[list[BacktestRecord], list[Any]]:
+    outcomes_table = conf.tables.qualified("outcomes")
+    if not spark.catalog.tableExists(outcomes_table):
+        raise MissingTableError(f"table {outcomes_table} does not exist")
+    outcomes = spark.table(outcomes_table)
+    check_columns(outcomes, outcomes_table, OUTCOME_COLUMNS)
+    rows = (
+        spark.table(conf.tables.qualified("scored_portfolio"))
+        .where(F.col("as_of_date").isin(cohorts))
+        .join(
+            outcomes.select(
+                "obligor_id", F.col("observation_date").alias("as_of_date"), "default_12m"
+            ).where(F.col("default_12m").isNotNull()),
+            ["obligor_id", "as_of_date"],
+        )
+    )
+    rows = agg.with_attributes(rows, portfolio, slices)
+    bins = agg.outcome_bins(rows, slice_columns=slices).collect()
+    horizon = conf.monitoring.outcome_horizon_months
+    return backtest_records(bins, horizon_months=horizon), bins
+
+
+def monitor_run(
+    spark: SparkSession,
+    conf: RiskConf,
+    *,
+    run_id: str,
+    as_of: dt.date,
+    manifest: Manifest,
+    model_dir: str | Path,
+) -> MonitorSummary:
+    """Monitor the scored rows of one run (``scored_portfolio`` where run_id and as_of_date).
+
+    Writes every monitor table (rows keyed by run_id, replaced on a rerun) and the HTML report;
+    returns the alerts and whether conf says they fail the run.
+    """
+    clock = time.monotonic()
+    mon = conf.monitoring
+    notes: list[str] = []
+    ensure_monitor_tables(spark, conf)
+    monitored_at = dt.datetime.now(dt.UTC)
+    common = {"run_id": run_id, "as_of_date": as_of, "monitored_at": monitored_at}
+
+    portfolio = spark.table(conf.tables.qualified("portfolio"))
+    wanted = list(dict.fromkeys([*mon.slice_columns, *(a.column for a in mon.fairness)]))
+    slices = [c for c in wanted if c in portfolio.columns]
+    if len(slices) < len(wanted):
+        missing = sorted(set(wanted) - set(slices))
+        notes.append(f"portfolio lacks slice or fairness columns {missing}: not sliced by them")
+    scored = spark.table(conf.tables.qualified("scored_portfolio")).where(
+        (F.col("run_id") == run_id) & (F.col("as_of_date") == F.lit(as_of))
+    )
+    rows = agg.with_attributes(add_derived_columns(scored), portfolio, slices).persist()
+    written: dict[str, int] = {}
+    try:
+        numeric = present_numeric(rows)
+        categorical = present_categorical(rows)
+        histograms = agg.collect_histograms(
+            agg.histograms(
+                rows, slice_columns=slices, numeric=numeric, categorical=categorical
+            ).collect(),
+            numeric,
+        )
+        profile_rows = agg.numeric_profile(rows, slice_columns=slices, numeric=numeric).collect()
+        profile_common = common | {
+            "window_start": as_of,
+            "window_end": as_of + dt.timedelta(days=1),
+            "granularity": "1 day",
+            "model_version": manifest.model_version,
+        }
+        written["monitor_profile"] = write_records(
+            spark,
+            monitor_table(conf, "monitor_profile"),
+            MONITOR_PROFILE_COLUMNS,
+            _profile_records(profile_rows, histograms, numeric),
+            profile_common,
+        )
+        written["monitor_histogram"] = write_records(
+            spark,
+            monitor_table(conf, "monitor_histogram"),
+            MONITOR_HISTOGRAM_COLUMNS,
+            _histogram_records(histograms),
+            common,
+        )
+
+        # Drift against the model's baseline and the previous successful run.
+        drift: list[DriftRecord] = []
+        baseline = load_baseline(
+            Path(model_dir),
+            expected_sha256=manifest.files.get(BASELINE_NAME),
+            model_version=manifest.model_version,
+        )
+        if baseline is None:
+            notes.append("model has no baseline: BASELINE drift skipped")
+        else:
+            drift += drift_records(
+                histograms,
+                Reference(
+                    "BASELINE",
+                    baseline.histograms,
+                    baseline.edges,
+                    model_version=manifest.model_version,
+                ),
+            )
+        previous = previous_run(spark, conf, run_id=run_id, as_of=as_of)
+        prev_rows = previous_rows(spark, conf, previous) if previous else None
+        if previous is None:
+            notes.append("no previous successful run: CONSECUTIVE drift and migration skipped")
+        else:
+            reference = _stored_histograms(spark, conf, previous.run_id, numeric)
+            if not reference and prev_rows is not None:
+                prev = agg.with_attributes(add_derived_columns(prev_rows), portfolio, slices)
+                reference = agg.collect_histograms(
+                    agg.histograms(
+                        prev, slice_columns=slices, numeric=numeric, categorical=categorical
+                    ).collect(),
+                    numeric,
+                )
+            drift += drift_records(
+                histograms,
+                Reference(
+                    "CONSECUTIVE",
+                    reference,
+                    baseline.edges if baseline else {},
+                    run_id=previous.run_id,
+                    as_of=previous.as_of,
+                    model_version=previous.model_version,
+                ),
+            )
+        written["monitor_drift"] = write_records(
+            spark, monitor_table(conf, "monitor_drift"), MONITOR_DRIFT_COLUMNS, drift, common
+        )
+
+        migration: list[MigrationRecord] = []
+        if previous is not None and prev_rows is not None:
+            counts = agg.migration_counts(rows, prev_rows, portfolio, slice_columns=slices)
+            migration = migration_records(
+                counts.collect(),
+                [band.grade for band in conf.grading.master_scale],
+                notches_threshold=mon.migration_notches,
+            )
+        elif previous is not None:
+            notes.append(f"rows of previous run {previous.run_id} unreadable: migration skipped")
+        written["monitor_migration"] = write_records(
+            spark,
+            monitor_table(conf, "monitor_migration"),
+            MONITOR_MIGRATION_COLUMNS,
+            migration,
+            common
+            | {
+                "previous_run_id": previous.run_id if previous else None,
+                "previous_as_of_date": previous.as_of if previous else None,
+            },
+        )
+
+        backtest: list[BacktestRecord] = []
+        outcome_bins: list[Any] = []
+        cohorts = _matured_cohorts(spark, conf, as_of)
+        if not cohorts:
+            notes.append(
+                f"no cohort scored {mon.outcome_horizon_months} months before {as_of}: "
+                "backtest skipped"
+            )
+        else:
+            try:
+                backtest, outcome_bins = _backtest(spark, conf, portfolio, slices, cohorts)
+            except MissingTableError as exc:
+                notes.append(f"{exc}: backtest skipped")
+        written["monitor_backtest"] = write_records(
+            spark,
+            monitor_table(conf, "monitor_backtest"),
+            MONITOR_BACKTEST_COLUMNS,
+            backtest,
+            common,
+        )
+
+        fairness: list[FairnessRecord] = []
+        matured = outcome_decisions(outcome_bins, [a.column for a in mon.fairness])
+        for attribute in mon.fairness:
+            if attribute.column not in slices:
+                continue
+            fairness += fairness_records(
+                decisions_from_histograms(histograms, attribute.column), attribute, as_of
+            )
+            for cohort in sorted({k[0] for k in matured if k[1] == attribute.column}):
+                groups = {
+                    k[2]: v for k, v in matured.items() if k[:2] == (cohort, attribute.column)
+                }
+                fairness += fairness_records(groups, attribute, cohort)
+        written["monitor_fairness"] = write_records(
+            spark,
+            monitor_table(conf, "monitor_fairness"),
+            MONITOR_FAIRNESS_COLUMNS,
+            fairness,
+            common,
+        )
+
+        alerts = evaluate_alerts(
+            mon.alerts,
+            as_of=as_of,
+            drift=drift,
+            backtest=backtest,
+            fairness=fairness,
+            shares=_shares(histograms, _quarantined(spark, conf, run_id)),
+            validation_auc=manifest.metrics.get("validation_auc"),
+        )
+        written["monitor_alerts"] = write_records(
+            spark,
+            monitor_table(conf, "monitor_alerts"),
+            MONITOR_ALERTS_COLUMNS,
+            [
+                {
+                    "alert_id": a.alert_id(run_id),
+                    "rule": a.rule,
+                    "severity": a.severity,
+                    "metric": a.metric,
+                    "slice_key": a.slice_key,
+                    "slice_value": a.slice_value,
+                    "value": float(a.value),
+                    "threshold": float(a.threshold),
+                    "created_at": monitored_at,
+                    "status": "open",
+                    "acknowledged_at": None,
+                }
+                for a in alerts
+            ],
+            {"run_id": run_id, "as_of_date": as_of},
+        )
+    finally:
+        rows.unpersist()
+
+    report_path = Path(mon.report_dir) / as_of.isoformat() / f"{run_id}.html"
+    write_report(
+        spark,
+        conf,
+        report_path,
+        ReportData(
+            run_id=run_id,
+            as_of=as_of,
+            model_version=manifest.model_version,
+            histograms=histograms,
+            baseline=baseline.histograms if baseline else None,
+            psi_edges=baseline.edges if baseline else {},
+            drift=drift,
+            migration=migration,
+            backtest=backtest,
+            fairness=fairness,
+            alerts=alerts,
+            notes=notes,
+            previous_run_id=previous.run_id if previous else None,
+        ),
+    )
+    for note in notes:
+        log.info("monitoring run %s: %s", run_id, note)
+    for alert in alerts:
+        if alert.severity == "alert":
+            log.warning(
+                "ALERT run %s: %s %s=%.4g crossed %.4g%s",
+                run_id,
+                alert.rule,
+                alert.metric,
+                alert.value,
+                alert.threshold,
+                f" on {alert.slice_key}={alert.slice_value}" if alert.slice_key else "",
+            )
+    fired = sum(1 for a in alerts if a.severity == "alert")
+    fails = bool(fired and mon.fail_on_alert)
+    duration = round(time.monotonic() - clock, 3)
+    log.info(
+        "monitoring run %s: %d alerts, %d warnings in %.1fs; report %s%s",
+        run_id,
+        fired,
+        len(alerts) - fired,
+        duration,
+        report_path,
+        "; conf fails the run on alerts" if fails else "",
+    )
+    return MonitorSummary(
+        run_id=run_id,
+        as_of=as_of,
+        alerts=tuple(alerts),
+        rows_written=written,
+        report_path=report_path,
+        fails_run=fails,
+        duration_s=duration,
+        notes=tuple(notes),
+    )

@@ -1,0 +1,240 @@
+"""Monitoring on real Spark and Delta: scored runs of a small demo lakehouse with the tiny model.
+
+Every table is checked against a direct pandas/numpy/scikit-learn computation on the same rows,
+collected here only because the test data is small.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyspark.sql import functions as F
+from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
+from riskudf.config import load_config
+from riskudf.demo import DemoSpec, write_demo_tables
+from riskudf.model.artifact import read_manifest, write_manifest
+from riskudf.monitoring.report import SECTIONS
+from riskudf.monitoring.run import MONITOR_TABLES, monitor_run
+from riskudf.scoring import score_portfolio
+
+COHORT = dt.date(2025, 11, 28)  # the demo's outcome observation date
+LATER = dt.date(2026, 11, 28)
+N = 60
+
+
+@pytest.fixture(scope="module")
+def lakehouse(spark) -> str:
+    write_demo_tables(
+        spark, database="mon", n_obligors=N, spec=DemoSpec(seed=5), filing_lookback_days=730
+    )
+    return "mon"
+
+
+def scored_frame(spark, database: str, run_id: str) -> pd.DataFrame:
+    rows = spark.table(f"{database}.scored_portfolio").where(F.col("run_id") == run_id)
+    portfolio = spark.table(f"{database}.portfolio").select("obligor_id", "segment", "age_band")
+    return rows.join(portfolio, "obligor_id").toPandas()
+
+
+def table(spark, database: str, name: str, run_id: str) -> pd.DataFrame:
+    return spark.table(f"{database}.{name}").where(F.col("run_id") == run_id).toPandas()
+
+
+def test_two_dates_fill_every_monitor_table_with_exact_aggregates(
+    spark, lakehouse, tiny_model, make_conf, tmp_path: Path
+) -> None:
+    conf = load_config(
+        make_conf(
+            database=lakehouse,
+            model_dir=tiny_model,
+            monitoring__report_dir=str(tmp_path / "reports"),
+        )
+    )
+    first = score_portfolio(spark, conf, as_of=COHORT)
+    second = score_portfolio(spark, conf, as_of=LATER)
+    assert first.monitoring is not None and second.monitoring is not None
+    assert "no previous successful run: CONSECUTIVE drift and migration skipped" in (
+        first.monitoring.notes
+    )
+    run = second.run_id
+    written = second.monitoring.rows_written
+    assert set(written) == set(MONITOR_TABLES)
+    for name in MONITOR_TABLES:
+        if name != "monitor_alerts":
+            assert written[name] > 0, name
+        assert len(table(spark, lakehouse, name, run)) == written[name], name
+
+    current = scored_frame(spark, lakehouse, run)
+    previous = scored_frame(spark, lakehouse, first.run_id)
+
+    # Profile: whole-table pd and a segment slice, against pandas.
+    profile = table(spark, lakehouse, "monitor_profile", run)
+    whole_pd = profile[profile.slice_key.isna() & (profile.column_name == "pd")].iloc[0]
+    assert whole_pd["count"] == N and whole_pd["num_nulls"] == 0
+    assert whole_pd["avg"] == pytest.approx(current.pd.mean(), rel=1e-12)
+    assert whole_pd["stddev"] == pytest.approx(current.pd.std(), rel=1e-9)
+    assert (whole_pd["min"], whole_pd["max"]) == (current.pd.min(), current.pd.max())
+    assert whole_pd["window_start"] == LATER and whole_pd["granularity"] == "1 day"
+    retail_tokens = profile[
+        (profile.slice_key == "segment")
+        & (profile.slice_value == "retail")
+        & (profile.column_name == "n_tokens")
+    ].iloc[0]
+    retail = current[current.segment == "retail"]
+    assert retail_tokens["count"] == len(retail)
+    assert retail_tokens["distinct_count"] == retail.n_tokens.nunique()
+    assert retail_tokens["quantiles"][0] == retail.n_tokens.min()
+    assert retail_tokens["quantiles"][-1] == retail.n_tokens.max()
+    grades = profile[profile.slice_key.isna() & (profile.column_name == "grade")].iloc[0]
+    expected_items = current.grade.value_counts()
+    assert {item["item"]: item["count"] for item in grades["frequent_items"]} == dict(
+        expected_items
+    )
+    ages = profile[(profile.slice_key == "age_band") & (profile.column_name == ":table")]
+    expected_ages = current.age_band.fillna(":null").value_counts()
+    assert dict(zip(ages.slice_value, ages["count"], strict=True)) == dict(expected_ages)
+
+    # Drift against the previous run, recomputed from both runs' rows.
+    drift = table(spark, lakehouse, "monitor_drift", run)
+    assert set(drift.drift_type) == {"BASELINE", "CONSECUTIVE"}
+    tokens = drift[
+        (drift.drift_type == "CONSECUTIVE")
+        & drift.slice_key.isna()
+        & (drift.column_name == "n_tokens")
+    ].iloc[0]
+    from scipy import stats
+
+    expected_ks = stats.ks_2samp(current.n_tokens, previous.n_tokens, method="asymp")
+    assert tokens["ks_statistic"] == pytest.approx(expected_ks.statistic, abs=1e-12)
+    assert tokens["ks_pvalue"] == pytest.approx(expected_ks.pvalue, rel=1e-9)
+    assert tokens["wasserstein_distance"] == pytest.approx(
+        stats.wasserstein_distance(current.n_tokens, previous.n_tokens), rel=1e-12
+    )
+    assert tokens["reference_run_id"] == first.run_id
+    assert tokens["count_delta"] == 0
+    grade_drift = drift[
+        (drift.drift_type == "CONSECUTIVE")
+        & drift.slice_key.isna()
+        & (drift.column_name == "grade")
+    ].iloc[0]
+    crosstab = pd.crosstab(
+        np.r_[np.zeros(N), np.ones(N)], np.r_[current.grade.to_numpy(), previous.grade.to_numpy()]
+    )
+    if crosstab.shape[1] > 1:
+        assert grade_drift["chi_squared_statistic"] == pytest.approx(
+            stats.chi2_contingency(crosstab.to_numpy(), correction=False).statistic
+        )
+
+    # Migration against the first run: a crosstab of the two runs' grades.
+    migration = table(spark, lakehouse, "monitor_migration", run)
+    cells = migration[(migration.record_type == "cell") & migration.slice_key.isna()]
+    both = current[["obligor_id", "grade"]].merge(
+        previous[["obligor_id", "grade"]], on="obligor_id", suffixes=("_to", "_from")
+    )
+    expected_cells = both.groupby(["grade_from", "grade_to"]).size()
+    assert {(r.from_grade, r.to_grade): r["count"] for _, r in cells.iterrows()} == dict(
+        expected_cells
+    )
+    summary = migration[(migration.record_type == "summary") & migration.slice_key.isna()].iloc[0]
+    assert summary["count"] == N and summary["previous_run_id"] == first.run_id
+    assert summary["stable_share"] == pytest.approx(np.mean(both.grade_from == both.grade_to))
+
+    # Backtest of the matured 2025-11-28 cohort against sklearn.
+    outcomes = spark.table(f"{lakehouse}.outcomes").toPandas()
+    cohort = previous.merge(outcomes, on="obligor_id")
+    backtest = table(spark, lakehouse, "monitor_backtest", run)
+    overall = backtest[backtest.slice_key.isna() & backtest.grade.isna()].iloc[0]
+    assert overall["cohort_date"] == COHORT and overall["cohort_run_id"] == first.run_id
+    assert (overall["n"], overall["defaults"]) == (len(cohort), cohort.default_12m.sum())
+    assert overall["brier"] == pytest.approx(brier_score_loss(cohort.default_12m, cohort.pd))
+    assert overall["log_loss"] == pytest.approx(log_loss(cohort.default_12m, cohort.pd))
+    assert overall["mean_pd"] == pytest.approx(cohort.pd.mean())
+    if 0 < cohort.default_12m.sum() < len(cohort):
+        auc = roc_auc_score(cohort.default_12m, cohort.pd)
+        assert abs(overall["auc"] - auc) <= overall["auc_error_bound"] + 1e-12
+        assert overall["gini"] == pytest.approx(2 * overall["auc"] - 1)
+    per_grade = backtest[backtest.slice_key.isna() & backtest.grade.notna()]
+    expected_grades = cohort.groupby("grade").agg(n=("pd", "size"), d=("default_12m", "sum"))
+    assert {r.grade: (r["n"], r["defaults"]) for _, r in per_grade.iterrows()} == {
+        g: (r.n, r.d) for g, r in expected_grades.iterrows()
+    }
+    lower, upper = stats.beta.ppf(
+        [0.025, 0.975], overall["defaults"] + 0.5, overall["n"] - overall["defaults"] + 0.5
+    )
+    assert (overall["jeffreys_lower"], overall["jeffreys_upper"]) == pytest.approx((lower, upper))
+
+    # Fairness: this run's approval rates by age band, and equal opportunity on the cohort.
+    fairness = table(spark, lakehouse, "monitor_fairness", run)
+    now = fairness[fairness.cohort_date == LATER].set_index("group_value")
+    bands = current.dropna(subset=["age_band"])
+    rates = bands.groupby("age_band")["decision"].apply(lambda d: np.mean(d == "approve"))
+    assert set(now.index) == set(rates.index)
+    assert now.approval_rate.to_dict() == pytest.approx(rates.to_dict())
+    if rates.get("36-50"):
+        assert now.disparate_impact.to_dict() == pytest.approx((rates / rates["36-50"]).to_dict())
+    assert now.equal_opportunity_difference.isna().all()
+    matured = fairness[fairness.cohort_date == COHORT]
+    assert len(matured) > 0 and matured.n_non_default.notna().all()
+
+    # The report exists, has every section and no obligor ids or document text.
+    report = second.monitoring.report_path
+    assert report == tmp_path / "reports" / "2026-11-28" / f"{run}.html"
+    page = report.read_text()
+    for section in SECTIONS:
+        assert f"<h2>{section}</h2>" in page
+    assert "OBL" not in page and "CREDIT REPORT" not in page
+    assert page.count("<svg") >= 5
+
+    # The run log records the alerts; monitoring the run again replaces, never duplicates.
+    logged = spark.table(f"{lakehouse}.score_runs").where(F.col("run_id") == run).first()
+    assert logged["alerts_fired"] == second.monitoring.alerts_fired
+    again = monitor_run(
+        spark,
+        conf,
+        run_id=run,
+        as_of=LATER,
+        manifest=read_manifest(tiny_model),
+        model_dir=tiny_model,
+    )
+    for name in MONITOR_TABLES:
+        assert len(table(spark, lakehouse, name, run)) == again.rows_written[name] == written[name]
+    alerts = table(spark, lakehouse, "monitor_alerts", run)
+    assert alerts.alert_id.is_unique
+    assert set(alerts.status) <= {"open"} and set(alerts.severity) <= {"warn", "alert"}
+
+
+def test_a_model_without_baseline_skips_baseline_drift(
+    spark, lakehouse, tiny_model, make_conf, tmp_path: Path, caplog
+) -> None:
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_model, bare)
+    (bare / "baseline.json").unlink()
+    write_manifest(bare, read_manifest(bare))
+    conf = load_config(
+        make_conf(
+            database=lakehouse, model_dir=bare, monitoring__report_dir=str(tmp_path / "reports")
+        )
+    )
+    with caplog.at_level(logging.INFO, logger="riskudf.monitoring"):
+        result = score_portfolio(spark, conf, as_of=dt.date(2026, 12, 31))
+    assert result.status == "success" and result.monitoring is not None
+    assert "model has no baseline: BASELINE drift skipped" in result.monitoring.notes
+    assert any("has no baseline.json" in r.getMessage() for r in caplog.records)
+    drift = table(spark, lakehouse, "monitor_drift", result.run_id)
+    assert set(drift.drift_type) == {"CONSECUTIVE"}
+
+
+def test_tiny_model_carries_a_checksummed_baseline(tiny_model: Path) -> None:
+    manifest = read_manifest(tiny_model)
+    assert "baseline.json" in manifest.files
+    document = json.loads((tiny_model / "baseline.json").read_text())
+    assert document["format"] == "riskudf-baseline/1"
+    assert len(document["psi_edges"]["pd"]) == 9
