@@ -224,7 +224,7 @@ def test_a_model_without_baseline_skips_baseline_drift(
         )
     )
     with caplog.at_level(logging.INFO, logger="riskudf.monitoring"):
-        result = score_portfolio(spark, conf, as_of=dt.date(2026, 12, 31))
+        result = score_portfolio(spark, conf, as_of=dt.date(2026, 10, 31))
     assert result.status == "success" and result.monitoring is not None
     assert "model has no baseline: BASELINE drift skipped" in result.monitoring.notes
     assert any("has no baseline.json" in r.getMessage() for r in caplog.records)
@@ -238,3 +238,82 @@ def test_tiny_model_carries_a_checksummed_baseline(tiny_model: Path) -> None:
     document = json.loads((tiny_model / "baseline.json").read_text())
     assert document["format"] == "riskudf-baseline/1"
     assert len(document["psi_edges"]["pd"]) == 9
+
+
+def job(name: str):
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(f"jobs_{name}", root / "jobs" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_drift_is_zero_against_itself_and_raised_by_a_population_shift(
+    spark, tiny_model, make_conf, tmp_path: Path
+) -> None:
+    database, day, n = "mon_shift", dt.date(2026, 6, 30), 80
+    write_demo_tables(
+        spark, database=database, n_obligors=n, spec=DemoSpec(seed=9), filing_lookback_days=730
+    )
+    conf_path = make_conf(
+        database=database,
+        model_dir=tiny_model,
+        monitoring__report_dir=str(tmp_path / "reports"),
+        monitoring__slice_columns=["segment"],
+    )
+    conf = load_config(conf_path)
+    first = score_portfolio(spark, conf, as_of=day)
+    same = score_portfolio(spark, conf, as_of=day)  # the same data and model: a run vs itself
+    drift = table(spark, database, "monitor_drift", same.run_id)
+    consecutive = drift[drift.drift_type == "CONSECUTIVE"]
+    assert set(consecutive.reference_run_id) == {first.run_id}
+    assert set(consecutive.column_name) >= {"pd", "n_tokens", "grade", "decision"}
+    assert (consecutive.psi.abs() < 1e-9).all()
+    assert (consecutive.js_distance.abs() < 1e-6).all()
+    assert (consecutive.count_delta == 0).all()
+    numeric = consecutive[consecutive.data_type == "numeric"]
+    assert (numeric.ks_statistic <= 1e-9).all() and (numeric.wasserstein_distance < 1e-9).all()
+    migration = table(spark, database, "monitor_migration", same.run_id)
+    assert migration[migration.record_type == "summary"].stable_share.eq(1.0).all()
+
+    # The demo generator's population shift, scored by the real job, which exits with code 3
+    # because conf says alerts fail the run.
+    assert (
+        job("make_demo_data").main(
+            ["--obligors", str(n), "--seed", "9", "--shift", "2.0", "--conf", str(conf_path)]
+        )
+        == 0
+    )
+    failing = make_conf(
+        database=database,
+        model_dir=tiny_model,
+        monitoring__report_dir=str(tmp_path / "reports"),
+        monitoring__slice_columns=["segment"],
+        monitoring__fail_on_alert=True,
+        monitoring__alerts={"psi": {"warn": 0.10, "alert": 0.15}},
+    )
+    assert job("score_portfolio").main(["--as-of", day.isoformat(), "--conf", str(failing)]) == 3
+    shifted_run = (
+        spark.table(f"{database}.score_runs")
+        .orderBy(F.col("finished_at").desc())
+        .select("run_id", "status", "alerts_fired")
+        .first()
+    )
+    assert shifted_run["status"] == "success" and shifted_run["alerts_fired"] > 0
+    drift = table(spark, database, "monitor_drift", shifted_run["run_id"])
+    tokens = drift[
+        (drift.drift_type == "CONSECUTIVE")
+        & drift.slice_key.isna()
+        & (drift.column_name == "n_tokens")
+    ].iloc[0]
+    # Riskier text is longer (delinquencies, public records, covenant breaches): on the
+    # baseline's token deciles the PSI is past the alert level of that conf.
+    assert tokens["reference_run_id"] == same.run_id
+    assert tokens["psi"] > 0.15 and tokens["avg_delta"] > 0
+    alerts = table(spark, database, "monitor_alerts", shifted_run["run_id"])
+    fired = alerts[(alerts.rule == "psi_n_tokens_consecutive") & alerts.slice_key.isna()]
+    assert fired.severity.tolist() == ["alert"] and fired.threshold.tolist() == [0.15]
+    assert fired.value.iloc[0] == pytest.approx(tokens["psi"])

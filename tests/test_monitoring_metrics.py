@@ -1,4 +1,4 @@
-"""Each monitoring metric, from aggregates, against a direct numpy/scipy/scikit-learn computation."""
+"""Each monitoring metric from aggregates, against numpy, scipy or scikit-learn on raw data."""
 
 from __future__ import annotations
 

@@ -194,131 +194,116 @@ def previous_rows(spark: SparkSession, conf: RiskConf, previous: PreviousRun) ->
         return None
 
 
+_EMPTY_PROFILE: dict[str, Any] = dict.fromkeys(
+    ("avg", "stddev", "min", "max", "quantiles", "distinct_count", "frequent_items")
+)
+
+
+def _profile(
+    slice_key: str | None,
+    slice_value: str | None,
+    column: str,
+    data_type: str,
+    count: int,
+    nulls: int,
+    **metrics: Any,
+) -> dict[str, Any]:
+    return _EMPTY_PROFILE | {
+        "slice_key": slice_key,
+        "slice_value": slice_value,
+        "column_name": column,
+        "data_type": data_type,
+        "count": count,
+        "num_nulls": nulls,
+        "percent_null": nulls / count if count else None,
+        **metrics,
+    }
+
+
 def _profile_records(
     profile_rows: list[Any], histograms: Histograms, numeric: dict[str, Grid]
 ) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     slice_rows: dict[tuple[str | None, str | None], int] = {}
     for row in profile_rows:
-        key = (row["slice_key"], row["slice_value"], row["column_name"])
-        count, non_null = int(row["count"]), int(row["non_null"])
-        hist = histograms.get(key)
-        exact_distinct = hist is not None and hist.numeric is not None and numeric[key[2]].exact
-        slice_rows[key[:2]] = count
+        slice_key, slice_value, name = row["slice_key"], row["slice_value"], row["column_name"]
+        count = int(row["count"])
+        slice_rows[(slice_key, slice_value)] = count
+        hist = histograms.get((slice_key, slice_value, name))
+        distinct = row["approx_distinct"]
+        if numeric[name].exact and hist is not None and hist.numeric is not None:
+            distinct = int(np.count_nonzero(hist.numeric.counts))  # exact from the value bins
         records.append(
-            {
-                "slice_key": key[0],
-                "slice_value": key[1],
-                "column_name": key[2],
-                "data_type": "numeric",
-                "count": count,
-                "num_nulls": count - non_null,
-                "percent_null": (count - non_null) / count if count else None,
-                "avg": row["avg"],
-                "stddev": row["stddev"],
-                "min": row["min"],
-                "max": row["max"],
-                "quantiles": row["quantiles"],
-                "distinct_count": int(np.count_nonzero(hist.numeric.counts))
-                if exact_distinct and hist is not None and hist.numeric is not None
-                else row["approx_distinct"],
-                "frequent_items": None,
-            }
+            _profile(
+                slice_key,
+                slice_value,
+                name,
+                "numeric",
+                count,
+                count - int(row["non_null"]),
+                avg=row["avg"],
+                stddev=row["stddev"],
+                min=row["min"],
+                max=row["max"],
+                quantiles=row["quantiles"],
+                distinct_count=distinct,
+            )
         )
     for (slice_key, slice_value, name), hist in histograms.items():
-        if hist.categories is None:
-            continue
-        slice_rows.setdefault((slice_key, slice_value), hist.rows)
-        records.append(
-            {
-                "slice_key": slice_key,
-                "slice_value": slice_value,
-                "column_name": name,
-                "data_type": "categorical",
-                "count": hist.rows,
-                "num_nulls": hist.nulls,
-                "percent_null": hist.nulls / hist.rows if hist.rows else None,
-                "avg": None,
-                "stddev": None,
-                "min": None,
-                "max": None,
-                "quantiles": None,
-                "distinct_count": len(hist.categories),
-                "frequent_items": frequent_items(hist.categories),
-            }
-        )
+        if hist.categories is not None:
+            slice_rows.setdefault((slice_key, slice_value), hist.rows)
+            records.append(
+                _profile(
+                    slice_key,
+                    slice_value,
+                    name,
+                    "categorical",
+                    hist.rows,
+                    hist.nulls,
+                    distinct_count=len(hist.categories),
+                    frequent_items=frequent_items(hist.categories),
+                )
+            )
     for (slice_key, slice_value), count in slice_rows.items():
-        records.append(
-            {
-                "slice_key": slice_key,
-                "slice_value": slice_value,
-                "column_name": TABLE_COLUMN,
-                "data_type": "table",
-                "count": count,
-                "num_nulls": 0,
-                "percent_null": 0.0,
-                "avg": None,
-                "stddev": None,
-                "min": None,
-                "max": None,
-                "quantiles": None,
-                "distinct_count": None,
-                "frequent_items": None,
-            }
-        )
+        records.append(_profile(slice_key, slice_value, TABLE_COLUMN, "table", count, 0))
     return sorted(
         records, key=lambda r: (r["slice_key"] or "", r["slice_value"] or "", r["column_name"])
     )
 
 
+def _bin_record(
+    key: tuple[str | None, str | None, str],
+    count: float,
+    index: int | None = None,
+    lower: float | None = None,
+    upper: float | None = None,
+    category: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "slice_key": key[0],
+        "slice_value": key[1],
+        "column_name": key[2],
+        "bin_index": index,
+        "bin_lower": lower,
+        "bin_upper": upper,
+        "category": category,
+        "count": int(count),
+    }
+
+
 def _histogram_records(histograms: Histograms) -> list[dict[str, Any]]:
+    """One record per fine bin, category, and null count of each slice and column."""
     records = []
-    for (slice_key, slice_value, name), hist in sorted(
-        histograms.items(), key=lambda item: tuple(k or "" for k in item[0])
-    ):
-        base: dict[str, Any] = {
-            "slice_key": slice_key,
-            "slice_value": slice_value,
-            "column_name": name,
-        }
+    for key, hist in sorted(histograms.items(), key=lambda item: tuple(k or "" for k in item[0])):
         if hist.nulls:
-            records.append(
-                base
-                | {
-                    "bin_index": None,
-                    "bin_lower": None,
-                    "bin_upper": None,
-                    "category": None,
-                    "count": hist.nulls,
-                }
-            )
+            records.append(_bin_record(key, hist.nulls))
         if hist.numeric is not None:
-            grid = hist.numeric.grid
-            lower = grid.lower(hist.numeric.index)
-            for index, low, count in zip(
-                hist.numeric.index, lower, hist.numeric.counts, strict=True
-            ):
-                records.append(
-                    base
-                    | {
-                        "bin_index": int(index),
-                        "bin_lower": float(low),
-                        "bin_upper": float(low + grid.width),
-                        "category": None,
-                        "count": int(count),
-                    }
-                )
+            grid, bins = hist.numeric.grid, hist.numeric
+            lowers = grid.lower(bins.index)
+            for index, low, count in zip(bins.index, lowers, bins.counts, strict=True):
+                records.append(_bin_record(key, count, int(index), float(low), low + grid.width))
         for category, count in sorted((hist.categories or {}).items()):
-            records.append(
-                base
-                | {
-                    "bin_index": None,
-                    "bin_lower": None,
-                    "bin_upper": None,
-                    "category": category,
-                    "count": int(count),
-                }
-            )
+            records.append(_bin_record(key, count, category=category))
     return records
 
 
