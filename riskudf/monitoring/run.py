@@ -67,7 +67,8 @@ MONITOR_TABLES: dict[str, tuple[tuple[Column_, ...], str]] = {
     "monitor_fairness": (MONITOR_FAIRNESS_COLUMNS, "approval rates per protected group"),
     "monitor_alerts": (MONITOR_ALERTS_COLUMNS, "breached monitoring rules, one row each"),
 }
-QUARANTINE_TABLE = "scoring_quarantine"
+# Quarantine reasons (riskudf.quarantine) that mean the obligor had no usable document.
+EMPTY_DOCUMENT_REASONS = ("NO_REPORT", "EMPTY_TEXT")
 
 
 @dataclass(frozen=True)
@@ -319,25 +320,37 @@ def _stored_histograms(
     return agg.collect_histograms(rows, numeric)
 
 
-def _quarantined(spark: SparkSession, conf: RiskConf, run_id: str) -> int | None:
-    table = f"{conf.tables.database}.{getattr(conf.tables, QUARANTINE_TABLE, QUARANTINE_TABLE)}"
+def _quarantined_obligors(spark: SparkSession, conf: RiskConf, run_id: str) -> dict[str, int]:
+    """Reason code -> obligors of the run set aside whole (rows sourced from the portfolio;
+    report and filing records set aside alone do not keep an obligor from being scored)."""
+    table = conf.tables.qualified("scoring_quarantine")
     if not spark.catalog.tableExists(table):
-        return None
-    return spark.table(table).where(F.col("run_id") == run_id).count()
+        return {}
+    rows = (
+        spark.table(table)
+        .where(
+            (F.col("run_id") == run_id)
+            & (F.col("source_table") == conf.tables.qualified("portfolio"))
+        )
+        .groupBy("reason_code")
+        .count()
+        .collect()
+    )
+    return {row["reason_code"]: int(row["count"]) for row in rows}
 
 
-def _shares(histograms: Histograms, quarantined: int | None) -> RunShares:
+def _shares(histograms: Histograms, quarantined: dict[str, int]) -> RunShares:
+    """Shares of the run's obligors (scored + quarantined): quarantined, and with an empty
+    document (scored from special tokens only, or set aside for having no report or text)."""
     empty = histograms.get((None, None, "empty_document"))
-    scored = empty.rows if empty is not None else None
-    empty_share = (
-        (empty.categories or {}).get("true", 0) / empty.rows if empty and empty.rows else None
-    )
-    quarantined_share = (
-        quarantined / (quarantined + scored)
-        if quarantined is not None and scored is not None and quarantined + scored
-        else None
-    )
-    return RunShares(empty_share, quarantined_share)
+    scored = empty.rows if empty is not None else 0
+    set_aside = sum(quarantined.values())
+    total = scored + set_aside
+    if total == 0:
+        return RunShares(None, None)
+    empty_scored = (empty.categories or {}).get("true", 0) if empty is not None else 0
+    empty_set_aside = sum(quarantined.get(reason, 0) for reason in EMPTY_DOCUMENT_REASONS)
+    return RunShares((empty_scored + empty_set_aside) / total, set_aside / total)
 
 
 def _matured_cohorts(spark: SparkSession, conf: RiskConf, as_of: dt.date) -> list[dt.date]:
@@ -563,7 +576,7 @@ def monitor_run(
             drift=drift,
             backtest=backtest,
             fairness=fairness,
-            shares=_shares(histograms, _quarantined(spark, conf, run_id)),
+            shares=_shares(histograms, _quarantined_obligors(spark, conf, run_id)),
             validation_auc=manifest.metrics.get("validation_auc"),
         )
         written["monitor_alerts"] = write_records(
