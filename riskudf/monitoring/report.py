@@ -131,7 +131,7 @@ class Svg:
     def frame(self) -> tuple[float, float, float, float]:
         """Left, top, right, bottom of the plot area; draws its axes."""
         left, top = self.m + 10, 14
-        right, bottom = self.width - 14, self.height - self.m
+        right, bottom = self.width - 40, self.height - self.m
         self.line(left, bottom, right, bottom)
         self.line(left, top, left, bottom)
         return left, top, right, bottom
@@ -174,12 +174,14 @@ def grouped_bars(
                 color,
                 f"{name} {label}: {values[i]:.4g}",
             )
+        rotated = len(labels) > 6
         svg.text(
             left + (i + 0.5) * slot,
             bottom + 14,
             label,
             size=9,
-            rotate=-25 if len(labels) > 8 else 0,
+            anchor="end" if rotated else "middle",
+            rotate=-30 if rotated else 0,
         )
     for y, color, name in lines:
         level = bottom - (bottom - top) * y / peak
@@ -203,7 +205,7 @@ def pd_histogram(data: ReportData) -> str:
     if edges is None:
         edges = decile_edges(current.numeric)
     bounds = [0.0, *edges.tolist(), 1.0]
-    labels = [f"{bounds[i]:.3g} to {bounds[i + 1]:.3g}" for i in range(len(bounds) - 1)]
+    labels = [f"< {b:.3g}" for b in bounds[1:-1]] + [f">= {bounds[-2]:.3g}"]
     shares = coarse_counts(current.numeric, edges) / current.numeric.total
     series = [("this run", BLUE, shares.tolist())]
     if reference is not None and reference.numeric is not None and reference.numeric.total:
