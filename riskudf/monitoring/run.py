@@ -15,14 +15,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from riskudf.config import RiskConf
-from riskudf.model.artifact import Manifest
 from riskudf.monitoring import aggregate as agg
 from riskudf.monitoring.alerts import Alert, RunShares, evaluate_alerts
 from riskudf.monitoring.backtest import BacktestRecord, backtest_records, outcome_decisions
@@ -55,6 +54,9 @@ from riskudf.tables import (
     replace_where,
     schema,
 )
+
+if TYPE_CHECKING:  # monitoring reads the manifest's metadata; it never loads the model
+    from riskudf.model.artifact import Manifest
 
 log = logging.getLogger(__name__)
 
