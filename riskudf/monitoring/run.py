@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -81,6 +82,19 @@ class PreviousRun:
     model_version: str | None
 
 
+class _Phases:
+    """Wall time per phase of monitoring, for the log and the summary."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[name] = round(now - self._last, 3)
+        self._last = now
+
+
 @dataclass(frozen=True)
 class MonitorSummary:
     run_id: str
@@ -91,6 +105,7 @@ class MonitorSummary:
     fails_run: bool
     duration_s: float
     notes: tuple[str, ...] = field(default_factory=tuple)
+    phase_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def alerts_fired(self) -> int:
@@ -118,7 +133,9 @@ def add_months(day: dt.date, months: int) -> dt.date:
 def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, list | tuple):
+    if isinstance(value, tuple):  # a struct
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
 
@@ -129,8 +146,14 @@ def write_records(
     columns: tuple[Column_, ...],
     records: Sequence[Any],
     common: dict[str, Any],
+    *,
+    skip_if_empty: bool = False,
 ) -> int:
-    """Replace the run's rows of a monitor table with ``records`` (dataclasses or dicts)."""
+    """Replace the run's rows of a monitor table with ``records`` (dataclasses or dicts).
+
+    ``skip_if_empty``: the table holds no rows of the run, so nothing needs replacing and an
+    empty list costs no commit.
+    """
     names = [name for name, _, _, _ in columns]
 
     def value(record: Any, name: str) -> Any:
@@ -139,7 +162,17 @@ def write_records(
         return record[name] if isinstance(record, dict) else getattr(record, name)
 
     rows = [tuple(_plain(value(record, name)) for name in names) for record in records]
-    frame = spark.createDataFrame(rows, schema(columns))
+    if not rows and skip_if_empty:
+        return 0
+    if rows:
+        # Through pandas and Arrow: no Python worker, fast for the thousands of histogram bins.
+        frame_pd = pd.DataFrame(rows, columns=names, dtype=object)
+        for name, kind, _, _ in columns:
+            if kind == "TIMESTAMP":
+                frame_pd[name] = pd.to_datetime(frame_pd[name], utc=True)
+        frame = spark.createDataFrame(frame_pd, schema(columns))
+    else:
+        frame = spark.createDataFrame([], schema(columns))
     replace_where(frame, table, F.col("run_id") == F.lit(common["run_id"]))
     return len(rows)
 
@@ -412,9 +445,19 @@ def monitor_run(
     returns the alerts and whether conf says they fail the run.
     """
     clock = time.monotonic()
+    phases = _Phases()
     mon = conf.monitoring
     notes: list[str] = []
     ensure_monitor_tables(spark, conf)
+    # monitor_profile is written first and is never empty: without rows there, no table holds
+    # rows of this run, and empty results need no Delta commit.
+    first_time = (
+        spark.table(monitor_table(conf, "monitor_profile"))
+        .where(F.col("run_id") == run_id)
+        .limit(1)
+        .count()
+        == 0
+    )
     monitored_at = dt.datetime.now(dt.UTC)
     common = {"run_id": run_id, "as_of_date": as_of, "monitored_at": monitored_at}
 
@@ -439,6 +482,7 @@ def monitor_run(
             numeric,
         )
         profile_rows = agg.numeric_profile(rows, slice_columns=slices, numeric=numeric).collect()
+        phases.lap("aggregate")
         profile_common = common | {
             "window_start": as_of,
             "window_end": as_of + dt.timedelta(days=1),
@@ -460,6 +504,7 @@ def monitor_run(
             common,
         )
 
+        phases.lap("write_profile")
         # Drift against the model's baseline and the previous successful run.
         drift: list[DriftRecord] = []
         baseline = load_baseline(
@@ -504,10 +549,17 @@ def monitor_run(
                     model_version=previous.model_version,
                 ),
             )
+        phases.lap("drift")
         written["monitor_drift"] = write_records(
-            spark, monitor_table(conf, "monitor_drift"), MONITOR_DRIFT_COLUMNS, drift, common
+            spark,
+            monitor_table(conf, "monitor_drift"),
+            MONITOR_DRIFT_COLUMNS,
+            drift,
+            common,
+            skip_if_empty=first_time,
         )
 
+        phases.lap("write_drift")
         migration: list[MigrationRecord] = []
         if previous is not None and prev_rows is not None:
             counts = agg.migration_counts(rows, prev_rows, portfolio, slice_columns=slices)
@@ -528,8 +580,10 @@ def monitor_run(
                 "previous_run_id": previous.run_id if previous else None,
                 "previous_as_of_date": previous.as_of if previous else None,
             },
+            skip_if_empty=first_time,
         )
 
+        phases.lap("migration")
         backtest: list[BacktestRecord] = []
         outcome_bins: list[Any] = []
         cohorts = _matured_cohorts(spark, conf, as_of)
@@ -549,8 +603,10 @@ def monitor_run(
             MONITOR_BACKTEST_COLUMNS,
             backtest,
             common,
+            skip_if_empty=first_time,
         )
 
+        phases.lap("backtest")
         fairness: list[FairnessRecord] = []
         matured = outcome_decisions(outcome_bins, [a.column for a in mon.fairness])
         for attribute in mon.fairness:
@@ -570,8 +626,10 @@ def monitor_run(
             MONITOR_FAIRNESS_COLUMNS,
             fairness,
             common,
+            skip_if_empty=first_time,
         )
 
+        phases.lap("fairness")
         alerts = evaluate_alerts(
             mon.alerts,
             as_of=as_of,
@@ -602,7 +660,9 @@ def monitor_run(
                 for a in alerts
             ],
             {"run_id": run_id, "as_of_date": as_of},
+            skip_if_empty=first_time,
         )
+        phases.lap("alerts")
     finally:
         rows.unpersist()
 
@@ -627,6 +687,7 @@ def monitor_run(
             previous_run_id=previous.run_id if previous else None,
         ),
     )
+    phases.lap("report")
     for note in notes:
         log.info("monitoring run %s: %s", run_id, note)
     for alert in alerts:
@@ -644,11 +705,12 @@ def monitor_run(
     fails = bool(fired and mon.fail_on_alert)
     duration = round(time.monotonic() - clock, 3)
     log.info(
-        "monitoring run %s: %d alerts, %d warnings in %.1fs; report %s%s",
+        "monitoring run %s: %d alerts, %d warnings in %.1fs (%s); report %s%s",
         run_id,
         fired,
         len(alerts) - fired,
         duration,
+        ", ".join(f"{name} {seconds:.1f}s" for name, seconds in phases.seconds.items()),
         report_path,
         "; conf fails the run on alerts" if fails else "",
     )
@@ -661,4 +723,5 @@ def monitor_run(
         fails_run=fails,
         duration_s=duration,
         notes=tuple(notes),
+        phase_s=phases.seconds,
     )
