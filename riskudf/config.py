@@ -114,6 +114,7 @@ class BiConf(_Conf):
         bad = {seg: v for seg, v in self.lgd_by_segment.items() if not 0.0 <= v <= 1.0}
         if bad:
             raise ValueError(f"lgd_by_segment values must lie in [0, 1], got {bad}")
+        return self
 
 
 class Threshold(_Conf):

@@ -243,21 +243,6 @@ SCORING_QUARANTINE_COMMENT = (
 )
 
 # Written by monitoring (issue 3); created empty so that the BI view over it exists from day one.
-MONITOR_ALERTS_COLUMNS: tuple[Column_, ...] = (
-    ("alert_id", "STRING", True, "unique id of the alert"),
-    ("run_id", "STRING", True, "the scoring run the alert was raised on, see score_runs"),
-    ("as_of_date", "DATE", True, "as-of date of that run"),
-    ("rule", "STRING", True, "the monitoring rule, e.g. psi_pd or default_rate_by_grade"),
-    ("severity", "STRING", True, "one of warn, alert"),
-    ("metric", "STRING", True, "the measured metric, e.g. population_stability_index"),
-    ("slice_key", "STRING", False, "the slicing column, e.g. segment; null for the whole table"),
-    ("slice_value", "STRING", False, "the slice, e.g. retail; null for the whole table"),
-    ("value", "DOUBLE", True, "the measured value, in the unit of the metric"),
-    ("threshold", "DOUBLE", True, "the threshold the value crossed, same unit"),
-    ("created_at", "TIMESTAMP", True, "when the alert was raised (UTC)"),
-    ("status", "STRING", True, "one of open, acknowledged, closed"),
-    ("acknowledged_at", "TIMESTAMP", False, "when the alert was acknowledged (UTC), else null"),
-)
 
 # Delta table properties. Retention: the log keeps 90 days of history; files a commit removed
 # stay 30 days before VACUUM may delete them, so time travel (VERSION AS OF) and the change data
