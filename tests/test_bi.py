@@ -45,7 +45,7 @@ def scored_row(obligor: str, as_of: dt.date, pd: float, grade: str, run_id: str)
 
 
 def run_row(run_id: str, as_of: dt.date, status: str) -> tuple:
-    return (run_id, as_of, T, T, status, 3, 3, 0, 0, "m-1", {"x.portfolio": 0}, 1.5, None)
+    return (run_id, as_of, T, T, status, 3, 3, 0, 0, "m-1", {"x.portfolio": 0}, 1.5, None, 0)
 
 
 @pytest.fixture(scope="module")
