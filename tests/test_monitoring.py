@@ -320,3 +320,47 @@ def test_drift_is_zero_against_itself_and_raised_by_a_population_shift(
     fired = alerts[(alerts.rule == "psi_n_tokens_consecutive") & alerts.slice_key.isna()]
     assert fired.severity.tolist() == ["alert"] and fired.threshold.tolist() == [0.15]
     assert fired.value.iloc[0] == pytest.approx(tokens["psi"])
+
+
+def test_previous_run_in_a_table_from_before_the_new_columns(
+    spark, tiny_model, make_conf, tmp_path: Path
+) -> None:
+    """An upgrade: the previous run's rows sit in a scored table that lacked n_chunks, n_filings
+    and report_age_days, and that run has no stored histograms (no monitoring then)."""
+    database = "mon_upgrade"
+    write_demo_tables(
+        spark, database=database, n_obligors=12, spec=DemoSpec(seed=9), filing_lookback_days=730
+    )
+    old = load_config(make_conf(database=database, model_dir=tiny_model, monitoring__enabled=False))
+    first = score_portfolio(spark, old, as_of=COHORT)
+    assert first.status == "success" and first.monitoring is None
+    scored = f"{database}.scored_portfolio"
+    rows = spark.table(scored).drop("n_chunks", "n_filings", "report_age_days").toPandas()
+    spark.sql(f"DROP TABLE {scored}")
+    spark.createDataFrame(rows).write.format("delta").partitionBy("as_of_date").saveAsTable(scored)
+    spark.sql(
+        f"UPDATE {database}.score_runs SET finished_at = current_timestamp() "
+        f"WHERE run_id = '{first.run_id}'"
+    )
+
+    conf = load_config(
+        make_conf(
+            database=database,
+            model_dir=tiny_model,
+            monitoring__report_dir=str(tmp_path / "reports"),
+        )
+    )
+    second = score_portfolio(spark, conf, as_of=LATER)
+    assert second.status == "success" and second.monitoring is not None
+    drift = table(spark, database, "monitor_drift", second.run_id)
+    consecutive = drift[(drift.drift_type == "CONSECUTIVE") & drift.slice_key.isna()]
+    assert set(consecutive.column_name) == {
+        "pd",
+        "n_tokens",
+        "grade",
+        "decision",
+        "truncated",
+        "empty_document",
+    }
+    migration = table(spark, database, "monitor_migration", second.run_id)
+    assert (migration.previous_run_id == first.run_id).all() and len(migration) > 0

@@ -531,12 +531,17 @@ def monitor_run(
         else:
             reference = _stored_histograms(spark, conf, previous.run_id, numeric)
             if not reference and prev_rows is not None:
+                # A run from before monitoring; its table may lack columns added since.
                 prev = agg.with_attributes(add_derived_columns(prev_rows), portfolio, slices)
+                prev_numeric = present_numeric(prev)
                 reference = agg.collect_histograms(
                     agg.histograms(
-                        prev, slice_columns=slices, numeric=numeric, categorical=categorical
+                        prev,
+                        slice_columns=slices,
+                        numeric=prev_numeric,
+                        categorical=present_categorical(prev),
                     ).collect(),
-                    numeric,
+                    prev_numeric,
                 )
             drift += drift_records(
                 histograms,
