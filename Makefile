@@ -16,6 +16,7 @@ DEMO_DATES ?= 2025-11-28 2026-11-28
 SHIFT ?= 0
 OBLIGORS ?= 5000
 CONF ?= conf/local.yaml
+MODE ?= full
 
 export SPARK_CONF_DIR := $(ROOT)/conf/spark
 export PYSPARK_PYTHON := $(PY)
@@ -23,7 +24,8 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export HF_HUB_OFFLINE := 1
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: install demo data model score test lint clean-lakehouse metastore metastore-stop bi bi-stop
+.PHONY: install demo data model score backfill submit-check test lint clean-lakehouse metastore \
+  metastore-stop bi bi-stop
 
 install: $(VENV)/.installed $(JARS)
 
@@ -68,7 +70,16 @@ model: install lakehouse metastore
 	  --label-col default_12m --output models/demo --conf $(CONF)
 
 score: install lakehouse metastore
-	$(SUBMIT) jobs/score_portfolio.py --as-of $(AS_OF) --conf $(CONF)
+	$(SUBMIT) jobs/score_portfolio.py --as-of $(AS_OF) --mode $(MODE) --conf $(CONF)
+
+# make backfill FROM=2026-11-01 TO=2026-11-28 [MODE=incremental]: one Spark application.
+backfill: install lakehouse metastore
+	$(SUBMIT) jobs/score_portfolio.py --from $(FROM) --to $(TO) --mode $(MODE) --conf $(CONF)
+
+# Prints the spark-submit command line of the nightly job for CONF (its submit section),
+# without running anything: make submit-check CONF=conf/cluster.yaml MODE=incremental
+submit-check:
+	$(PY) -m riskudf.submit --conf $(CONF) jobs/score_portfolio.py --as-of $(AS_OF) --mode $(MODE)
 
 demo: install lakehouse
 	$(MAKE) --no-print-directory data

@@ -11,6 +11,7 @@ from pyspark.sql import SparkSession
 
 from riskudf.config import ConfigError, RiskConf
 from riskudf.model.artifact import ArtifactError
+from riskudf.progress import LOGGER as PROGRESS_LOGGER
 from riskudf.tables import InputError, MissingTableError, SchemaError
 
 EXIT_OK = 0
@@ -28,6 +29,13 @@ def setup_logging() -> None:
     )
     for noisy in ("py4j", "transformers", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Progress lines are JSON already (riskudf.progress): printed as they are, one per line.
+    progress = logging.getLogger(PROGRESS_LOGGER)
+    if not progress.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        progress.addHandler(handler)
+        progress.propagate = False
 
 
 def safe_message(exc: BaseException) -> str:

@@ -177,6 +177,26 @@ class SparkConf(_Conf):
     settings: dict[str, str] = Field(default_factory=dict)
 
 
+class SubmitConf(_Conf):
+    """How spark-submit launches the jobs on a cluster (``make submit-check`` renders it).
+
+    Local runs leave it empty: conf/spark/spark-defaults.conf holds the local settings.
+    """
+
+    spark_submit: str = Field(default="spark-submit", description="the spark-submit to run")
+    master: str | None = Field(default=None, description="yarn, k8s://https://host:443, ...")
+    deploy_mode: Literal["client", "cluster"] | None = None
+    archives: tuple[str, ...] = Field(
+        default=(), description="e.g. the packed venv: riskudf-venv.tar.gz#environment"
+    )
+    files: tuple[str, ...] = Field(default=(), description="e.g. the GPU discovery script")
+    jars: tuple[str, ...] = Field(default=(), description="Delta jars, unless the image has them")
+    python: str | None = Field(
+        default=None, description="Python of driver and executors, e.g. ./environment/bin/python"
+    )
+    settings: dict[str, str] = Field(default_factory=dict, description="--conf key=value")
+
+
 class RiskConf(_Conf):
     tables: TablesConf = TablesConf()
     scoring: ScoringConf
@@ -185,6 +205,7 @@ class RiskConf(_Conf):
     monitoring: MonitoringConf = MonitoringConf()
     spark: SparkConf = SparkConf()
     bi: BiConf = BiConf()
+    submit: SubmitConf = SubmitConf()
 
 
 def load_config(path: str | Path) -> RiskConf:

@@ -14,12 +14,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from pyspark import Broadcast, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from riskudf import failpoints, quarantine, runlock
+from riskudf import failpoints, incremental, quarantine, runlock
 from riskudf.config import RiskConf
 from riskudf.documents import assemble_documents
 from riskudf.failpoints import Failpoint
@@ -27,6 +28,7 @@ from riskudf.grading import add_grade_and_decision
 from riskudf.inference import ScoringOptions, make_pd_udf
 from riskudf.model.artifact import Manifest, artifact_key, load_artifact_bytes
 from riskudf.monitoring.run import MonitorSummary, monitor_run
+from riskudf.progress import Progress
 from riskudf.tables import (
     CREDIT_REPORT_COLUMNS,
     FILING_COLUMNS,
@@ -53,6 +55,8 @@ from riskudf.tables import (
 
 log = logging.getLogger(__name__)
 
+Mode = Literal["full", "incremental"]
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -69,6 +73,9 @@ class RunResult:
     grade_counts: dict[str, int] = field(default_factory=dict)
     reason_counts: dict[str, int] = field(default_factory=dict)
     monitoring: MonitorSummary | None = None
+    mode: str = "full"
+    rows_carried_forward: int = 0
+    carried_from_run_id: str | None = None
 
 
 class ReconciliationError(RuntimeError):
@@ -135,10 +142,16 @@ def score_and_grade(
     model_key: str,
     partitions: int,
     failpoint: Failpoint | None = None,
+    *,
+    run_id: str,
+    previous: DataFrame | None = None,
 ) -> DataFrame:
-    """Apply the PD UDF and the master scale to assembled documents.
+    """Apply the PD UDF and the master scale to assembled documents (with their fingerprint).
 
-    The window (max_length) is the one the model was trained with, from its manifest.
+    With ``previous`` (an earlier run's rows, see incremental.previous_rows) only documents
+    whose fingerprint changed go through the model; the others carry its outputs forward.
+    Grades and decisions are computed for every row here, carried or not. The window
+    (max_length) is the one the model was trained with, from its manifest.
     """
     options = ScoringOptions(
         max_length=manifest.max_length,
@@ -147,24 +160,28 @@ def score_and_grade(
         failpoint=failpoint,
     )
     pd_udf = make_pd_udf(artifact_broadcast, key=model_key, options=options)
+    to_score, carried = incremental.split_by_fingerprint(documents, previous)
     scored = (
-        documents.repartition(partitions, "obligor_id")
+        to_score.repartition(partitions, "obligor_id")
         .select(
             "obligor_id",
+            "fingerprint",
             "n_filings",
             "report_age_days",
             pd_udf(F.col("document")).alias("score"),
         )
         .select(
             "obligor_id",
-            "score.pd",
-            "score.n_tokens",
-            "score.truncated",
-            "score.n_chunks",
+            "fingerprint",
             "n_filings",
             "report_age_days",
+            *(f"score.{name}" for name in incremental.MODEL_OUTPUTS),
+            F.lit(False).alias("carried_forward"),
+            F.lit(run_id).alias("scored_run_id"),
         )
     )
+    if carried is not None:
+        scored = scored.unionByName(carried)
     return add_grade_and_decision(scored, conf.grading)
 
 
@@ -228,6 +245,9 @@ def _run_row(
         result.duration_s,
         error,
         result.monitoring.alerts_fired if result.monitoring else None,
+        result.mode,
+        result.rows_carried_forward,
+        result.carried_from_run_id,
     )
     return spark.createDataFrame([row], schema(SCORE_RUNS_COLUMNS))
 
@@ -248,13 +268,20 @@ def score_portfolio(
     as_of: dt.date,
     run_id: str | None = None,
     failpoint: Failpoint | None = None,
+    mode: Mode = "full",
 ) -> RunResult:
     """Score every obligor of the portfolio as of a date and record the run.
 
     The date's rows in the scored and quarantine tables are replaced, one Delta commit each,
     so a rerun of the same date leaves one row per obligor; the run log row is written last.
+    ``mode="incremental"`` sends only documents whose fingerprint differs from the latest
+    successful run's to the model and carries the other rows' model outputs forward; the
+    date's rows are otherwise those of a full run.
     """
+    if mode not in ("full", "incremental"):
+        raise ValueError(f"mode must be full or incremental, got {mode!r}")
     run_id = run_id or uuid.uuid4().hex
+    progress = Progress(run_id, as_of, mode)
     started = dt.datetime.now(dt.UTC)
     clock = time.monotonic()
     tables = conf.tables
@@ -284,6 +311,7 @@ def score_portfolio(
     results = None
     locked = False
     before: dict[str, int] = {}
+    carried_from: str | None = None
     try:
         runlock.acquire(
             spark,
@@ -295,6 +323,24 @@ def score_portfolio(
         locked = True
         failpoints.hit(failpoint, "after_lock")
         log.info("run %s: as_of=%s model=%s inputs=%s", run_id, as_of, model_version, versions)
+        model_key = artifact_key(files)
+        previous = None
+        if mode == "incremental":
+            scored_version = latest_version(spark, scored_table)
+            found = incremental.previous_run(
+                spark,
+                scored_table=scored_table,
+                scored_version=scored_version,
+                runs_table=tables.qualified("score_runs"),
+                as_of=as_of,
+            )
+            if found is not None:
+                carried_from = found[0]
+                previous = incremental.previous_rows(
+                    spark, scored_table=scored_table, scored_version=scored_version, run=found
+                )
+            log.info("run %s: incremental, reusing run %s", run_id, carried_from)
+        progress.done("inputs", carried_from_run_id=carried_from or "")
 
         usable, portfolio_rows = quarantine.split_portfolio(
             portfolio, source_table=names["portfolio"]
@@ -324,6 +370,14 @@ def score_portfolio(
             as_of=as_of,
             max_chars=conf.scoring.max_document_chars,
         )
+        scorable = scorable.withColumn(
+            "fingerprint",
+            incremental.fingerprint_expr(
+                F.col("document"),
+                model_key=model_key,
+                conf_key=incremental.score_conf_key(conf.scoring),
+            ),
+        )
         spark.conf.set(
             "spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.scoring.arrow_batch_rows)
         )
@@ -331,9 +385,23 @@ def score_portfolio(
         partitions = conf.scoring.partitions or spark.sparkContext.defaultParallelism
         # Scored once: the persisted result feeds the checks and both commits.
         results = score_and_grade(
-            scorable, conf, broadcast, manifest, artifact_key(files), partitions, failpoint
+            scorable,
+            conf,
+            broadcast,
+            manifest,
+            model_key,
+            partitions,
+            failpoint,
+            run_id=run_id,
+            previous=previous,
         ).persist(StorageLevel.MEMORY_AND_DISK)
-        results.count()
+        rows_done = results.count()
+        carried_count = results.where(F.col("carried_forward")).count()
+        progress.done(
+            "score",
+            rows_done - carried_count,
+            rows_carried_forward=carried_count,
+        )
         scored = results.where(F.col("pd").isNotNull())
         not_scored = results.where(F.col("pd").isNull()).select(
             F.lit(names["portfolio"]).alias("source_table"),
@@ -357,6 +425,7 @@ def score_portfolio(
 
         check = reconcile(portfolio, scored, obligor_rows)
         rows_in = portfolio.count()
+        progress.done("reconcile", rows_in)
         if not check.holds:
             raise ReconciliationError(
                 f"run {run_id}: {check.obligors} obligors, {check.scored} scored, "
@@ -378,6 +447,9 @@ def score_portfolio(
             F.lit(model_version).alias("model_version"),
             F.lit(run_id).alias("run_id"),
             F.lit(scored_at).alias("scored_at"),
+            "fingerprint",
+            "carried_forward",
+            "scored_run_id",
         )
         set_aside = _with_run(
             obligor_rows.unionByName(record_rows), run_id=run_id, as_of=as_of, at=scored_at
@@ -397,6 +469,7 @@ def score_portfolio(
         failpoints.hit(failpoint, "between_commits")
         replace_where(output, scored_table, this_date)
         set_aside.unpersist()
+        progress.done("commit", check.scored)
         monitoring = (
             monitor_run(
                 spark,
@@ -409,6 +482,8 @@ def score_portfolio(
             if conf.monitoring.enabled
             else None
         )
+        if monitoring is not None:
+            progress.done("monitor", check.scored)
         failpoints.hit(failpoint, "before_run_log")
 
         result = RunResult(
@@ -425,8 +500,12 @@ def score_portfolio(
             grade_counts=grade_counts,
             reason_counts=reason_counts,
             monitoring=monitoring,
+            mode=mode,
+            rows_carried_forward=carried_count,
+            carried_from_run_id=carried_from,
         )
         append(_run_row(spark, result, started, None), tables.qualified("score_runs"))
+        progress.done("done", check.scored, status="success")
         return result
     except Exception as exc:
         for table, version in before.items():
@@ -449,7 +528,10 @@ def score_portfolio(
             model_version=model_version,
             input_versions=versions,
             duration_s=round(time.monotonic() - clock, 3),
+            mode=mode,
+            carried_from_run_id=carried_from,
         )
+        progress.done("failed", None, error=type(exc).__name__)
         try:
             append(
                 _run_row(spark, failed, started, type(exc).__name__), tables.qualified("score_runs")
@@ -464,3 +546,29 @@ def score_portfolio(
             broadcast.unpersist()
         if locked:
             runlock.release(spark, locks, as_of=as_of, run_id=run_id)
+
+
+def backfill(
+    spark: SparkSession,
+    conf: RiskConf,
+    *,
+    start: dt.date,
+    end: dt.date,
+    mode: Mode = "full",
+    failpoint: Failpoint | None = None,
+) -> list[RunResult]:
+    """Score each as-of date from ``start`` to ``end`` (inclusive), oldest first, in one session.
+
+    Each date is one run, atomic and idempotent as score_portfolio makes it; the first failure
+    stops the backfill (its date is left as it was, the dates before it are committed) and is
+    raised. In incremental mode each date reuses the previous date's scores where the
+    documents did not change.
+    """
+    if end < start:
+        raise InputError(f"backfill: --to {end} is before --from {start}")
+    results = []
+    day = start
+    while day <= end:
+        results.append(score_portfolio(spark, conf, as_of=day, mode=mode, failpoint=failpoint))
+        day += dt.timedelta(days=1)
+    return results

@@ -41,6 +41,20 @@ SCORED_PORTFOLIO_COLUMNS: tuple[Column_, ...] = (
     ("model_version", "STRING", True, "model_version from the model manifest"),
     ("run_id", "STRING", True, "the scoring run, see score_runs"),
     ("scored_at", "TIMESTAMP", True, "when the run wrote this row (UTC)"),
+    (
+        "fingerprint",
+        "STRING",
+        False,
+        "sha256 of the document, the model artifact and the score-affecting conf; "
+        "equal fingerprints give equal model outputs",
+    ),
+    (
+        "carried_forward",
+        "BOOLEAN",
+        False,
+        "true: pd, n_tokens, truncated, n_chunks copied from an earlier run (incremental)",
+    ),
+    ("scored_run_id", "STRING", False, "the run whose model call gave pd (run_id when rescored)"),
 )
 
 SCORE_RUNS_COLUMNS: tuple[Column_, ...] = (
@@ -58,6 +72,9 @@ SCORE_RUNS_COLUMNS: tuple[Column_, ...] = (
     ("duration_s", "DOUBLE", False, "wall time of the run in seconds"),
     ("error", "STRING", False, "exception class of a failed run; never input text"),
     ("alerts_fired", "INT", False, "monitoring alerts of severity alert raised on the run"),
+    ("mode", "STRING", False, "full or incremental, as requested"),
+    ("rows_carried_forward", "BIGINT", False, "of rows_scored, copied from carried_from_run_id"),
+    ("carried_from_run_id", "STRING", False, "the earlier run reused; null when none"),
 )
 
 # Monitoring tables: every row carries the run it describes (run_id, as_of_date); a rerun of the

@@ -41,11 +41,46 @@ def conf_for(database: str, tmp_path: Path, **bi: object) -> RiskConf:
 
 
 def scored_row(obligor: str, as_of: dt.date, pd: float, grade: str, run_id: str) -> tuple:
-    return (obligor, as_of, pd, grade, "approve", 10, False, 1, 0, 30, "m-1", run_id, T)
+    return (
+        obligor,
+        as_of,
+        pd,
+        grade,
+        "approve",
+        10,
+        False,
+        1,
+        0,
+        30,
+        "m-1",
+        run_id,
+        T,
+        None,
+        False,
+        run_id,
+    )
 
 
 def run_row(run_id: str, as_of: dt.date, status: str) -> tuple:
-    return (run_id, as_of, T, T, status, 3, 3, 0, 0, "m-1", {"x.portfolio": 0}, 1.5, None, 0)
+    return (
+        run_id,
+        as_of,
+        T,
+        T,
+        status,
+        3,
+        3,
+        0,
+        0,
+        "m-1",
+        {"x.portfolio": 0},
+        1.5,
+        None,
+        0,
+        "full",
+        0,
+        None,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,68 @@
+"""The spark-submit command line of a job for a given conf, rendered without running it.
+
+``python -m riskudf.submit --conf conf/cluster.yaml -- jobs/score_portfolio.py --as-of ...``
+prints it (``make submit-check``). In cluster deploy mode the driver runs on the cluster: the
+YAML conf travels with ``--files`` and the job reads it by its file name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from riskudf.config import RiskConf, load_config
+
+
+def submit_command(conf: RiskConf, conf_path: str, job: str, job_args: list[str]) -> list[str]:
+    """The argument vector of spark-submit for ``job`` with ``job_args`` under ``conf``."""
+    submit = conf.submit
+    cluster_mode = submit.deploy_mode == "cluster"
+    files = list(submit.files) + ([conf_path] if cluster_mode else [])
+    command = [submit.spark_submit]
+    if submit.master:
+        command += ["--master", submit.master]
+    if submit.deploy_mode:
+        command += ["--deploy-mode", submit.deploy_mode]
+    for flag, values in (
+        ("--archives", submit.archives),
+        ("--files", files),
+        ("--jars", submit.jars),
+    ):
+        if values:
+            command += [flag, ",".join(values)]
+    settings = dict(submit.settings)
+    if submit.python:
+        settings.setdefault("spark.pyspark.python", submit.python)
+        settings.setdefault("spark.pyspark.driver.python", submit.python)
+    settings.setdefault("spark.app.name", conf.spark.app_name)
+    for key in sorted(settings):
+        command += ["--conf", f"{key}={settings[key]}"]
+    job_conf = Path(conf_path).name if cluster_mode else conf_path
+    return [*command, job, *job_args, "--conf", job_conf]
+
+
+def render(command: list[str], *, job: str) -> str:
+    """One option (with its value) per line, shell-quoted, ready to paste."""
+    lines: list[list[str]] = [[]]
+    for part in command:
+        if part.startswith("--") or part == job:
+            lines.append([])
+        lines[-1].append(shlex.quote(part))
+    return " \\\n  ".join(" ".join(line) for line in lines if line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--conf", required=True, help="YAML config file")
+    parser.add_argument("job", help="the job script, e.g. jobs/score_portfolio.py")
+    parser.add_argument("job_args", nargs=argparse.REMAINDER, help="the job's own arguments")
+    args = parser.parse_args(argv)
+    command = submit_command(load_config(args.conf), args.conf, args.job, args.job_args)
+    print(render(command, job=args.job))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

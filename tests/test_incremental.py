@@ -1,0 +1,177 @@
+"""Incremental rescoring and backfill on small inline inputs, with the tiny model."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from riskudf.config import RiskConf, ScoringConf, load_config
+from riskudf.incremental import score_conf_key
+from riskudf.scoring import backfill, score_portfolio
+from riskudf.tables import SCORED_PORTFOLIO_COLUMNS, overwrite_table
+
+D1 = dt.date(2026, 11, 20)
+D2 = dt.date(2026, 11, 21)
+LOOKBACK = 730
+# C's filing is in the lookback window (as_of - 730 days, as_of] on D1 and leaves it on D2.
+LEAVING = D1 - dt.timedelta(days=LOOKBACK - 1)
+REPORT = "Payment history: {n} accounts, all paid as agreed. Utilisation {u} percent."
+FILING = "Annual report: revenue grew {g} percent; no covenant breaches."
+# Every column but pd (compared with a tolerance), the run's lineage and the carry-forward
+# bookkeeping.
+COMPARED = [
+    name
+    for name, _, _, _ in SCORED_PORTFOLIO_COLUMNS
+    if name not in ("pd", "run_id", "scored_at", "carried_forward", "scored_run_id")
+]
+
+
+def small_conf(make_conf, database: str, model_dir: Path) -> RiskConf:
+    return load_config(
+        make_conf(
+            database=database,
+            model_dir=model_dir,
+            scoring__partitions=2,
+            monitoring__enabled=False,
+        )
+    )
+
+
+def write_inputs(spark, database: str) -> None:
+    """A-F: A, B and C will change on D2; D has no report (quarantined); E, F stay as they are."""
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
+    portfolio = spark.createDataFrame(
+        [(o, "retail" if o < "D" else "corporate", 1000.0) for o in "ABCDEF"],
+        "obligor_id string, segment string, exposure double",
+    )
+    reports = spark.createDataFrame(
+        [
+            (f"R-{o}", o, dt.date(2026, 6, 1), REPORT.format(n=i + 2, u=10 * i + 5))
+            for i, o in enumerate("ABCEF")
+        ],
+        "report_id string, obligor_id string, report_date date, text string",
+    )
+    filings = spark.createDataFrame(
+        [
+            ("F-C1", "C", LEAVING, "10-K", FILING.format(g=3)),
+            ("F-C2", "C", dt.date(2026, 3, 1), "10-Q", FILING.format(g=1)),
+            ("F-E1", "E", dt.date(2026, 2, 1), "10-K", FILING.format(g=7)),
+        ],
+        "filing_id string, obligor_id string, filing_date date, form_type string, text string",
+    )
+    overwrite_table(portfolio, f"{database}.portfolio")
+    overwrite_table(reports, f"{database}.credit_reports")
+    overwrite_table(filings, f"{database}.filings")
+
+
+def rows_of(spark, database: str, as_of: dt.date) -> dict[str, dict]:
+    table = spark.table(f"{database}.scored_portfolio").where(F.col("as_of_date") == as_of)
+    return {r["obligor_id"]: r.asDict() for r in table.collect()}
+
+
+def test_score_conf_key_changes_with_precision_only(tmp_path: Path) -> None:
+    base = ScoringConf(model_dir=str(tmp_path))
+    assert score_conf_key(base) == score_conf_key(
+        base.model_copy(update={"token_budget": 1024, "arrow_batch_rows": 64})
+    )
+    assert score_conf_key(base) != score_conf_key(base.model_copy(update={"precision": "bf16"}))
+
+
+def test_incremental_rescores_changed_obligors_only_and_matches_a_full_run(
+    spark, tiny_model, make_conf, tmp_path: Path
+) -> None:
+    write_inputs(spark, "incr_test")
+    conf = small_conf(make_conf, "incr_test", tiny_model)
+    first = score_portfolio(spark, conf, as_of=D1, mode="incremental")
+    assert (first.rows_scored, first.rows_carried_forward) == (5, 0)
+    assert first.carried_from_run_id is None
+    d1 = rows_of(spark, "incr_test", D1)
+
+    # A gets a new report, B's report is corrected in place; C's older filing leaves the window.
+    spark.sql(
+        "INSERT INTO incr_test.credit_reports VALUES "
+        f"('R-A2', 'A', DATE'{D2}', 'Payment history: 2 accounts, one 60 days past due.')"
+    )
+    spark.sql(
+        "UPDATE incr_test.credit_reports "
+        "SET text = 'Payment history: 3 accounts, one charged off.' WHERE report_id = 'R-B'"
+    )
+    second = score_portfolio(spark, conf, as_of=D2, mode="incremental")
+    incremental = rows_of(spark, "incr_test", D2)
+
+    assert (second.rows_scored, second.rows_carried_forward) == (5, 2)
+    assert second.rows_quarantined == 1  # D: no report
+    assert second.carried_from_run_id == first.run_id
+    rescored = {o for o, r in incremental.items() if not r["carried_forward"]}
+    assert rescored == {"A", "B", "C"}
+    assert {o: incremental[o]["scored_run_id"] for o in incremental} == {
+        "A": second.run_id,
+        "B": second.run_id,
+        "C": second.run_id,
+        "E": first.run_id,
+        "F": first.run_id,
+    }
+    assert {r["run_id"] for r in incremental.values()} == {second.run_id}
+    for o in "EF":  # the model outputs are D1's; the age of the report is D2's
+        assert incremental[o]["pd"] == d1[o]["pd"]
+        assert incremental[o]["report_age_days"] == d1[o]["report_age_days"] + 1
+    assert incremental["C"]["n_filings"] == d1["C"]["n_filings"] - 1
+    run_log = (
+        spark.table("incr_test.score_runs")
+        .where(F.col("run_id") == second.run_id)
+        .select("mode", "rows_scored", "rows_carried_forward", "carried_from_run_id")
+        .first()
+    )
+    assert tuple(run_log) == ("incremental", 5, 2, first.run_id)
+
+    # A full run of D2 on the same inputs and model writes the same table.
+    full = score_portfolio(spark, conf, as_of=D2, mode="full")
+    assert (full.rows_scored, full.rows_carried_forward, full.carried_from_run_id) == (5, 0, None)
+    reference = rows_of(spark, "incr_test", D2)
+    assert reference.keys() == incremental.keys()
+    for o in reference:
+        assert {c: incremental[o][c] for c in COMPARED} == {c: reference[o][c] for c in COMPARED}
+        # Batches differ (3 documents, not 5), so padding may move the last float bits.
+        assert incremental[o]["pd"] == pytest.approx(reference[o]["pd"], abs=1e-6)
+        assert reference[o]["carried_forward"] is False
+
+    # A new model version (new manifest, new artifact key) forces a full rescore.
+    retrained = tmp_path / "tiny-2"
+    shutil.copytree(tiny_model, retrained)
+    manifest = json.loads((retrained / "manifest.json").read_text())
+    manifest["model_version"] = "tiny-2"
+    (retrained / "manifest.json").write_text(json.dumps(manifest))
+    new_model = small_conf(make_conf, "incr_test", retrained)
+    third = score_portfolio(spark, new_model, as_of=D2, mode="incremental")
+    assert (third.rows_scored, third.rows_carried_forward) == (5, 0)
+    assert third.carried_from_run_id == full.run_id
+
+
+def test_backfill_scores_three_dates_once_each_and_reruns_idempotently(
+    spark, tiny_model, make_conf
+) -> None:
+    write_inputs(spark, "backfill_test")
+    conf = small_conf(make_conf, "backfill_test", tiny_model)
+    dates = [D1, D2, D2 + dt.timedelta(days=1)]
+    first = backfill(spark, conf, start=dates[0], end=dates[-1], mode="incremental")
+    assert [r.as_of for r in first] == dates
+    # D1 has nothing to reuse; D2 rescores C (its filing left the window); D3 carries all.
+    assert [(r.rows_scored, r.rows_carried_forward) for r in first] == [(5, 0), (5, 4), (5, 5)]
+    assert [r.carried_from_run_id for r in first] == [None, first[0].run_id, first[1].run_id]
+
+    again = backfill(spark, conf, start=dates[0], end=dates[-1], mode="full")
+    table = spark.table("backfill_test.scored_portfolio")
+    per_date = {
+        (r["as_of_date"], r["run_id"]): r["count"]
+        for r in table.groupBy("as_of_date", "run_id").count().collect()
+    }
+    assert per_date == {(r.as_of, r.run_id): 5 for r in again}
+    runs = spark.table("backfill_test.score_runs").where(F.col("status") == "success").count()
+    assert runs == 6
+    with pytest.raises(ValueError, match="before"):
+        backfill(spark, conf, start=D2, end=D1)
