@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         conf = load_config(args.conf)
         failpoint = failpoints.from_env()
-        spark = build_spark(conf.spark)
+        spark = build_spark(conf.spark, conf.scoring.gpu)
         result = score_portfolio(spark, conf, as_of=args.as_of, failpoint=failpoint)
     except BAD_INPUT as exc:
         log.error("bad input: %s", exc)
