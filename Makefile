@@ -80,7 +80,7 @@ test: install
 
 # Scoring throughput: raw torch loop, the Spark stage, predict_batch_udf and a transformers
 # pipeline on the same BENCH_DOCS demo documents (see README, Throughput).
-BENCH_DOCS ?= 1000
+BENCH_DOCS ?= 600
 bench: install
 	$(PY) jobs/bench.py --docs $(BENCH_DOCS) --conf $(CONF) --workdir build/bench
 

@@ -1,4 +1,4 @@
-"""Scoring throughput benchmark (``make bench``): python jobs/bench.py --docs 1000."""
+"""Scoring throughput benchmark (``make bench``): python jobs/bench.py --docs 600."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from riskudf.bench import Job, main, run_path
 
 def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--docs", type=int, default=1000, help="demo documents to score")
+    parser.add_argument("--docs", type=int, default=600, help="demo documents to score")
     parser.add_argument("--conf", default="conf/local.yaml", help="YAML config (scoring section)")
     parser.add_argument("--model", default=None, help="a riskudf model dir; default: bench model")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,16 +104,44 @@ def tree_pss_mib(pid: int) -> float:
     return total / 1024
 
 
-def run_sampled(command: list[str], env: dict[str, str]) -> tuple[int, float]:
-    """Run a command to its end; its exit status and the peak PSS of its process tree (MiB)."""
+def gpu_sample() -> tuple[float, float]:
+    """GPU 0's utilisation (%) and memory used (MiB) from nvidia-smi."""
+    out = subprocess.run(
+        [
+            "nvidia-smi",
+            "--id=0",
+            "--query-gpu=utilization.gpu,memory.used",
+            "--format=csv,noheader,nounits",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    utilisation, memory = (float(part) for part in out.strip().split(","))
+    return utilisation, memory
+
+
+@dataclass
+class Usage:
+    peak_mib: float = 0.0
+    gpu_busy: list[tuple[float, float]] = field(default_factory=list)  # (time, %)
+    gpu_peak_mib: float = 0.0
+
+
+def run_sampled(command: list[str], env: dict[str, str], *, gpu: bool = False) -> tuple[int, Usage]:
+    """Run a command to its end; its exit status and the peak PSS of its process tree (MiB),
+    with GPU utilisation samples and peak GPU memory when ``gpu``."""
     process = subprocess.Popen(command, env=env)
-    peak = 0.0
+    usage = Usage()
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
         while not done.is_set():
-            peak = max(peak, tree_pss_mib(process.pid))
+            usage.peak_mib = max(usage.peak_mib, tree_pss_mib(process.pid))
+            if gpu:
+                busy, memory = gpu_sample()
+                usage.gpu_busy.append((time.time(), busy))
+                usage.gpu_peak_mib = max(usage.gpu_peak_mib, memory)
             done.wait(0.25)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -121,15 +149,15 @@ def run_sampled(command: list[str], env: dict[str, str]) -> tuple[int, float]:
     code = process.wait()
     done.set()
     sampler.join()
-    return code, peak
+    return code, usage
 
 
-def matmul_peak_gflops(
-    precision: str, threads: int, device: str = "cpu", size: int = 2048
-) -> float:
-    """Best achieved GFLOP/s of a square matmul at the precision used (int8: fp32 reference)."""
+def matmul_peak_gflops(precision: str, threads: int, device: str = "cpu") -> float:
+    """Best achieved GFLOP/s of a square matmul at the precision used (int8: fp32 reference);
+    2048^3 on a CPU, 8192^3 on a GPU."""
     import torch
 
+    size = 2048 if device == "cpu" else 8192
     torch.set_num_threads(threads)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     a = torch.randn(size, size, device=device).to(dtype)
@@ -352,6 +380,8 @@ def predict_batch_stage(job: Job) -> tuple[pd.DataFrame, float]:
         batch_size=FIXED_BATCH,
     )
     partitions = conf.scoring.partitions or spark.sparkContext.defaultParallelism
+    if job.device.startswith("cuda"):
+        partitions = 1  # one model per GPU, as the project's stage
     documents = spark.read.parquet(job.docs)
 
     def run(frame: Any) -> pd.DataFrame:
@@ -407,8 +437,10 @@ def run_path(job: Job, n_docs: int = 0) -> None:
         score = raw_loop if job.path == "a" else pipeline_loop
         pds, seconds = score(job, texts)
         frame = pd.DataFrame({"obligor_id": docs["obligor_id"], "pd": pds})
+    started = time.time() - seconds
     frame.to_parquet(f"{job.out}.parquet")
-    Path(f"{job.out}.json").write_text(json.dumps({"seconds": seconds, "docs": len(frame)}))
+    timing = {"seconds": seconds, "docs": len(frame), "started": started}
+    Path(f"{job.out}.json").write_text(json.dumps(timing))
 
 
 # --- the parent ------------------------------------------------------------------------------
@@ -527,11 +559,12 @@ def main(
         "docs", str(root / f"docs-{n_docs}.parquet"), model_dir, conf, "", threads, master, device
     )
 
-    def child(path: str) -> tuple[int, float]:
+    gpu = device.startswith("cuda")
+
+    def child(path: str) -> tuple[int, Usage]:
         job = Job(**{**base.__dict__, "path": path, "out": str(root / f"out-{path}")})
-        return run_sampled(
-            [sys.executable, entry, "--child", job.to_json(), "--docs", str(n_docs)], env
-        )
+        command = [sys.executable, entry, "--child", job.to_json(), "--docs", str(n_docs)]
+        return run_sampled(command, env, gpu=gpu and path != "docs")
 
     if not Path(base.docs).exists():
         code, _ = child("docs")
@@ -575,7 +608,7 @@ def main(
     reference: pd.Series | None = None
     for path in PATHS:
         print(f"running ({path}) {PATHS[path]} ...", flush=True)
-        code, memory = child(path)
+        code, usage = child(path)
         if code != 0:
             print(f"bench: path ({path}) failed with exit code {code}", file=sys.stderr)
             return 1
@@ -586,9 +619,16 @@ def main(
         rates[path] = timing["docs"] / timing["seconds"]
         rows.append(
             f"({path}) {PATHS[path]:22s} {timing['docs']:6d} {timing['seconds']:9.1f} "
-            f"{rates[path]:9.1f} {memory:10.0f} {flops / timing['seconds'] / 1e9:9.1f} "
+            f"{rates[path]:9.1f} {usage.peak_mib:10.0f} {flops / timing['seconds'] / 1e9:9.1f} "
             f"{diff:11.1e}"
         )
+        if gpu:
+            start, end = timing["started"], timing["started"] + timing["seconds"]
+            busy = [b for t, b in usage.gpu_busy if start <= t <= end] or [float("nan")]
+            rows[-1] += (
+                f"   GPU busy mean {np.mean(busy):.0f} % (max {np.max(busy):.0f}), "
+                f"peak GPU memory {usage.gpu_peak_mib:.0f} MiB"
+            )
     print()
     print(
         f"{'path':26s} {'docs':>6s} {'seconds':>9s} {'docs/s':>9s} {'peak MiB':>10s} "
@@ -600,7 +640,7 @@ def main(
     print(f"ratios: b/a {b_over['a']:.3f}, b/c {b_over['c']:.3f}, b/d {b_over['d']:.3f}")
     spark_gflops = flops / (len(texts) / rates["b"]) / 1e9
     print(
-        f"matmul peak ({precision}, {threads} threads, 2048^3): {peak:.0f} GFLOP/s; Spark stage "
+        f"matmul peak ({precision}, {threads} threads): {peak:.0f} GFLOP/s; Spark stage "
         f"{spark_gflops:.0f} GFLOP/s = {100 * spark_gflops / peak:.0f} % of peak; raw loop "
         f"{100 * flops / (len(texts) / rates['a']) / 1e9 / peak:.0f} %"
     )
