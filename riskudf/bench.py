@@ -142,7 +142,7 @@ def run_sampled(command: list[str], env: dict[str, str], *, gpu: bool = False) -
                 busy, memory = gpu_sample()
                 usage.gpu_busy.append((time.time(), busy))
                 usage.gpu_peak_mib = max(usage.gpu_peak_mib, memory)
-            done.wait(0.25)
+            done.wait(0.5)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
