@@ -24,8 +24,8 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export HF_HUB_OFFLINE := 1
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: install demo data model score backfill submit-check test lint clean-lakehouse metastore \
-  metastore-stop bi bi-stop
+.PHONY: install demo data model score backfill submit-check test bench lint clean-lakehouse \
+  metastore metastore-stop bi bi-stop
 
 install: $(VENV)/.installed $(JARS)
 
@@ -88,6 +88,12 @@ demo: install lakehouse
 
 test: install
 	$(PY) -m pytest -q
+
+# Scoring throughput: raw torch loop, the Spark stage, predict_batch_udf and a transformers
+# pipeline on the same BENCH_DOCS demo documents (see README, Throughput).
+BENCH_DOCS ?= 600
+bench: install
+	$(PY) jobs/bench.py --docs $(BENCH_DOCS) --conf $(CONF) --workdir build/bench
 
 # The BI endpoint: Spark Thrift Server (HiveServer2 protocol) on bi.port; Ctrl-C or bi-stop ends it.
 bi: install lakehouse metastore

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         conf = load_config(args.conf)
         failpoint = failpoints.from_env()
-        spark = build_spark(conf.spark)
+        spark = build_spark(conf.spark, conf.scoring.gpu)
         results = backfill(spark, conf, start=start, end=end, mode=mode, failpoint=failpoint)
     except BAD_INPUT as exc:
         log.error("bad input: %s", exc)

@@ -65,13 +65,36 @@ class GradingConf(_Conf):
         return self
 
 
+class GpuConf(_Conf):
+    """GPUs for the scoring stage only (stage-level scheduling, see README Throughput).
+
+    Executors own ``executor_gpus`` each (found by ``discovery_script``); only the scoring stage
+    asks ``task_gpus`` per task, so reading and assembly still run one task per core.
+    """
+
+    executor_gpus: int = Field(default=1, gt=0, description="GPUs per executor")
+    task_gpus: float = Field(default=1.0, gt=0, le=1, description="GPUs per scoring task")
+    task_cpus: int = Field(default=1, gt=0, description="cores per scoring task")
+    discovery_script: str = Field(description="prints {name: gpu, addresses: [...]}")
+
+    def spark_settings(self) -> dict[str, str]:
+        """The executor-level Spark settings; the task amount goes in the stage's profile."""
+        return {
+            "spark.executor.resource.gpu.amount": str(self.executor_gpus),
+            "spark.executor.resource.gpu.discoveryScript": self.discovery_script,
+        }
+
+
 class ScoringConf(_Conf):
     model_dir: str
     filing_lookback_days: int = Field(default=730, gt=0)
     token_budget: int = Field(default=8192, gt=0, description="padded tokens per forward pass")
-    arrow_batch_rows: int = Field(default=512, gt=0)
+    arrow_batch_rows: int = Field(default=2048, gt=0)
     partitions: int = Field(default=0, ge=0, description="0: Spark's default parallelism")
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = Field(
+        default="auto", description="auto: the fastest within 1e-3 of fp32 on this hardware"
+    )
+    gpu: GpuConf | None = Field(default=None, description="null: score on the CPU")
     max_document_chars: int = Field(
         default=200_000, gt=0, description="hard cap; longer documents are quarantined"
     )

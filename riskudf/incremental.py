@@ -25,11 +25,12 @@ MODEL_OUTPUTS = ("pd", "n_tokens", "truncated", "n_chunks")
 def score_conf_key(conf: ScoringConf) -> str:
     """Hash of the scoring settings that change model outputs.
 
-    Only ``precision`` does today: the window (max_length) is the manifest's and so part of the
-    model key; the filing lookback shows in the document text; token_budget and
-    arrow_batch_rows change how documents are batched, not what the model computes for them.
+    Only ``precision`` and the device (``auto`` resolves differently on a GPU) do today: the
+    window (max_length) is the manifest's and so part of the model key; the filing lookback
+    shows in the document text; token_budget and arrow_batch_rows change how documents are
+    batched, not what the model computes for them.
     """
-    affecting = {"precision": conf.precision}
+    affecting = {"precision": conf.precision, "gpu": conf.gpu is not None}
     return hashlib.sha256(json.dumps(affecting, sort_keys=True).encode()).hexdigest()
 
 

@@ -17,15 +17,17 @@ from pathlib import Path
 from typing import Literal
 
 from pyspark import Broadcast, StorageLevel
+from pyspark.resource import ResourceProfile, ResourceProfileBuilder, TaskResourceRequests
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from riskudf import failpoints, incremental, quarantine, runlock
-from riskudf.config import RiskConf
+from riskudf.config import GpuConf, RiskConf
 from riskudf.documents import assemble_documents
 from riskudf.failpoints import Failpoint
 from riskudf.grading import add_grade_and_decision
-from riskudf.inference import ScoringOptions, make_pd_udf
+from riskudf.inference import SCORE_TYPE, ScoringOptions, make_pd_mapper, make_pd_udf
 from riskudf.model.artifact import Manifest, artifact_key, load_artifact_bytes
 from riskudf.monitoring.run import MonitorSummary, monitor_run
 from riskudf.progress import Progress
@@ -134,6 +136,12 @@ def ensure_output_tables(spark: SparkSession, conf: RiskConf) -> None:
     )
 
 
+def scoring_profile(gpu: GpuConf) -> ResourceProfile:
+    """The scoring stage's task resources: ``task_gpus`` GPUs and ``task_cpus`` cores a task."""
+    tasks = TaskResourceRequests().cpus(gpu.task_cpus).resource("gpu", gpu.task_gpus)
+    return ResourceProfileBuilder().require(tasks).build
+
+
 def score_and_grade(
     documents: DataFrame,
     conf: RiskConf,
@@ -153,32 +161,38 @@ def score_and_grade(
     Grades and decisions are computed for every row here, carried or not. The window
     (max_length) is the one the model was trained with, from its manifest.
     """
+    gpu = conf.scoring.gpu
+    local = (documents.sparkSession.sparkContext.master or "").startswith("local")
     options = ScoringOptions(
         max_length=manifest.max_length,
         token_budget=conf.scoring.token_budget,
         precision=conf.scoring.precision,
         failpoint=failpoint,
+        local_gpu=gpu is not None and local,
     )
-    pd_udf = make_pd_udf(artifact_broadcast, key=model_key, options=options)
     to_score, carried = incremental.split_by_fingerprint(documents, previous)
-    scored = (
-        to_score.repartition(partitions, "obligor_id")
-        .select(
-            "obligor_id",
-            "fingerprint",
-            "n_filings",
-            "report_age_days",
-            pd_udf(F.col("document")).alias("score"),
+    keep = ["obligor_id", "fingerprint", "n_filings", "report_age_days"]
+    if gpu is None:
+        pd_udf = make_pd_udf(artifact_broadcast, key=model_key, options=options)
+        scored = to_score.repartition(partitions, "obligor_id").select(
+            *keep, pd_udf(F.col("document")).alias("score")
         )
-        .select(
-            "obligor_id",
-            "fingerprint",
-            "n_filings",
-            "report_age_days",
-            *(f"score.{name}" for name in incremental.MODEL_OUTPUTS),
-            F.lit(False).alias("carried_forward"),
-            F.lit(run_id).alias("scored_run_id"),
+        outputs = [f"score.{name}" for name in incremental.MODEL_OUTPUTS]
+    else:
+        # Only this stage asks for a GPU per task (stage-level scheduling, see README): reading
+        # and assembly keep one task per core. Local mode has no resource scheduling: one task
+        # scores on the one GPU.
+        mapper = make_pd_mapper(artifact_broadcast, key=model_key, options=options, keep=keep)
+        fields = [to_score.schema[name] for name in keep] + list(SCORE_TYPE.fields)
+        scored = to_score.repartition(1 if local else partitions, "obligor_id").mapInPandas(
+            mapper, StructType(fields), profile=None if local else scoring_profile(gpu)
         )
+        outputs = list(incremental.MODEL_OUTPUTS)
+    scored = scored.select(
+        *keep,
+        *outputs,
+        F.lit(False).alias("carried_forward"),
+        F.lit(run_id).alias("scored_run_id"),
     )
     if carried is not None:
         scored = scored.unionByName(carried)

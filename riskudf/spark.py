@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
-from riskudf.config import SparkConf
+from riskudf.config import GpuConf, SparkConf
 from riskudf.metastore import ensure_metastore
 
 
-def build_spark(conf: SparkConf) -> SparkSession:
-    """Return the active SparkSession, or create one with the configured settings."""
+def build_spark(conf: SparkConf, gpu: GpuConf | None = None) -> SparkSession:
+    """Return the active SparkSession, or create one with the configured settings (and the
+    executors' GPU settings when scoring runs on GPUs)."""
+    settings = {**(gpu.spark_settings() if gpu else {}), **conf.settings}
     builder = SparkSession.builder.appName(conf.app_name)
-    for key, value in conf.settings.items():
+    for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     # The local lakehouse's metastore is a Derby network server (see riskudf.metastore); start
@@ -25,7 +27,7 @@ def build_spark(conf: SparkConf) -> SparkSession:
     ensure_metastore(dict(spark.sparkContext.getConf().getAll()))
     # getOrCreate may return a running session (a test's, or one started by spark-submit):
     # runtime settings still apply to it; static ones were fixed when its JVM started.
-    for key, value in conf.settings.items():
+    for key, value in settings.items():
         if spark.conf.isModifiable(key):
             spark.conf.set(key, value)
     return spark

@@ -73,3 +73,15 @@ def test_bi_section_defaults_and_checks() -> None:
     raw["bi"]["port"] = 70000
     with pytest.raises(ConfigError, match=r"bi\.port"):
         parse_config(raw)
+
+
+def test_gpu_conf_is_optional_and_typed() -> None:
+    from riskudf.config import GpuConf
+
+    assert load_config(ROOT / "conf/local.yaml").scoring.gpu is None
+    gpu = load_config(ROOT / "conf/gpu.yaml").scoring.gpu
+    assert gpu is not None and gpu.task_gpus == 1.0
+    assert GpuConf(discovery_script="d.sh").spark_settings() == {
+        "spark.executor.resource.gpu.amount": "1",
+        "spark.executor.resource.gpu.discoveryScript": "d.sh",
+    }

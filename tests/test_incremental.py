@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from riskudf.config import RiskConf, ScoringConf, load_config
+from riskudf.config import GpuConf, RiskConf, ScoringConf, load_config
 from riskudf.incremental import score_conf_key
 from riskudf.scoring import backfill, score_portfolio
 from riskudf.tables import SCORED_PORTFOLIO_COLUMNS, overwrite_table
@@ -74,12 +74,14 @@ def rows_of(spark, database: str, as_of: dt.date) -> dict[str, dict]:
     return {r["obligor_id"]: r.asDict() for r in table.collect()}
 
 
-def test_score_conf_key_changes_with_precision_only(tmp_path: Path) -> None:
+def test_score_conf_key_changes_with_precision_and_device_only(tmp_path: Path) -> None:
     base = ScoringConf(model_dir=str(tmp_path))
     assert score_conf_key(base) == score_conf_key(
         base.model_copy(update={"token_budget": 1024, "arrow_batch_rows": 64})
     )
     assert score_conf_key(base) != score_conf_key(base.model_copy(update={"precision": "bf16"}))
+    gpu = GpuConf(discovery_script="conf/gpu/discover_gpus.sh")
+    assert score_conf_key(base) != score_conf_key(base.model_copy(update={"gpu": gpu}))
 
 
 def test_incremental_rescores_changed_obligors_only_and_matches_a_full_run(

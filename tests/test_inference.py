@@ -14,11 +14,14 @@ from riskudf import inference
 from riskudf.inference import (
     Scorer,
     ScoringOptions,
+    cpu_flags,
     cuda_index,
     cut_to_window,
+    make_pd_mapper,
     make_pd_udf,
     pad_batch,
     plan_batches,
+    resolve_precision,
 )
 from riskudf.model.artifact import artifact_key, load_artifact_bytes
 from riskudf.model.calibration import calibrate, fit_platt
@@ -191,3 +194,94 @@ def test_cuda_index_maps_spark_addresses(
     address: str, visible: str | None, count: int, index: int
 ) -> None:
     assert cuda_index(address, visible, count) == index
+
+
+def test_scores_match_fixed_unsorted_batches(tiny_model: Path) -> None:
+    """The sorted token-budget batches give the PDs of plain fixed, unsorted, padded batches."""
+    import torch
+
+    _, tokenizer, model = load_artifact(tiny_model)
+    options = ScoringOptions(max_length=64, token_budget=128, precision="fp32")
+    optimised = Scorer(tokenizer, model, positive_label=1, device="cpu", options=options)
+    texts = TEXTS * 3
+    encoded = tokenizer(
+        texts, padding="longest", truncation=True, max_length=64, return_tensors="pt"
+    )
+    with torch.inference_mode():
+        plain = torch.softmax(model(**encoded).logits, dim=-1)[:, 1].numpy()
+    np.testing.assert_allclose(optimised.score(texts)["pd"], plain, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("requested", "device", "flags", "cuda_bf16", "resolved"),
+    [
+        ("auto", "cpu", {"avx512f", "avx512_vnni"}, False, "fp32"),  # Ice Lake: no native bf16
+        ("auto", "cpu", {"avx512f", "avx512_bf16"}, False, "bf16"),
+        ("auto", "cpu", {"amx_bf16", "amx_tile"}, False, "bf16"),
+        ("auto", "cuda:0", set(), True, "bf16"),
+        ("auto", "cuda:0", set(), False, "fp16"),
+        ("int8", "cpu", set(), False, "int8"),
+        ("fp32", "cuda:1", set(), True, "fp32"),
+    ],
+)
+def test_resolve_precision(
+    requested: str, device: str, flags: set[str], cuda_bf16: bool, resolved: str
+) -> None:
+    assert (
+        resolve_precision(requested, device=device, cpu_flags=frozenset(flags), cuda_bf16=cuda_bf16)
+        == resolved
+    )
+
+
+@pytest.mark.parametrize(
+    ("requested", "device"), [("int8", "cuda:0"), ("fp16", "cpu"), ("x", "cpu")]
+)
+def test_resolve_precision_refuses(requested: str, device: str) -> None:
+    with pytest.raises(ValueError, match=r"precision|int8|fp16"):
+        resolve_precision(requested, device=device, cpu_flags=frozenset())
+
+
+def test_cpu_flags_reads_the_flags_line(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("model name\t: Xeon\nflags\t\t: fpu avx512f amx_bf16\n")
+    assert cpu_flags(str(info)) == {"fpu", "avx512f", "amx_bf16"}
+    assert cpu_flags(str(tmp_path / "missing")) == frozenset()
+
+
+def test_reduced_precision_stays_close_to_fp32(tiny_model: Path) -> None:
+    """The default (auto) and bf16 stay within 1e-3 of fp32; int8 runs (it is never a default)."""
+    _, tokenizer, model = load_artifact(tiny_model)
+
+    def pds(precision: str) -> np.ndarray:
+        options = ScoringOptions(max_length=64, token_budget=256, precision=precision)
+        scorer = Scorer(tokenizer, model, positive_label=1, device="cpu", options=options)
+        return scorer.score(TEXTS)["pd"].to_numpy()
+
+    reference = pds("fp32")
+    assert np.abs(pds("auto") - reference).max() < 1e-3
+    assert np.abs(pds("bf16") - reference).max() < 1e-3
+    int8 = pds("int8")
+    assert ((int8 > 0) & (int8 < 1)).all()
+
+
+def test_mapper_scores_like_the_udf(spark, tiny_model: Path) -> None:
+    """The mapInPandas form (GPU stage with a ResourceProfile) gives the UDF's rows."""
+    _, files = load_artifact_bytes(tiny_model)
+    key = artifact_key(files)
+    artifact = spark.sparkContext.broadcast(files)
+    options = ScoringOptions(max_length=64, token_budget=512)
+    docs = spark.createDataFrame(
+        [(f"o{i}", i, TEXTS[i % len(TEXTS)] if i != 3 else None) for i in range(12)],
+        "obligor_id string, n_filings int, document string",
+    ).repartition(2)
+    udf = make_pd_udf(artifact, key=key, options=options)
+    by_udf = docs.select("obligor_id", "n_filings", udf("document").alias("s")).select(
+        "obligor_id", "n_filings", "s.*"
+    )
+    mapper = make_pd_mapper(artifact, key=key, options=options, keep=["obligor_id", "n_filings"])
+    by_mapper = docs.mapInPandas(mapper, by_udf.schema)
+    assert by_mapper.schema == by_udf.schema
+    expected = by_udf.toPandas().sort_values("obligor_id", ignore_index=True)
+    got = by_mapper.toPandas().sort_values("obligor_id", ignore_index=True)
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, atol=1e-6)
+    artifact.unpersist()

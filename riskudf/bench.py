@@ -1,0 +1,662 @@
+"""Scoring throughput side by side on the same documents, model and precision (``make bench``).
+
+(a) a raw single-process torch loop with the project's length-sorted token-budget batches: the
+ceiling; (b) the project's Spark scoring stage (``score_and_grade``); (c) Spark's own
+``predict_batch_udf`` with a straightforward predict function (fixed batch size, padding to the
+batch's longest); (d) a ``transformers`` pipeline loop.
+
+Each path runs in its own process (``run_path``), so that its peak memory (PSS of the process
+tree: driver, JVM and Python workers) is its own; the parent samples it and prints the table.
+Throughput is steady state: every path loads the model and scores a few documents first, and
+only the full pass over the N documents is timed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PATHS = {
+    "a": "raw torch loop",
+    "b": "riskudf Spark stage",
+    "c": "predict_batch_udf",
+    "d": "transformers pipeline",
+}
+WARMUP_DOCS = 64
+FIXED_BATCH = 64  # the straightforward paths' batch size (c, d)
+
+
+@dataclass(frozen=True)
+class BertShape:
+    layers: int
+    hidden: int
+    intermediate: int
+
+
+def bert_flops(lengths: np.ndarray, shape: BertShape) -> float:
+    """Matmul FLOPs of the encoder over each document at its own length (padding not counted).
+
+    Per layer and token: Q, K, V, output projections (4 h^2) and the feed-forward (2 h i)
+    multiply-adds; per layer and pair of tokens: scores and weighted sum (2 h).
+    """
+    s = lengths.astype(np.float64)
+    h, i = shape.hidden, shape.intermediate
+    per_layer = 2 * s * (4 * h * h + 2 * h * i) + 4 * s * s * h
+    return float(shape.layers * per_layer.sum())
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator > 0 else float("nan")
+
+
+def result_line(rates: dict[str, float]) -> str:
+    """The benchmark's last line."""
+    return (
+        f"ratio_spark_vs_raw={ratio(rates['b'], rates['a']):.3f} "
+        f"ratio_vs_predict_batch_udf={ratio(rates['b'], rates['c']):.3f}"
+    )
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    tree, todo = [pid], [pid]
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry))
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            tree.append(child)
+            todo.append(child)
+    return tree
+
+
+def tree_pss_mib(pid: int) -> float:
+    """Proportional set size of a process and its descendants (shared pages split fairly)."""
+    total = 0
+    for member in _children(pid):
+        try:
+            with open(f"/proc/{member}/smaps_rollup") as handle:
+                for line in handle:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            continue
+    return total / 1024
+
+
+def gpu_sample() -> tuple[float, float]:
+    """GPU 0's utilisation (%) and memory used (MiB) from nvidia-smi."""
+    out = subprocess.run(
+        [
+            "nvidia-smi",
+            "--id=0",
+            "--query-gpu=utilization.gpu,memory.used",
+            "--format=csv,noheader,nounits",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    utilisation, memory = (float(part) for part in out.strip().split(","))
+    return utilisation, memory
+
+
+@dataclass
+class Usage:
+    peak_mib: float = 0.0
+    gpu_busy: list[tuple[float, float]] = field(default_factory=list)  # (time, %)
+    gpu_peak_mib: float = 0.0
+
+
+def run_sampled(command: list[str], env: dict[str, str], *, gpu: bool = False) -> tuple[int, Usage]:
+    """Run a command to its end; its exit status and the peak PSS of its process tree (MiB),
+    with GPU utilisation samples and peak GPU memory when ``gpu``."""
+    process = subprocess.Popen(command, env=env)
+    usage = Usage()
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            usage.peak_mib = max(usage.peak_mib, tree_pss_mib(process.pid))
+            if gpu:
+                busy, memory = gpu_sample()
+                usage.gpu_busy.append((time.time(), busy))
+                usage.gpu_peak_mib = max(usage.gpu_peak_mib, memory)
+            done.wait(0.5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    code = process.wait()
+    done.set()
+    sampler.join()
+    return code, usage
+
+
+def matmul_peak_gflops(precision: str, threads: int, device: str = "cpu") -> float:
+    """Best achieved GFLOP/s of a square matmul at the precision used (int8: fp32 reference);
+    2048^3 on a CPU, 8192^3 on a GPU."""
+    import torch
+
+    size = 2048 if device == "cpu" else 8192
+    torch.set_num_threads(threads)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    best = float("inf")
+    for _ in range(6):
+        if device != "cpu":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        torch.mm(a, b)
+        if device != "cpu":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def cpu_model() -> str:
+    with open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+# --- the four paths (each runs in a child process) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a child process needs; passed as JSON."""
+
+    path: str
+    docs: str
+    model_dir: str
+    conf: str
+    out: str
+    threads: int
+    master: str
+    device: str
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+
+def _load(job: Job) -> tuple[Any, Any, Any, str]:
+    """Manifest, tokenizer, model (with the precision's quantisation) and the precision."""
+    import torch
+
+    from riskudf.config import load_config
+    from riskudf.inference import device_precision, quantize_int8
+    from riskudf.model.load import load_artifact
+
+    torch.set_num_threads(job.threads)
+    conf = load_config(job.conf)
+    precision = device_precision(conf.scoring.precision, job.device)
+    manifest, tokenizer, model = load_artifact(job.model_dir)
+    if precision == "int8":
+        model = quantize_int8(model)
+    return manifest, tokenizer, model.to(job.device), precision
+
+
+def _autocast(precision: str, device: str) -> Any:
+    import torch
+
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device.split(":")[0], dtype, enabled=precision in ("bf16", "fp16"))
+
+
+def raw_loop(job: Job, texts: list[str]) -> tuple[np.ndarray, float]:
+    """(a): tokenise, plan the same token-budget batches, forward; PDs and seconds."""
+    import torch
+
+    from riskudf.config import load_config
+    from riskudf.inference import cut_to_window, pad_batch, plan_batches
+
+    manifest, tokenizer, model, precision = _load(job)
+    budget = load_config(job.conf).scoring.token_budget
+    gpu = job.device.startswith("cuda")
+
+    def score(batch_texts: list[str]) -> np.ndarray:
+        encoded = tokenizer(batch_texts, truncation=False, verbose=False)["input_ids"]
+        windows = [
+            cut_to_window(ids, manifest.max_length, tokenizer.sep_token_id) for ids in encoded
+        ]
+        lengths = np.array([len(ids) for ids in windows])
+        pds = np.empty(len(windows))
+        with torch.inference_mode(), _autocast(precision, job.device):
+            for rows in plan_batches(lengths, budget):
+                batch = pad_batch([windows[i] for i in rows], tokenizer.pad_token_id, pin=gpu)
+                batch = {k: v.to(job.device, non_blocking=True) for k, v in batch.items()}
+                logits = model(**batch).logits.float()
+                pds[rows] = torch.softmax(logits, -1)[:, manifest.positive_label].cpu().numpy()
+        return pds
+
+    score(texts[:WARMUP_DOCS])
+    start = time.perf_counter()
+    pds = score(texts)
+    return pds, time.perf_counter() - start
+
+
+def pipeline_loop(job: Job, texts: list[str]) -> tuple[np.ndarray, float]:
+    """(d): a transformers text-classification pipeline, fixed batches, truncation to the window."""
+    from transformers import pipeline
+
+    manifest, tokenizer, model, precision = _load(job)
+    pipe = pipeline("text-classification", model=model, tokenizer=tokenizer, device=job.device)
+    label = model.config.id2label[manifest.positive_label]
+
+    def score(batch_texts: list[str]) -> np.ndarray:
+        with _autocast(precision, job.device):
+            out = pipe(
+                batch_texts,
+                batch_size=FIXED_BATCH,
+                truncation=True,
+                max_length=manifest.max_length,
+                top_k=None,
+                function_to_apply="softmax",
+            )
+        rows: list[list[dict[str, Any]]] = out  # type: ignore[assignment]
+        return np.array([next(s["score"] for s in row if s["label"] == label) for row in rows])
+
+    score(texts[:WARMUP_DOCS])
+    start = time.perf_counter()
+    pds = score(texts)
+    return pds, time.perf_counter() - start
+
+
+def bench_spark(job: Job) -> Any:
+    from pyspark.sql import SparkSession
+
+    return (
+        SparkSession.builder.master(job.master)
+        .appName(f"riskudf-bench-{job.path}")
+        .config("spark.driver.memory", "2g")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.python.worker.reuse", "true")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
+
+
+def spark_stage(job: Job) -> tuple[pd.DataFrame, float]:
+    """(b): the project's scoring stage (score_and_grade) with the conf's batching and precision."""
+    from pyspark.sql import functions as F
+
+    from riskudf.config import load_config
+    from riskudf.incremental import fingerprint_expr, score_conf_key
+    from riskudf.model.artifact import artifact_key, load_artifact_bytes
+    from riskudf.scoring import score_and_grade
+
+    spark = bench_spark(job)
+    conf = load_config(job.conf)
+    spark.conf.set(
+        "spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.scoring.arrow_batch_rows)
+    )
+    manifest, files = load_artifact_bytes(job.model_dir)
+    artifact = spark.sparkContext.broadcast(files)
+    partitions = conf.scoring.partitions or spark.sparkContext.defaultParallelism
+    documents = spark.read.parquet(job.docs)
+
+    model_key = artifact_key(files)
+    documents = documents.withColumn(
+        "fingerprint",
+        fingerprint_expr(
+            F.col("document"), model_key=model_key, conf_key=score_conf_key(conf.scoring)
+        ),
+    )
+
+    def run(frame: Any) -> pd.DataFrame:
+        scored = score_and_grade(
+            frame, conf, artifact, manifest, model_key, partitions, run_id="bench"
+        )
+        return scored.select("obligor_id", "pd").toPandas()
+
+    run(documents.limit(WARMUP_DOCS))
+    start = time.perf_counter()
+    pds = run(documents)
+    return pds, time.perf_counter() - start
+
+
+def make_predict_fn(model_dir: str, precision: str, device: str) -> Any:
+    """(c)'s model loader, as predict_batch_udf wants it: runs once per Python worker."""
+
+    def make() -> Any:
+        import torch
+
+        from riskudf.inference import quantize_int8
+        from riskudf.model.load import load_artifact
+
+        manifest, tokenizer, model = load_artifact(model_dir)
+        if precision == "int8":
+            model = quantize_int8(model)
+        model = model.to(device)
+
+        def predict(texts: np.ndarray) -> np.ndarray:
+            encoded = tokenizer(
+                [str(t) for t in texts],
+                padding="longest",
+                truncation=True,
+                max_length=manifest.max_length,
+                return_tensors="pt",
+            ).to(device)
+            with torch.inference_mode(), _autocast(precision, device):
+                logits = model(**encoded).logits.float()
+            return torch.softmax(logits, -1)[:, manifest.positive_label].cpu().numpy()
+
+        return predict
+
+    return make
+
+
+def predict_batch_stage(job: Job) -> tuple[pd.DataFrame, float]:
+    """(c): pyspark.ml.functions.predict_batch_udf, fixed batches of 64, same partitions."""
+    from pyspark.ml.functions import predict_batch_udf
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DoubleType
+
+    from riskudf.config import load_config
+    from riskudf.inference import device_precision
+
+    spark = bench_spark(job)
+    conf = load_config(job.conf)
+    precision = device_precision(conf.scoring.precision, job.device)
+    udf = predict_batch_udf(
+        make_predict_fn(job.model_dir, precision, job.device),
+        return_type=DoubleType(),
+        batch_size=FIXED_BATCH,
+    )
+    partitions = conf.scoring.partitions or spark.sparkContext.defaultParallelism
+    if job.device.startswith("cuda"):
+        partitions = 1  # one model per GPU, as the project's stage
+    documents = spark.read.parquet(job.docs)
+
+    def run(frame: Any) -> pd.DataFrame:
+        scored = frame.repartition(partitions, "obligor_id").select(
+            "obligor_id", udf(F.col("document")).alias("pd")
+        )
+        return scored.toPandas()
+
+    run(documents.limit(WARMUP_DOCS))
+    start = time.perf_counter()
+    pds = run(documents)
+    return pds, time.perf_counter() - start
+
+
+def write_documents(job: Job, n_docs: int) -> None:
+    """The demo portfolio's first ``n_docs`` non-empty documents as of the demo date, one file."""
+    from pyspark.sql import functions as F
+
+    from riskudf.demo import DemoSpec, generate
+    from riskudf.documents import assemble_documents
+
+    spark = bench_spark(job)
+    spec = DemoSpec()
+    n_obligors = int(n_docs * 1.05) + 10
+    documents = assemble_documents(
+        generate(spark, "portfolio", n_obligors, spec),
+        generate(spark, "reports", n_obligors, spec),
+        generate(spark, "filings", n_obligors, spec),
+        as_of=spec.as_of,
+        filing_lookback_days=730,
+    )
+    (
+        documents.where(F.length("document") > 0)
+        .orderBy("obligor_id")
+        .limit(n_docs)
+        .select("obligor_id", "n_filings", "report_age_days", "document")
+        .coalesce(1)
+        .write.mode("overwrite")
+        .parquet(job.docs)
+    )
+
+
+def run_path(job: Job, n_docs: int = 0) -> None:
+    """A child's work: one path, its PDs to ``out``.parquet and its timing to ``out``.json."""
+    if job.path == "docs":
+        write_documents(job, n_docs)
+        return
+    if job.path in ("b", "c"):
+        frame, seconds = spark_stage(job) if job.path == "b" else predict_batch_stage(job)
+    else:
+        docs = pd.read_parquet(job.docs)
+        texts = docs["document"].tolist()
+        score = raw_loop if job.path == "a" else pipeline_loop
+        pds, seconds = score(job, texts)
+        frame = pd.DataFrame({"obligor_id": docs["obligor_id"], "pd": pds})
+    started = time.time() - seconds
+    frame.to_parquet(f"{job.out}.parquet")
+    timing = {"seconds": seconds, "docs": len(frame), "started": started}
+    Path(f"{job.out}.json").write_text(json.dumps(timing))
+
+
+# --- the parent ------------------------------------------------------------------------------
+
+
+def precision_check(job: Job, texts: list[str]) -> list[str]:
+    """Raw-loop docs/s and largest |PD - fp32| for each CPU precision on a sample."""
+    import torch
+
+    from riskudf.config import load_config
+    from riskudf.inference import Scorer, ScoringOptions
+    from riskudf.model.load import load_artifact
+
+    torch.set_num_threads(job.threads)
+    budget = load_config(job.conf).scoring.token_budget
+    lines = []
+    reference: np.ndarray | None = None
+    for precision in ("fp32", "bf16", "int8"):
+        manifest, tokenizer, model = load_artifact(job.model_dir)
+        options = ScoringOptions(
+            max_length=manifest.max_length, token_budget=budget, precision=precision
+        )
+        scorer = Scorer(
+            tokenizer, model, positive_label=manifest.positive_label, device="cpu", options=options
+        )
+        scorer.score(texts[:8])
+        start = time.perf_counter()
+        pds = scorer.score(texts)["pd"].to_numpy()
+        seconds = time.perf_counter() - start
+        reference = pds if reference is None else reference
+        lines.append(
+            f"  {precision:5s} {len(texts) / seconds:8.1f} docs/s   "
+            f"max |PD - fp32| = {np.abs(pds - reference).max():.2e}"
+        )
+    return lines
+
+
+def bench_model(model_dir: Path, max_length: int) -> None:
+    """The bench model: the packaged MiniLM backbone with a seeded, untrained 2-class head,
+    published as a riskudf artifact (the same weights for all four paths)."""
+    import torch
+
+    from riskudf.config import TrainingConf
+    from riskudf.model.load import load_sequence_classifier, load_tokenizer
+    from riskudf.training.finetune import default_backbone_dir, publish_model
+
+    backbone = default_backbone_dir()
+    torch.manual_seed(0)
+    publish_model(
+        load_tokenizer(backbone),
+        load_sequence_classifier(backbone, num_labels=2),
+        model_dir,
+        backbone=str(backbone),
+        conf=TrainingConf(max_length=max_length),
+        training_table="bench (untrained head)",
+        training_table_version=None,
+        metrics={},
+        model_version="bench-untrained-head",
+    )
+
+
+def child_env(workdir: Path) -> dict[str, str]:
+    """Children's environment: no project spark-defaults (no metastore), offline models."""
+    conf_dir = workdir / "spark-conf"
+    conf_dir.mkdir(exist_ok=True)
+    log4j = Path(__file__).resolve().parents[1] / "conf/spark/log4j2.properties"
+    if log4j.is_file():
+        (conf_dir / "log4j2.properties").write_text(log4j.read_text())
+    env = dict(os.environ)
+    env.update(
+        SPARK_CONF_DIR=str(conf_dir),
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_DRIVER_PYTHON=sys.executable,
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TRANSFORMERS_VERBOSITY="error",
+        TOKENIZERS_PARALLELISM="false",
+    )
+    return env
+
+
+def main(
+    *,
+    n_docs: int,
+    conf: str,
+    model_dir: str | None,
+    threads: int,
+    master: str,
+    device: str,
+    check_docs: int,
+    workdir: str | None,
+    entry: str,
+) -> int:
+    """Run the four paths one after another and print the table; ``entry`` is the script that
+    runs one path in a child (``entry --child JOB_JSON``)."""
+    import torch
+
+    from riskudf.config import load_config
+    from riskudf.inference import device_precision
+    from riskudf.model.load import load_tokenizer
+
+    root = Path(workdir or tempfile.mkdtemp(prefix="riskudf-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    env = child_env(root)
+    clock = time.monotonic()
+    print(f"riskudf bench: {n_docs} documents, workdir {root}", flush=True)
+    print(f"cpu: {cpu_model()}, {os.cpu_count()} cores; load average at start {load_average()}")
+    if model_dir is None:
+        model_dir = str(root / "model")
+        if not (Path(model_dir) / "manifest.json").is_file():
+            bench_model(Path(model_dir), max_length=256)
+        print("model: packaged MiniLM-L6 backbone with an untrained, seeded head (bench only)")
+    else:
+        print(f"model: {model_dir}")
+    base = Job(
+        "docs", str(root / f"docs-{n_docs}.parquet"), model_dir, conf, "", threads, master, device
+    )
+
+    gpu = device.startswith("cuda")
+
+    def child(path: str) -> tuple[int, Usage]:
+        job = Job(**{**base.__dict__, "path": path, "out": str(root / f"out-{path}")})
+        command = [sys.executable, entry, "--child", job.to_json(), "--docs", str(n_docs)]
+        return run_sampled(command, env, gpu=gpu and path != "docs")
+
+    if not Path(base.docs).exists():
+        code, _ = child("docs")
+        if code != 0:
+            print("bench: writing the demo documents failed", file=sys.stderr)
+            return 1
+    docs = pd.read_parquet(base.docs)
+    texts = docs["document"].tolist()
+    tokenizer = load_tokenizer(model_dir)
+    from riskudf.model.artifact import read_manifest
+
+    manifest = read_manifest(Path(model_dir))
+    lengths = np.array(
+        [min(len(ids), manifest.max_length) for ids in tokenizer(texts, verbose=False)["input_ids"]]
+    )
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    shape = BertShape(
+        config["num_hidden_layers"], config["hidden_size"], config["intermediate_size"]
+    )
+    flops = bert_flops(lengths, shape)
+    scoring = load_config(conf).scoring
+    precision = device_precision(scoring.precision, device)
+    print(
+        f"documents: {len(texts)}, tokens per document (window {manifest.max_length}): mean "
+        f"{lengths.mean():.0f}, max {lengths.max()}; {flops / len(texts) / 1e9:.2f} GFLOP each"
+    )
+    print(
+        f"conf {conf}: precision {scoring.precision} -> {precision} on {device}, token_budget "
+        f"{scoring.token_budget}, arrow_batch_rows {scoring.arrow_batch_rows}; spark {master}, "
+        f"raw/pipeline torch threads {threads}"
+    )
+    if check_docs > 0 and device == "cpu":
+        print(f"precision check (raw loop, first {min(check_docs, len(texts))} documents):")
+        for line in precision_check(base, texts[:check_docs]):
+            print(line)
+    peak = matmul_peak_gflops(precision, threads, device)
+    torch.set_num_threads(threads)
+
+    rates: dict[str, float] = {}
+    rows = []
+    reference: pd.Series | None = None
+    for path in PATHS:
+        print(f"running ({path}) {PATHS[path]} ...", flush=True)
+        code, usage = child(path)
+        if code != 0:
+            print(f"bench: path ({path}) failed with exit code {code}", file=sys.stderr)
+            return 1
+        timing = json.loads(Path(root / f"out-{path}.json").read_text())
+        scored = pd.read_parquet(root / f"out-{path}.parquet").set_index("obligor_id")["pd"]
+        reference = scored if reference is None else reference
+        diff = float(np.abs(scored.reindex(reference.index) - reference).max())
+        rates[path] = timing["docs"] / timing["seconds"]
+        rows.append(
+            f"({path}) {PATHS[path]:22s} {timing['docs']:6d} {timing['seconds']:9.1f} "
+            f"{rates[path]:9.1f} {usage.peak_mib:10.0f} {flops / timing['seconds'] / 1e9:9.1f} "
+            f"{diff:11.1e}"
+        )
+        if gpu:
+            start, end = timing["started"], timing["started"] + timing["seconds"]
+            busy = [b for t, b in usage.gpu_busy if start <= t <= end] or [float("nan")]
+            rows[-1] += (
+                f"   GPU busy mean {np.mean(busy):.0f} % (max {np.max(busy):.0f}), "
+                f"peak GPU memory {usage.gpu_peak_mib:.0f} MiB"
+            )
+    print()
+    print(
+        f"{'path':26s} {'docs':>6s} {'seconds':>9s} {'docs/s':>9s} {'peak MiB':>10s} "
+        f"{'GFLOP/s':>9s} {'max|PD-a|':>11s}"
+    )
+    for row in rows:
+        print(row)
+    b_over = {path: ratio(rates["b"], rates[path]) for path in "acd"}
+    print(f"ratios: b/a {b_over['a']:.3f}, b/c {b_over['c']:.3f}, b/d {b_over['d']:.3f}")
+    spark_gflops = flops / (len(texts) / rates["b"]) / 1e9
+    print(
+        f"matmul peak ({precision}, {threads} threads): {peak:.0f} GFLOP/s; Spark stage "
+        f"{spark_gflops:.0f} GFLOP/s = {100 * spark_gflops / peak:.0f} % of peak; raw loop "
+        f"{100 * flops / (len(texts) / rates['a']) / 1e9 / peak:.0f} %"
+    )
+    print(f"load average at end {load_average()}; bench took {time.monotonic() - clock:.0f} s")
+    print(result_line(rates))
+    return 0
