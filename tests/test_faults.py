@@ -23,7 +23,7 @@ from riskudf.tables import InputError
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = dt.date(2026, 11, 28)
 TODAY = dt.datetime.now(dt.UTC).date()
-RUN_COLUMNS = ("run_id", "scored_at", "quarantined_at")
+RUN_COLUMNS = ("run_id", "scored_run_id", "scored_at", "quarantined_at")
 
 
 def state(spark, db: str, *, with_run: bool = True) -> dict[str, list[tuple]]:

@@ -143,7 +143,7 @@ def output_state(spark, warehouse: Path, *, with_run: bool) -> dict[str, list[st
     for table in ("scored_portfolio", "scoring_quarantine"):
         df = spark.read.format("delta").load(str(warehouse / table))
         if not with_run:
-            df = df.drop("run_id", "scored_at", "quarantined_at")
+            df = df.drop("run_id", "scored_run_id", "scored_at", "quarantined_at")
         state[table] = sorted(repr(tuple(r)) for r in df.collect())
     return state
 
