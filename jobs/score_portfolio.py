@@ -89,10 +89,13 @@ def after_run(spark: SparkSession, conf: RiskConf, result: RunResult) -> int:
         f"run {result.run_id}: scored {result.rows_scored} of {result.rows_in} obligors "
         f"as of {result.as_of} with model {result.model_version} in {result.duration_s:.0f}s"
     )
-    print(
-        f"mode {result.mode}: {result.rows_scored - result.rows_carried_forward} rescored, "
-        f"{result.rows_carried_forward} carried forward from run {result.carried_from_run_id}"
-    )
+    if result.carried_from_run_id:
+        print(
+            f"mode {result.mode}: {result.rows_scored - result.rows_carried_forward} rescored, "
+            f"{result.rows_carried_forward} carried forward from run {result.carried_from_run_id}"
+        )
+    else:
+        print(f"mode {result.mode}: {result.rows_scored} rescored, none carried forward")
     print(
         f"quarantined: {result.rows_quarantined} obligors, {result.records_quarantined} "
         f"input records (see {conf.tables.qualified('scoring_quarantine')})"
