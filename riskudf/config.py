@@ -33,6 +33,7 @@ class TablesConf(_Conf):
     scoring_quarantine: str = "scoring_quarantine"
     scoring_locks: str = "scoring_locks"
     monitor_alerts: str = "monitor_alerts"
+    model_registry: str = "model_registry"
 
     def qualified(self, table: str) -> str:
         """``database.table`` for one of the table names above."""
@@ -103,17 +104,69 @@ class ScoringConf(_Conf):
     )
 
 
+class LoraConf(_Conf):
+    """LoRA adapters (peft) for ``training.method: lora``; merged into the weights at publish."""
+
+    r: int = Field(default=8, gt=0, description="rank of the update matrices")
+    alpha: int = Field(default=16, gt=0, description="scaling: the update is alpha / r * BA")
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    target_modules: tuple[str, ...] = Field(
+        default=("query", "value"), description="names of the Linear layers that get adapters"
+    )
+
+
+class TrainingDataConf(_Conf):
+    """Your own data: a Delta table (name or path) with an id, a text and a 0/1 label column."""
+
+    table: str = Field(default="risk.training_documents", description="Delta name or path")
+    id_col: str = "obligor_id"
+    text_col: str = "text"
+    label_col: str = "default_12m"
+    segment_col: str | None = Field(default="segment", description="AUC per segment; null: none")
+    split: Literal["stratified", "time"] = Field(
+        default="stratified", description="time: train on the oldest dates, test on the newest"
+    )
+    date_col: str | None = Field(default=None, description="the date column of a time split")
+
+    @model_validator(mode="after")
+    def _check_split(self) -> TrainingDataConf:
+        if self.split == "time" and not self.date_col:
+            raise ValueError("split: time needs date_col")
+        return self
+
+
 class TrainingConf(_Conf):
     backbone: str | None = Field(default=None, description="null: the packaged MiniLM backbone")
+    method: Literal["full", "lora"] = Field(default="full", description="what gets trained")
+    lora: LoraConf = LoraConf()
+    data: TrainingDataConf = TrainingDataConf()
     max_length: int = Field(default=256, gt=8)
-    epochs: int = Field(default=1, gt=0)
+    epochs: int = Field(default=1, gt=0, description="at most; early stopping may end sooner")
     batch_size: int = Field(default=16, gt=0)
     learning_rate: float = Field(default=5e-5, gt=0)
     weight_decay: float = Field(default=0.01, ge=0)
     warmup_fraction: float = Field(default=0.1, ge=0, lt=1)
+    max_grad_norm: float = Field(default=1.0, gt=0, description="gradient clipping")
+    mixed_precision: bool = Field(default=True, description="bf16/fp16 on a GPU; fp32 on CPU")
+    early_stopping_patience: int = Field(
+        default=2, gt=0, description="epochs without a better validation AUC before stopping"
+    )
+    imbalance: Literal["none", "class_weight", "balanced_sampling"] = Field(
+        default="class_weight", description="how rare defaults are weighed"
+    )
+    calibration: Literal["none", "temperature", "platt", "isotonic"] = Field(
+        default="platt", description="fitted on the validation split, applied at scoring"
+    )
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
     max_train_rows: int = Field(default=0, ge=0, description="0: all rows")
     seed: int = 42
+
+    @model_validator(mode="after")
+    def _check_fractions(self) -> TrainingConf:
+        if self.validation_fraction + self.test_fraction >= 1:
+            raise ValueError("validation_fraction + test_fraction must be below 1")
+        return self
 
 
 class BiConf(_Conf):

@@ -23,7 +23,7 @@ from pyspark.sql.types import BooleanType, DoubleType, IntegerType, StructField,
 
 from riskudf.failpoints import Failpoint, act
 from riskudf.model.artifact import materialize_artifact
-from riskudf.model.calibration import calibrate
+from riskudf.model.calibration import apply_calibration
 
 SCORE_TYPE = StructType(
     [
@@ -175,7 +175,7 @@ class Scorer:
         positive_label: int,
         device: str,
         options: ScoringOptions,
-        calibration: dict[str, float] | None = None,
+        calibration: dict[str, Any] | None = None,
     ) -> None:
         self.precision = device_precision(options.precision, device)
         if self.precision == "int8":
@@ -223,7 +223,7 @@ class Scorer:
                 probs = torch.softmax(logits, dim=-1)[:, self.positive_label]
                 pds[rows] = probs.cpu().numpy()
         if self.calibration is not None:
-            pds = calibrate(pds, **self.calibration)
+            pds = apply_calibration(pds, self.calibration)
         # A non-finite probability is no score: it reaches Spark as null (NOT_SCORED).
         pds[~np.isfinite(pds)] = np.nan
         return pd.DataFrame(

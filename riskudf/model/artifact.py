@@ -36,11 +36,16 @@ class Manifest:
     seed: int
     training_table: str
     training_table_version: int | None
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # validation_* and test_* figures, see riskudf.training.evaluate
     created_at: str
     files: dict[str, str] = field(default_factory=dict)
-    # Platt scaling of the log-odds, fitted on the validation split: pd = sigmoid(a * z + b).
-    calibration: dict[str, float] = field(default_factory=lambda: {"slope": 1.0, "intercept": 0.0})
+    # Fitted on the validation split, applied at scoring (see riskudf.model.calibration); older
+    # manifests hold Platt's slope and intercept only.
+    calibration: dict[str, Any] = field(
+        default_factory=lambda: {"method": "platt", "slope": 1.0, "intercept": 0.0}
+    )
+    # Training method, trainable parameters, split sizes, the model it replaces (issue 9).
+    training: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -52,22 +52,35 @@ def load_labelled(
     *,
     text_col: str,
     label_col: str,
+    id_col: str | None = None,
+    date_col: str | None = None,
     max_rows: int = 0,
     seed: int = 42,
     keep: Sequence[str] = (),
 ) -> TrainingData:
-    """Text and 0/1 label of a training table, on the driver (training sets fit in memory).
+    """Id, text and 0/1 label of a training table, on the driver (training sets fit in memory).
 
-    Columns named in ``keep`` that the table has come along (slice columns for the baseline).
+    Columns named in ``keep`` that the table has come along as strings (slice and segment
+    columns); ``date_col`` comes along with its own type, for a time split.
     """
     df, version = read_training_table(spark, table)
-    missing = [col for col in (text_col, label_col) if col not in df.columns]
+    required = [col for col in (id_col, text_col, label_col) if col]
+    missing = [col for col in required if col not in df.columns]
     if missing:
         raise SchemaError(f"table {table}: missing columns {missing}")
+    if date_col and date_col not in df.columns:
+        raise SchemaError(f"table {table}: missing date column {date_col}")
+    kept = [
+        c
+        for c in dict.fromkeys(keep)
+        if c in df.columns and c not in ("id", "text", "label", date_col)
+    ]
     selected = df.select(
+        *([F.col(id_col).cast("string").alias("id")] if id_col else []),
         F.coalesce(F.col(text_col).cast("string"), F.lit("")).alias("text"),
         F.col(label_col).cast("int").alias("label"),
-        *[F.col(c).cast("string") for c in keep if c in df.columns and c not in ("text", "label")],
+        *[F.col(c).cast("string") for c in kept],
+        *([F.col(date_col)] if date_col else []),
     )
     bad = selected.where(~F.col("label").isin(0, 1) | F.col("label").isNull()).count()
     if bad:
@@ -83,11 +96,73 @@ def load_labelled(
     return TrainingData(table=table, version=version, frame=frame)
 
 
-def split_train_validation(
-    frame: pd.DataFrame, *, validation_fraction: float, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stratified, seeded split on the label."""
-    train, validation = train_test_split(
-        frame, test_size=validation_fraction, random_state=seed, stratify=frame["label"]
+@dataclass(frozen=True)
+class Splits:
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+
+
+def _check_classes(splits: Splits, how: str) -> Splits:
+    for name in ("train", "validation", "test"):
+        part: pd.DataFrame = getattr(splits, name)
+        if part["label"].nunique() < 2:
+            raise LabelError(
+                f"{how} split: the {name} split ({len(part)} rows) needs both classes 0 and 1"
+            )
+    return splits
+
+
+def split_stratified(
+    frame: pd.DataFrame, *, validation_fraction: float, test_fraction: float, seed: int
+) -> Splits:
+    """Train, validation and test, stratified on the label and seeded."""
+    rest, test = train_test_split(
+        frame, test_size=test_fraction, random_state=seed, stratify=frame["label"]
     )
-    return train.reset_index(drop=True), validation.reset_index(drop=True)
+    train, validation = train_test_split(
+        rest,
+        test_size=validation_fraction / (1 - test_fraction),
+        random_state=seed,
+        stratify=rest["label"],
+    )
+    splits = Splits(
+        train.reset_index(drop=True),
+        validation.reset_index(drop=True),
+        test.reset_index(drop=True),
+    )
+    return _check_classes(splits, "stratified")
+
+
+def split_by_time(
+    frame: pd.DataFrame, *, date_col: str, validation_fraction: float, test_fraction: float
+) -> Splits:
+    """Train on the oldest dates, validate on the next, test on the newest.
+
+    The cuts fall between dates, never inside one: all rows of a date land in one split, so the
+    fractions are met as closely as the dates allow.
+    """
+    if date_col not in frame:
+        raise LabelError(f"time split: no column {date_col}")
+    if frame[date_col].isna().any():
+        raise LabelError(f"time split: {int(frame[date_col].isna().sum())} rows without a date")
+    ordered = frame.sort_values(date_col, kind="stable").reset_index(drop=True)
+    share = ordered.groupby(date_col, sort=True).size().cumsum() / len(ordered)
+    train_until = share.index[share <= 1 - validation_fraction - test_fraction]
+    validation_until = share.index[share <= 1 - test_fraction]
+    if len(train_until) == 0 or len(validation_until) <= len(train_until):
+        raise LabelError(
+            f"time split: {share.size} distinct dates cannot make train, validation and test"
+        )
+    dates = ordered[date_col]
+    train = ordered[dates <= train_until[-1]]
+    validation = ordered[(dates > train_until[-1]) & (dates <= validation_until[-1])]
+    test = ordered[dates > validation_until[-1]]
+    splits = Splits(
+        train.reset_index(drop=True),
+        validation.reset_index(drop=True),
+        test.reset_index(drop=True),
+    )
+    if splits.test.empty:
+        raise LabelError("time split: no dates left for the test split")
+    return _check_classes(splits, "time")

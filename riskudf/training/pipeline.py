@@ -1,4 +1,5 @@
-"""The training run: Delta table -> split -> fine-tune -> versioned, checksummed artifact."""
+"""The training run: Delta table -> split -> fine-tune -> calibrate -> evaluate -> versioned,
+checksummed artifact with a model card -> a row in the model registry."""
 
 from __future__ import annotations
 
@@ -6,84 +7,159 @@ import logging
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 from pyspark.sql import SparkSession
 
 from riskudf.config import GradingConf, TrainingConf
 from riskudf.grading import decisions_of, grades_of
+from riskudf.model.artifact import ArtifactError, read_manifest
 from riskudf.monitoring.baseline import build_baseline
-from riskudf.training.data import load_labelled, split_train_validation
-from riskudf.training.finetune import TrainedModel, default_backbone_dir, fine_tune, publish_model
+from riskudf.training.card import model_card
+from riskudf.training.data import Splits, load_labelled, split_by_time, split_stratified
+from riskudf.training.finetune import (
+    TrainedModel,
+    calibrate_and_evaluate,
+    default_backbone_dir,
+    fine_tune,
+    publish_model,
+)
+from riskudf.training.registry import register_model
 
 log = logging.getLogger(__name__)
+
+
+def split_data(frame: pd.DataFrame, conf: TrainingConf) -> Splits:
+    """The configured split: stratified and seeded, or by time on the date column."""
+    if conf.data.split == "time":
+        assert conf.data.date_col is not None  # checked by the config
+        return split_by_time(
+            frame,
+            date_col=conf.data.date_col,
+            validation_fraction=conf.validation_fraction,
+            test_fraction=conf.test_fraction,
+        )
+    return split_stratified(
+        frame,
+        validation_fraction=conf.validation_fraction,
+        test_fraction=conf.test_fraction,
+        seed=conf.seed,
+    )
+
+
+def previous_version(output: Path) -> str | None:
+    """The model version published at ``output`` now (the one the new model replaces)."""
+    try:
+        return read_manifest(output).model_version
+    except ArtifactError:
+        return None
 
 
 def train_model(
     spark: SparkSession,
     conf: TrainingConf,
     *,
-    train_table: str,
-    text_col: str,
-    label_col: str,
     output: Path,
     model_version: str | None = None,
     grading: GradingConf | None = None,
     slice_columns: tuple[str, ...] = (),
+    registry_table: str | None = None,
 ) -> TrainedModel:
-    """Fine-tune the configured backbone on a labelled Delta table and publish the model.
+    """Fine-tune the configured backbone on the configured Delta table and publish the model.
 
     The model carries a monitoring baseline of its validation split: PDs, document statistics,
     grades and decisions on ``grading`` when given, sliced by the ``slice_columns`` that the
-    training table has.
+    training table has. Test metrics use grading's review and decline thresholds.
     """
+    data_conf = conf.data
     backbone = Path(conf.backbone) if conf.backbone else default_backbone_dir()
+    keep = [*slice_columns, data_conf.segment_col]
     data = load_labelled(
         spark,
-        train_table,
-        text_col=text_col,
-        label_col=label_col,
+        data_conf.table,
+        text_col=data_conf.text_col,
+        label_col=data_conf.label_col,
+        id_col=data_conf.id_col,
+        date_col=data_conf.date_col,
         max_rows=conf.max_train_rows,
         seed=conf.seed,
-        keep=slice_columns,
+        keep=[c for c in keep if c],
     )
-    train, validation = split_train_validation(
-        data.frame, validation_fraction=conf.validation_fraction, seed=conf.seed
-    )
+    splits = split_data(data.frame, conf)
     log.info(
-        "training on %d rows, validating on %d (table %s version %s)",
-        len(train),
-        len(validation),
+        "split %s: train %d, validation %d, test %d rows (table %s version %s)",
+        data_conf.split,
+        len(splits.train),
+        len(splits.validation),
+        len(splits.test),
         data.table,
         data.version,
     )
     with tempfile.TemporaryDirectory(prefix="riskudf-train-") as work:
-        tokenizer, model, metrics, calibration, scores = fine_tune(
-            train, validation, conf, backbone=backbone, work_dir=Path(work)
+        tuned = fine_tune(
+            splits.train, splits.validation, conf, backbone=backbone, work_dir=Path(work)
         )
-    log.info("validation metrics: %s", metrics)
-    reference = scores.reset_index(drop=True)
+    thresholds = None
+    if grading is not None:
+        thresholds = {"review": grading.review_from_pd, "decline": grading.decline_from_pd}
+    assessment = calibrate_and_evaluate(
+        tuned.tokenizer,
+        tuned.model,
+        splits,
+        conf,
+        thresholds=thresholds,
+        segment_col=data_conf.segment_col,
+    )
+    metrics = assessment.metrics
+    log.info(
+        "test AUC %.4f, Brier %.4f -> %.4f, ECE %.4f -> %.4f (calibration %s)",
+        metrics["test_auc"],
+        metrics["test_raw_brier"],
+        metrics["test_brier"],
+        metrics["test_raw_ece"],
+        metrics["test_ece"],
+        conf.calibration,
+    )
+    reference = assessment.validation_scores.reset_index(drop=True)
     if grading is not None:
         pds = reference["pd"].to_numpy()
         reference = reference.assign(
             grade=grades_of(pds, grading), decision=decisions_of(pds, grading)
         )
-    kept = [c for c in slice_columns if c in validation]
+    kept = [c for c in slice_columns if c in splits.validation]
     for column in kept:
-        reference[column] = validation[column].to_numpy()
+        reference[column] = splits.validation[column].to_numpy()
     baseline = build_baseline(
         reference,
         source=f"validation split of {data.table} version {data.version}",
         slice_columns=tuple(kept),
     )
-    return publish_model(
-        tokenizer,
-        model,
+    training = {
+        "method": conf.method,
+        "trainable_parameters": tuned.trainable_parameters,
+        "total_parameters": tuned.total_parameters,
+        "epochs_run": tuned.epochs_run,
+        "seconds_per_epoch": tuned.seconds_per_epoch,
+        "history": tuned.history,
+        "imbalance": conf.imbalance,
+        "split": data_conf.split,
+        "parent_model": previous_version(output),
+        "conf": conf.model_dump(mode="json"),
+    }
+    trained = publish_model(
+        tuned.tokenizer,
+        tuned.model,
         output,
         backbone=str(conf.backbone or f"{backbone.parent.name} (packaged)"),
         conf=conf,
         training_table=data.table,
         training_table_version=data.version,
         metrics=metrics,
-        calibration=calibration,
+        calibration=assessment.calibration,
         model_version=model_version,
         baseline=baseline,
+        training=training,
+        model_card=model_card,
     )
+    if registry_table:
+        register_model(spark, registry_table, trained.manifest, model_dir=str(trained.output))
+    return trained

@@ -1,0 +1,180 @@
+"""The fine-tuning job on the tiny BERT, without Spark: methods, early stopping, imbalance,
+calibration applied at scoring, model card and reproducibility."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from riskudf.config import LoraConf, TrainingConf
+from riskudf.inference import Scorer, ScoringOptions
+from riskudf.model.load import load_artifact
+from riskudf.training.data import split_stratified
+from riskudf.training.evaluate import evaluate_split
+from riskudf.training.finetune import (
+    MODEL_CARD_NAME,
+    build_classifier,
+    calibrate_and_evaluate,
+    fine_tune,
+    parameter_counts,
+    publish_model,
+    score_texts,
+)
+
+GOOD = ["paid on time", "strong cash flow", "no arrears", "low leverage", "stable income"]
+BAD = ["missed payment", "arrears rising", "covenant breach", "court judgment", "late again"]
+
+
+def synthetic(n: int = 120, default_every: int = 4) -> pd.DataFrame:
+    """Short documents, 1 default in ``default_every``: one word carries the label, four are
+    noise, so that the tiny model's validation AUC moves from epoch to epoch."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(n):
+        label = int(i % default_every == 0)
+        words = [*rng.choice(BAD if label else GOOD, size=1), *rng.choice(GOOD + BAD, size=4)]
+        rng.shuffle(words)
+        rows.append({"id": f"o{i}", "text": ". ".join(words), "label": label})
+    return pd.DataFrame(rows)
+
+
+SPLITS = split_stratified(synthetic(), validation_fraction=0.25, test_fraction=0.25, seed=0)
+
+
+def conf(**kw: object) -> TrainingConf:
+    base: dict[str, object] = {
+        "max_length": 32,
+        "batch_size": 16,
+        "epochs": 2,
+        "learning_rate": 1e-3,
+        "seed": 11,
+        "lora": LoraConf(r=4, alpha=8, dropout=0.0),
+    }
+    return TrainingConf(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_lora_trains_adapters_and_the_head_only(tiny_backbone: Path) -> None:
+    full = build_classifier(tiny_backbone, conf(method="full"))
+    lora = build_classifier(tiny_backbone, conf(method="lora"))
+    hidden, layers = full.config.hidden_size, full.config.num_hidden_layers
+    trainable, total = parameter_counts(full)
+    assert trainable == total
+    adapters = layers * 2 * (4 * hidden + hidden * 4)  # query and value: A (r x h), B (h x r)
+    head = hidden * 2 + 2
+    lora_trainable, lora_total = parameter_counts(lora)
+    assert lora_trainable == adapters + head
+    assert lora_total == total + adapters + head  # peft keeps the original head beside its copy
+
+
+def test_best_epoch_is_kept_and_scored_as_validated(tiny_backbone: Path, tmp_path: Path) -> None:
+    settings = conf(epochs=5, learning_rate=3e-3, early_stopping_patience=5)
+    tuned = fine_tune(
+        SPLITS.train, SPLITS.validation, settings, backbone=tiny_backbone, work_dir=tmp_path
+    )
+    aucs = [row["validation_auc"] for row in tuned.history]
+    assert len(aucs) == tuned.epochs_run == len(tuned.seconds_per_epoch) == 5
+    assert aucs[-1] < max(aucs)  # the last epoch is not the best: the best must be restored
+    assert tuned.best_validation_auc == max(aucs)
+    scores = score_texts(
+        tuned.tokenizer, tuned.model, SPLITS.validation["text"].tolist(), max_length=32
+    )
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(SPLITS.validation["label"], scores["pd"]) == pytest.approx(
+        tuned.best_validation_auc, abs=1e-9
+    )
+
+
+def test_early_stopping_ends_when_auc_stops_improving(tiny_backbone: Path, tmp_path: Path) -> None:
+    # A learning rate this small leaves the AUC where it was: no epoch improves on the first.
+    frozen = conf(epochs=6, learning_rate=1e-12, early_stopping_patience=1)
+    tuned = fine_tune(
+        SPLITS.train, SPLITS.validation, frozen, backbone=tiny_backbone, work_dir=tmp_path
+    )
+    assert tuned.epochs_run == 2
+
+
+def test_balanced_sampler_draws_both_classes_evenly() -> None:
+    from riskudf.training.finetune import _trainer_class, sample_weights
+
+    labels = np.array([1] + [0] * 9)
+    trainer_cls = _trainer_class()
+    sampler = trainer_cls._get_train_sampler(
+        type("T", (), {"row_weights": sample_weights(labels), "args": type("A", (), {"seed": 1})})
+    )
+    drawn = [labels[i] for _ in range(200) for i in sampler]
+    assert abs(np.mean(drawn) - 0.5) < 0.03
+
+
+@pytest.mark.parametrize(
+    ("method", "imbalance", "calibration"),
+    [("lora", "balanced_sampling", "isotonic"), ("full", "class_weight", "temperature")],
+)
+def test_published_model_scores_with_its_calibration(
+    tiny_backbone: Path, tmp_path: Path, method: str, imbalance: str, calibration: str
+) -> None:
+    settings = conf(method=method, imbalance=imbalance, calibration=calibration, epochs=1)
+    tuned = fine_tune(
+        SPLITS.train, SPLITS.validation, settings, backbone=tiny_backbone, work_dir=tmp_path
+    )
+    assert type(tuned.model).__name__ == "BertForSequenceClassification"  # adapters merged
+    assessment = calibrate_and_evaluate(
+        tuned.tokenizer, tuned.model, SPLITS, settings, thresholds={"review": 0.05}
+    )
+    assert assessment.calibration["method"] == calibration
+    trained = publish_model(
+        tuned.tokenizer,
+        tuned.model,
+        tmp_path / "model",
+        backbone="tiny",
+        conf=settings,
+        training_table="synthetic",
+        training_table_version=None,
+        metrics=assessment.metrics,
+        calibration=assessment.calibration,
+        training={"method": method},
+        model_card=lambda manifest: f"# {manifest.model_version}\n",
+    )
+    assert MODEL_CARD_NAME in trained.manifest.files
+    # The nightly path (artifact -> Scorer with the manifest's calibration) gives the test figures.
+    manifest, tokenizer, model = load_artifact(trained.output)
+    options = ScoringOptions(max_length=32, token_budget=8192)
+    raw = Scorer(tokenizer, model, positive_label=1, device="cpu", options=options)
+    scored = Scorer(
+        tokenizer,
+        model,
+        positive_label=1,
+        device="cpu",
+        options=options,
+        calibration=manifest.calibration,
+    )
+    texts = SPLITS.test["text"].tolist()
+    figures = evaluate_split(
+        SPLITS.test["label"].to_numpy(),
+        raw.score(texts)["pd"].to_numpy(),
+        scored.score(texts)["pd"].to_numpy(),
+        prefix="test_",
+        thresholds={"review": 0.05},
+    )
+    for key in ("test_auc", "test_brier", "test_ece", "test_raw_brier", "test_review_tp"):
+        assert figures[key] == pytest.approx(manifest.metrics[key], abs=1e-6)
+
+
+def test_same_seed_same_metrics(tiny_backbone: Path, tmp_path: Path) -> None:
+    def run(where: str) -> dict[str, float]:
+        tuned = fine_tune(
+            SPLITS.train,
+            SPLITS.validation,
+            conf(),
+            backbone=tiny_backbone,
+            work_dir=tmp_path / where,
+        )
+        return calibrate_and_evaluate(tuned.tokenizer, tuned.model, SPLITS, conf()).metrics
+
+    first, second = run("a"), run("b")
+    assert first.keys() == second.keys()
+    for key in first:
+        assert first[key] == pytest.approx(second[key], abs=1e-6), key
