@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         f"test {metrics['test_rows']:.0f}; validation AUC {metrics['validation_auc']:.3f}"
     )
     print(
-        f"test AUC {metrics['test_auc']:.3f}, Gini {metrics['test_gini']:.3f}, "
+        f"test AUC {metrics['test_auc']:.3f} (TF-IDF + LR {metrics['tfidf_test_auc']:.3f}), "
+        f"Gini {metrics['test_gini']:.3f}, "
         f"KS {metrics['test_ks']:.3f}; Brier {metrics['test_raw_brier']:.4f} -> "
         f"{metrics['test_brier']:.4f}, ECE {metrics['test_raw_ece']:.4f} -> "
         f"{metrics['test_ece']:.4f} ({trained.manifest.calibration.get('method')})"

@@ -135,12 +135,22 @@ class TrainingDataConf(_Conf):
         return self
 
 
+class ChunkingConf(_Conf):
+    """Long documents: overlapping windows of max_length tokens, one score per document."""
+
+    stride: int = Field(default=128, gt=0, description="tokens between window starts")
+    aggregation: Literal["max", "mean"] = "max"
+
+
 class TrainingConf(_Conf):
     backbone: str | None = Field(default=None, description="null: the packaged MiniLM backbone")
     method: Literal["full", "lora"] = Field(default="full", description="what gets trained")
     lora: LoraConf = LoraConf()
     data: TrainingDataConf = TrainingDataConf()
     max_length: int = Field(default=256, gt=8)
+    chunking: ChunkingConf | None = Field(
+        default=None, description="null: score the head of a document and flag it truncated"
+    )
     epochs: int = Field(default=1, gt=0, description="at most; early stopping may end sooner")
     batch_size: int = Field(default=16, gt=0)
     learning_rate: float = Field(default=5e-5, gt=0)
@@ -166,6 +176,10 @@ class TrainingConf(_Conf):
     def _check_fractions(self) -> TrainingConf:
         if self.validation_fraction + self.test_fraction >= 1:
             raise ValueError("validation_fraction + test_fraction must be below 1")
+        if self.chunking is not None and self.chunking.stride > self.max_length - 2:
+            raise ValueError(
+                f"chunking.stride must be at most max_length - 2 = {self.max_length - 2}"
+            )
         return self
 
 

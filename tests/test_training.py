@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskudf.config import LoraConf, TrainingConf
+from riskudf.config import ChunkingConf, LoraConf, TrainingConf
 from riskudf.inference import Scorer, ScoringOptions
 from riskudf.model.load import load_artifact
 from riskudf.training.data import split_stratified
@@ -110,13 +110,24 @@ def test_balanced_sampler_draws_both_classes_evenly() -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "imbalance", "calibration"),
-    [("lora", "balanced_sampling", "isotonic"), ("full", "class_weight", "temperature")],
+    ("method", "imbalance", "calibration", "chunking"),
+    [
+        ("lora", "balanced_sampling", "isotonic", None),
+        ("full", "class_weight", "temperature", None),
+        ("full", "none", "platt", ChunkingConf(stride=4, aggregation="mean")),
+    ],
 )
 def test_published_model_scores_with_its_calibration(
-    tiny_backbone: Path, tmp_path: Path, method: str, imbalance: str, calibration: str
+    tiny_backbone: Path,
+    tmp_path: Path,
+    method: str,
+    imbalance: str,
+    calibration: str,
+    chunking: ChunkingConf | None,
 ) -> None:
-    settings = conf(method=method, imbalance=imbalance, calibration=calibration, epochs=1)
+    # With chunking, a 12-token window: the synthetic documents (about 15 tokens) are split.
+    window = {"max_length": 12, "chunking": chunking} if chunking else {}
+    settings = conf(method=method, imbalance=imbalance, calibration=calibration, epochs=1, **window)
     tuned = fine_tune(
         SPLITS.train, SPLITS.validation, settings, backbone=tiny_backbone, work_dir=tmp_path
     )
@@ -141,8 +152,10 @@ def test_published_model_scores_with_its_calibration(
     assert MODEL_CARD_NAME in trained.manifest.files
     # The nightly path (artifact -> Scorer with the manifest's calibration) gives the test figures.
     manifest, tokenizer, model = load_artifact(trained.output)
-    options = ScoringOptions(max_length=32, token_budget=8192)
-    raw = Scorer(tokenizer, model, positive_label=1, device="cpu", options=options)
+    assert manifest.chunking == (chunking.model_dump() if chunking else {})
+    options = ScoringOptions(max_length=manifest.max_length, token_budget=8192)
+    chunks = manifest.chunking or None
+    raw = Scorer(tokenizer, model, positive_label=1, device="cpu", options=options, chunking=chunks)
     scored = Scorer(
         tokenizer,
         model,
@@ -150,8 +163,11 @@ def test_published_model_scores_with_its_calibration(
         device="cpu",
         options=options,
         calibration=manifest.calibration,
+        chunking=chunks,
     )
     texts = SPLITS.test["text"].tolist()
+    if chunking:
+        assert (scored.score(texts)["n_chunks"] > 1).mean() > 0.5
     figures = evaluate_split(
         SPLITS.test["label"].to_numpy(),
         raw.score(texts)["pd"].to_numpy(),

@@ -208,6 +208,7 @@ def test_training_conf_switches() -> None:
 
 def test_model_card_reports_the_manifest_figures() -> None:
     metrics = evaluate_split(LABELS, PDS, PDS, prefix="test_", thresholds={"review": 0.35})
+    metrics["tfidf_test_auc"] = 0.625
     manifest = Manifest(
         model_version="m-1",
         backbone="tiny",
@@ -229,3 +230,20 @@ def test_model_card_reports_the_manifest_figures() -> None:
     assert "risk.training_documents (Delta version 3)" in card
     assert "2 defaults and 1 non-defaults flagged, 0 defaults and 1 non-defaults not." in card
     assert "- method: isotonic, fitted on the validation split" in card
+    assert "TF-IDF + logistic regression: test AUC 0.6250" in card
+
+
+def test_tfidf_benchmark_ranks_by_the_words_it_learned() -> None:
+    from riskudf.training.data import Splits
+    from riskudf.training.tfidf import tfidf_benchmark
+
+    def part(bad: int, good: int) -> pd.DataFrame:
+        texts = ["missed payment arrears"] * bad + ["paid on time"] * good
+        return pd.DataFrame({"text": texts, "label": [1] * bad + [0] * good})
+
+    splits = Splits(part(4, 12), part(1, 3), part(2, 6))
+    assert tfidf_benchmark(splits, seed=0, balanced=True) == {
+        "tfidf_test_auc": 1.0,
+        "tfidf_test_gini": 1.0,
+        "tfidf_test_ks": 1.0,
+    }

@@ -55,6 +55,13 @@ def model_card(manifest: Manifest) -> str:
         *[f"| {label} | {_figure(m, 'test_' + key)} |" for key, label in SUMMARY],
         f"| default rate | {_figure(m, 'test_default_rate')} |",
     ]
+    if "tfidf_test_auc" in m:
+        lines += [
+            "",
+            f"Benchmark on the same split, TF-IDF + logistic regression: test AUC "
+            f"{_figure(m, 'tfidf_test_auc')}, Gini {_figure(m, 'tfidf_test_gini')}, "
+            f"KS {_figure(m, 'tfidf_test_ks')}.",
+        ]
     segments = sorted(k for k in m if k.startswith("test_auc_segment="))
     if segments:
         lines += ["", "| segment | AUC |", "| --- | --- |"]

@@ -22,6 +22,7 @@ from riskudf.model.artifact import Manifest, publish_directory, sha256_file, wri
 from riskudf.model.calibration import IDENTITY, apply_calibration, fit_calibration
 from riskudf.model.load import load_sequence_classifier, load_tokenizer
 from riskudf.monitoring.baseline import write_baseline
+from riskudf.text import aggregate, chunk_windows
 from riskudf.training.data import Splits
 from riskudf.training.evaluate import evaluate_split
 
@@ -66,12 +67,50 @@ class _Encoded:
 
 
 def score_texts(
-    tokenizer: Any, model: Any, texts: list[str], *, max_length: int, positive_label: int = 1
+    tokenizer: Any,
+    model: Any,
+    texts: list[str],
+    *,
+    max_length: int,
+    positive_label: int = 1,
+    chunking: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """pd, n_tokens and truncated through the same path the nightly UDF uses."""
+    """pd, n_tokens, truncated and n_chunks through the same path the nightly UDF uses."""
     options = ScoringOptions(max_length=max_length, token_budget=8192)
-    scorer = Scorer(tokenizer, model, positive_label=positive_label, device="cpu", options=options)
+    scorer = Scorer(
+        tokenizer,
+        model,
+        positive_label=positive_label,
+        device="cpu",
+        options=options,
+        chunking=chunking,
+    )
     return scorer.score(texts)
+
+
+def chunking_of(conf: TrainingConf) -> dict[str, Any]:
+    """The manifest's chunking for a training conf (empty: the head of each document)."""
+    return conf.chunking.model_dump() if conf.chunking is not None else {}
+
+
+def encode_windows(
+    tokenizer: Any, frame: pd.DataFrame, *, max_length: int, stride: int
+) -> tuple[_Encoded, np.ndarray]:
+    """Every overlapping window of every document, labelled with its document's label, and the
+    document (row of ``frame``) of each window."""
+    ids = tokenizer(
+        frame["text"].tolist(),
+        truncation=False,
+        verbose=False,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )["input_ids"]
+    chunks = [chunk_windows(doc, max_length, stride) for doc in ids]
+    owners = np.repeat(np.arange(len(chunks)), [len(c) for c in chunks])
+    windows = [w for c in chunks for w in c]
+    labels = frame["label"].astype(int).to_numpy()[owners].tolist()
+    encodings = {"input_ids": windows, "attention_mask": [[1] * len(w) for w in windows]}
+    return _Encoded(encodings, labels), owners
 
 
 def predict_pd(
@@ -203,12 +242,25 @@ def _epoch_logger() -> Any:
     return EpochLog()
 
 
-def _validation_auc(eval_pred: Any) -> dict[str, float]:
-    logits, labels = eval_pred
+def _positive(logits: Any) -> np.ndarray:
     logits = np.asarray(logits, dtype=np.float64)
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    positive = shifted[:, 1] / shifted.sum(axis=1)
-    return {"auc": float(roc_auc_score(labels, positive))}
+    return np.asarray(shifted[:, 1] / shifted.sum(axis=1))
+
+
+def _validation_auc(eval_pred: Any) -> dict[str, float]:
+    logits, labels = eval_pred
+    return {"auc": float(roc_auc_score(labels, _positive(logits)))}
+
+
+def _document_auc(owners: np.ndarray, labels: np.ndarray, how: str) -> Any:
+    """AUC of the windows' scores aggregated per document (the Trainer evaluates in order)."""
+
+    def metric(eval_pred: Any) -> dict[str, float]:
+        scores = aggregate(_positive(eval_pred[0]), owners, len(labels), how)
+        return {"auc": float(roc_auc_score(labels, scores))}
+
+    return metric
 
 
 def fine_tune(
@@ -246,7 +298,18 @@ def fine_tune(
         encodings = tokenizer(frame["text"].tolist(), truncation=True, max_length=conf.max_length)
         return _Encoded(dict(encodings), frame["label"].astype(int).tolist())
 
-    labels = train["label"].to_numpy()
+    metric = _validation_auc
+    if conf.chunking is None:
+        train_set, validation_set = encode(train), encode(validation)
+    else:
+        stride, how = conf.chunking.stride, conf.chunking.aggregation
+        train_set, _ = encode_windows(tokenizer, train, max_length=conf.max_length, stride=stride)
+        validation_set, owners = encode_windows(
+            tokenizer, validation, max_length=conf.max_length, stride=stride
+        )
+        metric = _document_auc(owners, validation["label"].to_numpy(), how)
+        log.info("chunks: %d train, %d validation windows", len(train_set), len(validation_set))
+    labels = np.asarray(train_set.labels)
     loss_func = None
     if conf.imbalance == "class_weight":
         weight = torch.as_tensor(class_weights(labels), dtype=torch.float32)
@@ -290,10 +353,10 @@ def fine_tune(
     trainer = _trainer_class()(
         model=model,
         args=args,
-        train_dataset=encode(train),
-        eval_dataset=encode(validation),
+        train_dataset=train_set,
+        eval_dataset=validation_set,
         data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=_validation_auc,
+        compute_metrics=metric,
         compute_loss_func=loss_func,
         callbacks=[EarlyStoppingCallback(conf.early_stopping_patience), epochs],
         row_weights=sample_weights(labels) if conf.imbalance == "balanced_sampling" else None,
@@ -334,10 +397,13 @@ def calibrate_and_evaluate(
 ) -> Assessment:
     """Fit the configured calibration on the validation split, then measure validation (in
     sample for calibration) and the held-out test split, scored as the nightly UDF scores."""
-    validation = score_texts(
-        tokenizer, model, splits.validation["text"].tolist(), max_length=conf.max_length
-    )
-    test = score_texts(tokenizer, model, splits.test["text"].tolist(), max_length=conf.max_length)
+    chunking = chunking_of(conf) or None
+
+    def scores_of(part: pd.DataFrame) -> pd.DataFrame:
+        texts = part["text"].tolist()
+        return score_texts(tokenizer, model, texts, max_length=conf.max_length, chunking=chunking)
+
+    validation, test = scores_of(splits.validation), scores_of(splits.test)
     raw_validation = validation["pd"].to_numpy()
     raw_test = test["pd"].to_numpy()
     calibration = fit_calibration(
@@ -410,6 +476,7 @@ def publish_model(
         metrics=metrics,
         created_at=created.isoformat(),
         calibration=calibration or dict(IDENTITY),
+        chunking=chunking_of(conf),
         training=training or {},
     )
     if model_card is not None:
