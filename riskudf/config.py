@@ -120,7 +120,10 @@ class TrainingDataConf(_Conf):
 
     table: str = Field(default="risk.training_documents", description="Delta name or path")
     id_col: str = "obligor_id"
-    text_col: str = "text"
+    text_col: str | None = Field(default="text", description="null: serialise text_from")
+    text_from: tuple[str, ...] = Field(
+        default=(), description="columns written as 'field: value; ...' when text_col is null"
+    )
     label_col: str = "default_12m"
     segment_col: str | None = Field(default="segment", description="AUC per segment; null: none")
     split: Literal["stratified", "time"] = Field(
@@ -132,6 +135,8 @@ class TrainingDataConf(_Conf):
     def _check_split(self) -> TrainingDataConf:
         if self.split == "time" and not self.date_col:
             raise ValueError("split: time needs date_col")
+        if not self.text_col and not self.text_from:
+            raise ValueError("text_col is null: name the columns to serialise in text_from")
         return self
 
 

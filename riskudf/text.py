@@ -1,9 +1,9 @@
-"""Token windows of a document and the aggregation of window scores: one rule for training and
-scoring, so that a model is scored the way it was trained."""
+"""Token windows of a document and the aggregation of window scores (one rule for training and
+scoring, so that a model is scored the way it was trained), and tabular rows as text."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -55,3 +55,15 @@ def aggregate(scores: np.ndarray, owners: np.ndarray, n_docs: int, how: str) -> 
         sums = np.bincount(owners, weights=scores, minlength=n_docs)
         return np.asarray(sums / np.bincount(owners, minlength=n_docs))
     raise ChunkingError(f"chunk aggregation must be one of {AGGREGATIONS}, got {how!r}")
+
+
+def serialise_row(row: Mapping[str, Any], columns: Sequence[str]) -> str:
+    """A tabular row as text, ``field: value; ...`` in the order of ``columns``, for tables
+    without free text. Null fields are left out; a row of nulls is the empty document."""
+    parts = []
+    for column in columns:
+        value = row.get(column)
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            continue
+        parts.append(f"{column}: {value}")
+    return "; ".join(parts)

@@ -75,3 +75,13 @@ def test_scorer_scores_every_window_and_keeps_the_max(tiny_model: Path) -> None:
     assert scored["pd"][0] == pytest.approx(max(each), abs=1e-6)
     assert scored["pd"][1] == pytest.approx(plain.score(["paid on time"])["pd"][0], abs=1e-6)
     assert plain.score([long_text])["truncated"].tolist() == [True]
+
+
+def test_serialise_row_writes_fields_in_order_and_leaves_out_nulls() -> None:
+    from riskudf.text import serialise_row
+
+    row = {"segment": "retail", "dpd_90": "2", "income": None, "utilisation": "0.83", "x": "y"}
+    assert serialise_row(row, ["segment", "income", "utilisation", "dpd_90"]) == (
+        "segment: retail; utilisation: 0.83; dpd_90: 2"
+    )
+    assert serialise_row({"a": float("nan"), "b": None}, ["a", "b"]) == ""

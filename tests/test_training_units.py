@@ -197,6 +197,10 @@ def test_training_conf_switches() -> None:
     assert conf.imbalance == "class_weight"
     with pytest.raises(ConfigError, match="date_col"):
         parse_config(_conf_with({"data": {"split": "time"}}))
+    with pytest.raises(ConfigError, match="text_from"):
+        parse_config(_conf_with({"data": {"text_col": None}}))
+    serialised = parse_config(_conf_with({"data": {"text_col": None, "text_from": ["a", "b"]}}))
+    assert serialised.training.data.text_from == ("a", "b")
     with pytest.raises(ConfigError, match="below 1"):
         parse_config(_conf_with({"validation_fraction": 0.5, "test_fraction": 0.5}))
     with pytest.raises(ConfigError, match=r"lora\.rank"):

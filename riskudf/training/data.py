@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from sklearn.model_selection import train_test_split
 
 from riskudf.tables import MissingTableError, SchemaError
+from riskudf.text import serialise_row
 
 
 class LabelError(ValueError):
@@ -50,8 +51,9 @@ def load_labelled(
     spark: SparkSession,
     table: str,
     *,
-    text_col: str,
+    text_col: str | None,
     label_col: str,
+    text_from: Sequence[str] = (),
     id_col: str | None = None,
     date_col: str | None = None,
     max_rows: int = 0,
@@ -61,10 +63,11 @@ def load_labelled(
     """Id, text and 0/1 label of a training table, on the driver (training sets fit in memory).
 
     Columns named in ``keep`` that the table has come along as strings (slice and segment
-    columns); ``date_col`` comes along with its own type, for a time split.
+    columns); ``date_col`` comes along with its own type, for a time split. Without a
+    ``text_col``, the text is the ``text_from`` columns serialised as ``field: value; ...``.
     """
     df, version = read_training_table(spark, table)
-    required = [col for col in (id_col, text_col, label_col) if col]
+    required = [col for col in (id_col, text_col, label_col, *text_from) if col]
     missing = [col for col in required if col not in df.columns]
     if missing:
         raise SchemaError(f"table {table}: missing columns {missing}")
@@ -77,7 +80,11 @@ def load_labelled(
     ]
     selected = df.select(
         *([F.col(id_col).cast("string").alias("id")] if id_col else []),
-        F.coalesce(F.col(text_col).cast("string"), F.lit("")).alias("text"),
+        *(
+            [F.coalesce(F.col(text_col).cast("string"), F.lit("")).alias("text")]
+            if text_col
+            else [F.col(c).cast("string").alias(f"_text_{i}") for i, c in enumerate(text_from)]
+        ),
         F.col(label_col).cast("int").alias("label"),
         *[F.col(c).cast("string") for c in kept],
         *([F.col(date_col)] if date_col else []),
@@ -91,6 +98,12 @@ def load_labelled(
             selected = selected.sample(fraction=min(1.0, 1.2 * max_rows / total), seed=seed)
             selected = selected.orderBy(F.rand(seed)).limit(max_rows)
     frame: pd.DataFrame = selected.toPandas()
+    if not text_col:
+        parts = [f"_text_{i}" for i in range(len(text_from))]
+        values = frame[parts].rename(columns=dict(zip(parts, text_from, strict=True)))
+        frame = frame.drop(columns=parts).assign(
+            text=[serialise_row(row, text_from) for row in values.to_dict("records")]
+        )
     if frame["label"].nunique() < 2:
         raise LabelError(f"table {table}: column {label_col} needs both classes 0 and 1")
     return TrainingData(table=table, version=version, frame=frame)

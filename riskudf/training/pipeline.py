@@ -78,6 +78,7 @@ def train_model(
         spark,
         data_conf.table,
         text_col=data_conf.text_col,
+        text_from=data_conf.text_from,
         label_col=data_conf.label_col,
         id_col=data_conf.id_col,
         date_col=data_conf.date_col,
