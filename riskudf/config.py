@@ -175,6 +175,9 @@ class TrainingConf(_Conf):
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     max_train_rows: int = Field(default=0, ge=0, description="0: all rows")
+    processes: int = Field(
+        default=0, ge=0, description="0: train in the driver; n: TorchDistributor, n processes"
+    )
     seed: int = 42
 
     @model_validator(mode="after")

@@ -194,3 +194,24 @@ def test_same_seed_same_metrics(tiny_backbone: Path, tmp_path: Path) -> None:
     assert first.keys() == second.keys()
     for key in first:
         assert first[key] == pytest.approx(second[key], abs=1e-6), key
+
+
+def test_two_gloo_processes_train_the_model_that_is_returned(
+    spark, tiny_backbone: Path, tmp_path: Path
+) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from riskudf.training.distributed import fine_tune_distributed
+
+    settings = conf(processes=2, epochs=2, early_stopping_patience=2)
+    tuned = fine_tune_distributed(
+        spark, SPLITS.train, SPLITS.validation, settings, backbone=tiny_backbone, work_dir=tmp_path
+    )
+    assert tuned.world_size == 2
+    assert tuned.epochs_run == len(tuned.history) == 2
+    scores = score_texts(
+        tuned.tokenizer, tuned.model, SPLITS.validation["text"].tolist(), max_length=32
+    )
+    assert roc_auc_score(SPLITS.validation["label"], scores["pd"]) == pytest.approx(
+        tuned.best_validation_auc, abs=1e-9
+    )

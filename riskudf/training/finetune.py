@@ -174,6 +174,7 @@ class FineTuned:
     best_validation_auc: float
     seconds_per_epoch: list[float]
     history: list[dict[str, float]]  # per epoch: train loss, validation loss and AUC
+    world_size: int = 1  # processes that trained it (TorchDistributor)
 
 
 def _trainer_class() -> Any:
@@ -270,6 +271,7 @@ def fine_tune(
     *,
     backbone: Path,
     work_dir: Path,
+    ddp_backend: str | None = None,
 ) -> FineTuned:
     """Train on ``train`` (columns text, label) with transformers' Trainer.
 
@@ -288,7 +290,8 @@ def fine_tune(
     )
 
     set_seed(conf.seed)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if ddp_backend is None:
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
     tokenizer = load_tokenizer(backbone)
     model = build_classifier(backbone, conf)
     trainable, total = parameter_counts(model)
@@ -348,6 +351,7 @@ def fine_tune(
         use_cpu=not gpu,
         dataloader_num_workers=0,
         disable_tqdm=True,
+        ddp_backend=ddp_backend,
     )
     epochs = _epoch_logger()
     trainer = _trainer_class()(

@@ -16,6 +16,7 @@ from riskudf.model.artifact import ArtifactError, read_manifest
 from riskudf.monitoring.baseline import build_baseline
 from riskudf.training.card import model_card
 from riskudf.training.data import Splits, load_labelled, split_by_time, split_stratified
+from riskudf.training.distributed import fine_tune_distributed
 from riskudf.training.finetune import (
     TrainedModel,
     calibrate_and_evaluate,
@@ -97,9 +98,14 @@ def train_model(
         data.version,
     )
     with tempfile.TemporaryDirectory(prefix="riskudf-train-") as work:
-        tuned = fine_tune(
-            splits.train, splits.validation, conf, backbone=backbone, work_dir=Path(work)
-        )
+        if conf.processes:
+            tuned = fine_tune_distributed(
+                spark, splits.train, splits.validation, conf, backbone=backbone, work_dir=Path(work)
+            )
+        else:
+            tuned = fine_tune(
+                splits.train, splits.validation, conf, backbone=backbone, work_dir=Path(work)
+            )
     thresholds = None
     if grading is not None:
         thresholds = {"review": grading.review_from_pd, "decline": grading.decline_from_pd}
@@ -145,6 +151,7 @@ def train_model(
         "trainable_parameters": tuned.trainable_parameters,
         "total_parameters": tuned.total_parameters,
         "epochs_run": tuned.epochs_run,
+        "processes": tuned.world_size,
         "seconds_per_epoch": tuned.seconds_per_epoch,
         "history": tuned.history,
         "imbalance": conf.imbalance,
