@@ -68,11 +68,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {trained.manifest.model_version} written to {trained.output}")
     print(
         f"rows: train {metrics['train_rows']:.0f}, validation {metrics['validation_rows']:.0f}, "
-        f"test {metrics['test_rows']:.0f}; validation AUC {metrics['validation_auc']:.3f}"
+        f"test {metrics['test_rows']:.0f}"
     )
+    if "test_macro_auc" in metrics:  # a grade classifier
+        print(
+            f"test macro AUC {metrics['test_macro_auc']:.3f} (TF-IDF + LR "
+            f"{metrics['tfidf_test_macro_auc']:.3f}), accuracy {metrics['test_accuracy']:.3f}, "
+            f"quadratic kappa {metrics['test_quadratic_kappa']:.3f}"
+        )
+        return EXIT_OK
     print(
-        f"test AUC {metrics['test_auc']:.3f} (TF-IDF + LR {metrics['tfidf_test_auc']:.3f}), "
-        f"Gini {metrics['test_gini']:.3f}, "
+        f"validation AUC {metrics['validation_auc']:.3f}; test AUC {metrics['test_auc']:.3f} "
+        f"(TF-IDF + LR {metrics['tfidf_test_auc']:.3f}), Gini {metrics['test_gini']:.3f}, "
         f"KS {metrics['test_ks']:.3f}; Brier {metrics['test_raw_brier']:.4f} -> "
         f"{metrics['test_brier']:.4f}, ECE {metrics['test_raw_ece']:.4f} -> "
         f"{metrics['test_ece']:.4f} ({trained.manifest.calibration.get('method')})"

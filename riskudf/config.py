@@ -150,6 +150,12 @@ class ChunkingConf(_Conf):
 class TrainingConf(_Conf):
     backbone: str | None = Field(default=None, description="null: the packaged MiniLM backbone")
     method: Literal["full", "lora"] = Field(default="full", description="what gets trained")
+    target: Literal["default", "grade"] = Field(
+        default="default", description="default: 0/1 label, a PD model; grade: grade_classes"
+    )
+    grade_classes: tuple[str, ...] = Field(
+        default=(), description="target grade: the label column's classes, best to worst"
+    )
     lora: LoraConf = LoraConf()
     data: TrainingDataConf = TrainingDataConf()
     max_length: int = Field(default=256, gt=8)
@@ -184,6 +190,10 @@ class TrainingConf(_Conf):
     def _check_fractions(self) -> TrainingConf:
         if self.validation_fraction + self.test_fraction >= 1:
             raise ValueError("validation_fraction + test_fraction must be below 1")
+        if self.target == "grade" and len(set(self.grade_classes)) < 3:
+            raise ValueError("target: grade needs at least 3 distinct grade_classes")
+        if self.target == "grade" and self.chunking is not None:
+            raise ValueError("chunking is for PD models (target: default)")
         if self.chunking is not None and self.chunking.stride > self.max_length - 2:
             raise ValueError(
                 f"chunking.stride must be at most max_length - 2 = {self.max_length - 2}"

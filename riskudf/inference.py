@@ -213,13 +213,12 @@ class Scorer:
         windows = [cut_to_window(ids, self.options.max_length, sep_id) for ids in encoded]
         return Prepared(windows, n_tokens)
 
-    def run(self, prepared: Prepared) -> pd.DataFrame:
-        """Forward passes over length-sorted token-budget batches, PDs in the input order."""
+    def probabilities(self, windows: list[list[int]]) -> np.ndarray:
+        """Class probabilities (rows: windows, columns: labels) over length-sorted batches."""
         import torch
 
-        windows, n_tokens = prepared.windows, prepared.n_tokens
         lengths = np.fromiter((len(ids) for ids in windows), dtype=np.int64, count=len(windows))
-        pds = np.empty(len(windows), dtype=np.float64)
+        probs = np.empty((len(windows), self.model.config.num_labels), dtype=np.float64)
         gpu = self.device.startswith("cuda")
         autocast = self.precision in ("bf16", "fp16")
         dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
@@ -231,8 +230,13 @@ class Scorer:
                 batch = pad_batch([windows[i] for i in rows], self.tokenizer.pad_token_id, pin=gpu)
                 batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
                 logits = self.model(**batch).logits.float()
-                probs = torch.softmax(logits, dim=-1)[:, self.positive_label]
-                pds[rows] = probs.cpu().numpy()
+                probs[rows] = torch.softmax(logits, dim=-1).cpu().numpy()
+        return probs
+
+    def run(self, prepared: Prepared) -> pd.DataFrame:
+        """Forward passes over length-sorted token-budget batches, PDs in the input order."""
+        n_tokens = prepared.n_tokens
+        pds = self.probabilities(prepared.windows)[:, self.positive_label]
         truncated = n_tokens > self.options.max_length
         n_chunks: np.ndarray = np.ones(len(n_tokens), dtype=np.int32)
         if prepared.owners is not None and self.chunking is not None:

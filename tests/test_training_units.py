@@ -251,3 +251,51 @@ def test_tfidf_benchmark_ranks_by_the_words_it_learned() -> None:
         "tfidf_test_gini": 1.0,
         "tfidf_test_ks": 1.0,
     }
+
+
+def test_grade_figures() -> None:
+    from riskudf.training.evaluate import evaluate_grades
+
+    labels = np.array([0, 1, 2, 2])
+    probs = np.array([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7], [0.1, 0.6, 0.3]])
+    metrics = evaluate_grades(labels, probs, ["Good", "Fair", "Poor"], prefix="t_")
+    assert metrics["t_accuracy"] == 0.75
+    assert metrics["t_confusion_Poor_Fair"] == 1.0 and metrics["t_confusion_Poor_Poor"] == 1.0
+    assert metrics["t_confusion_Good_Good"] == 1.0 and metrics["t_confusion_Good_Poor"] == 0.0
+    assert metrics["t_log_loss"] == pytest.approx(-np.mean(np.log([0.7, 0.5, 0.7, 0.3])), abs=1e-12)
+    # one ordinal step wrong out of four: kappa with quadratic weights
+    from sklearn.metrics import cohen_kappa_score
+
+    assert metrics["t_quadratic_kappa"] == pytest.approx(
+        cohen_kappa_score(labels, [0, 1, 2, 1], weights="quadratic")
+    )
+    np.testing.assert_allclose(class_weights(np.array([0, 0, 1, 2, 2, 2]), 3), [1.0, 2.0, 2 / 3])
+
+
+def test_grade_target_conf_and_pd_only_scoring() -> None:
+    from riskudf.model.artifact import ArtifactError, require_pd_model
+
+    grades = {"target": "grade", "grade_classes": ["Excellent", "Good", "Fair", "Poor"]}
+    assert parse_config(_conf_with(grades)).training.grade_classes[-1] == "Poor"
+    with pytest.raises(ConfigError, match="3 distinct"):
+        parse_config(_conf_with({"target": "grade", "grade_classes": ["Good", "Poor"]}))
+    with pytest.raises(ConfigError, match="chunking"):
+        parse_config(_conf_with({**grades, "chunking": {"stride": 64}}))
+    fields = {
+        "model_version": "g-1",
+        "backbone": "tiny",
+        "max_length": 64,
+        "seed": 1,
+        "training_table": "t",
+        "training_table_version": 0,
+        "metrics": {},
+        "created_at": "2026-11-29T00:00:00+00:00",
+    }
+    require_pd_model(
+        Manifest(label_map={"0": "performing", "1": "default"}, positive_label=1, **fields)
+    )
+    grade_model = Manifest(
+        label_map={"0": "Good", "1": "Fair", "2": "Poor"}, positive_label=-1, **fields
+    )
+    with pytest.raises(ArtifactError, match="g-1 is not a PD model"):
+        require_pd_model(grade_model)

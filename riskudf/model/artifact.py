@@ -63,6 +63,15 @@ class Manifest:
             ) from None
 
 
+def require_pd_model(manifest: Manifest) -> None:
+    """Nightly scoring needs a PD model (two labels, a positive one), not a grade classifier."""
+    if len(manifest.label_map) != 2 or str(manifest.positive_label) not in manifest.label_map:
+        raise ArtifactError(
+            f"model {manifest.model_version} is not a PD model: labels "
+            f"{sorted(manifest.label_map.values())}, positive label {manifest.positive_label}"
+        )
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

@@ -62,6 +62,14 @@ def model_card(manifest: Manifest) -> str:
             f"{_figure(m, 'tfidf_test_auc')}, Gini {_figure(m, 'tfidf_test_gini')}, "
             f"KS {_figure(m, 'tfidf_test_ks')}.",
         ]
+    if "test_accuracy" in m:
+        lines += [
+            "",
+            "Grade classifier (no PD, not for nightly scoring): "
+            f"test accuracy {_figure(m, 'test_accuracy')}, macro F1 {_figure(m, 'test_macro_f1')}, "
+            f"quadratic weighted kappa {_figure(m, 'test_quadratic_kappa')}, macro AUC "
+            f"{_figure(m, 'test_macro_auc')}.",
+        ]
     segments = sorted(k for k in m if k.startswith("test_auc_segment="))
     if segments:
         lines += ["", "| segment | AUC |", "| --- | --- |"]

@@ -56,6 +56,7 @@ def load_labelled(
     text_from: Sequence[str] = (),
     id_col: str | None = None,
     date_col: str | None = None,
+    classes: Sequence[str] = (),
     max_rows: int = 0,
     seed: int = 42,
     keep: Sequence[str] = (),
@@ -65,6 +66,7 @@ def load_labelled(
     Columns named in ``keep`` that the table has come along as strings (slice and segment
     columns); ``date_col`` comes along with its own type, for a time split. Without a
     ``text_col``, the text is the ``text_from`` columns serialised as ``field: value; ...``.
+    With ``classes`` (grades), the label is the index of the label column's value among them.
     """
     df, version = read_training_table(spark, table)
     required = [col for col in (id_col, text_col, label_col, *text_from) if col]
@@ -78,6 +80,10 @@ def load_labelled(
         for c in dict.fromkeys(keep)
         if c in df.columns and c not in ("id", "text", "label", date_col)
     ]
+    label = F.col(label_col).cast("int")
+    if classes:
+        names = F.array(*[F.lit(name) for name in classes])
+        label = (F.array_position(names, F.col(label_col).cast("string")) - 1).cast("int")
     selected = df.select(
         *([F.col(id_col).cast("string").alias("id")] if id_col else []),
         *(
@@ -85,13 +91,15 @@ def load_labelled(
             if text_col
             else [F.col(c).cast("string").alias(f"_text_{i}") for i, c in enumerate(text_from)]
         ),
-        F.col(label_col).cast("int").alias("label"),
+        label.alias("label"),
         *[F.col(c).cast("string") for c in kept],
         *([F.col(date_col)] if date_col else []),
     )
-    bad = selected.where(~F.col("label").isin(0, 1) | F.col("label").isNull()).count()
+    valid = list(range(len(classes))) if classes else [0, 1]
+    bad = selected.where(~F.col("label").isin(*valid) | F.col("label").isNull()).count()
     if bad:
-        raise LabelError(f"table {table}: column {label_col} has {bad} rows that are not 0 or 1")
+        allowed = list(classes) if classes else "0 or 1"
+        raise LabelError(f"table {table}: column {label_col} has {bad} rows that are not {allowed}")
     if max_rows:
         total = selected.count()
         if total > max_rows:
@@ -105,7 +113,7 @@ def load_labelled(
             text=[serialise_row(row, text_from) for row in values.to_dict("records")]
         )
     if frame["label"].nunique() < 2:
-        raise LabelError(f"table {table}: column {label_col} needs both classes 0 and 1")
+        raise LabelError(f"table {table}: column {label_col} needs at least two classes")
     return TrainingData(table=table, version=version, frame=frame)
 
 
@@ -117,11 +125,14 @@ class Splits:
 
 
 def _check_classes(splits: Splits, how: str) -> Splits:
-    for name in ("train", "validation", "test"):
-        part: pd.DataFrame = getattr(splits, name)
-        if part["label"].nunique() < 2:
+    """Every split holds every class of the data (AUC needs them)."""
+    parts = {name: getattr(splits, name) for name in ("train", "validation", "test")}
+    classes = set().union(*(set(part["label"]) for part in parts.values()))
+    for name, part in parts.items():
+        lacking = sorted(classes - set(part["label"]))
+        if lacking or len(classes) < 2:
             raise LabelError(
-                f"{how} split: the {name} split ({len(part)} rows) needs both classes 0 and 1"
+                f"{how} split: the {name} split ({len(part)} rows) lacks label classes {lacking}"
             )
     return splits
 

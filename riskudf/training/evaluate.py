@@ -92,3 +92,33 @@ def evaluate_split(
                     roc_auc_score(labels[rows], calibrated[rows])
                 )
     return metrics
+
+
+def evaluate_grades(
+    labels: np.ndarray, probs: np.ndarray, classes: Sequence[str], *, prefix: str
+) -> dict[str, float]:
+    """A grade classifier's figures: accuracy, macro F1, quadratic weighted kappa (the grades
+    are ordered), macro one-vs-rest AUC, log-loss, and the confusion counts
+    ``{prefix}confusion_{true}_{predicted}``."""
+    from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
+
+    labels = np.asarray(labels, dtype=int)
+    ids = list(range(len(classes)))
+    predicted = np.asarray(probs).argmax(axis=1)
+    metrics = {
+        f"{prefix}rows": float(len(labels)),
+        f"{prefix}accuracy": float(accuracy_score(labels, predicted)),
+        f"{prefix}macro_f1": float(f1_score(labels, predicted, labels=ids, average="macro")),
+        f"{prefix}quadratic_kappa": float(
+            cohen_kappa_score(labels, predicted, labels=ids, weights="quadratic")
+        ),
+        f"{prefix}macro_auc": float(
+            roc_auc_score(labels, probs, multi_class="ovr", average="macro", labels=ids)
+        ),
+        f"{prefix}log_loss": float(log_loss(labels, probs, labels=ids)),
+    }
+    counts = confusion_matrix(labels, predicted, labels=ids)
+    for i, true in enumerate(classes):
+        for j, guess in enumerate(classes):
+            metrics[f"{prefix}confusion_{true}_{guess}"] = float(counts[i, j])
+    return metrics

@@ -24,7 +24,7 @@ from riskudf.model.load import load_sequence_classifier, load_tokenizer
 from riskudf.monitoring.baseline import write_baseline
 from riskudf.text import aggregate, chunk_windows
 from riskudf.training.data import Splits
-from riskudf.training.evaluate import evaluate_split
+from riskudf.training.evaluate import evaluate_grades, evaluate_split
 
 log = logging.getLogger(__name__)
 
@@ -122,17 +122,24 @@ def predict_pd(
     )["pd"].to_numpy()
 
 
-def class_weights(labels: np.ndarray) -> np.ndarray:
-    """Loss weight per class, n / (2 * n_class): both classes weigh as much in the loss."""
-    counts = np.bincount(np.asarray(labels, dtype=int), minlength=2).astype(np.float64)
-    return np.asarray(counts.sum() / (2.0 * counts))
+def class_weights(labels: np.ndarray, n_classes: int = 2) -> np.ndarray:
+    """Loss weight per class, n / (k * n_class): every class weighs as much in the loss."""
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=n_classes).astype(np.float64)
+    return np.asarray(counts.sum() / (n_classes * counts))
 
 
 def sample_weights(labels: np.ndarray) -> np.ndarray:
-    """Sampling weight per row, 1 / n_class: each class is drawn half of the time."""
+    """Sampling weight per row, 1 / n_class: every class is drawn equally often."""
     labels = np.asarray(labels, dtype=int)
-    counts = np.bincount(labels, minlength=2).astype(np.float64)
+    counts = np.bincount(labels).astype(np.float64)
     return np.asarray(1.0 / counts[labels])
+
+
+def label_map_of(conf: TrainingConf) -> dict[str, str]:
+    """Class index -> name: performing/default for a PD model, the grades for a grade model."""
+    if conf.target == "grade":
+        return {str(i): name for i, name in enumerate(conf.grade_classes)}
+    return dict(LABEL_MAP)
 
 
 def parameter_counts(model: Any) -> tuple[int, int]:
@@ -144,11 +151,12 @@ def parameter_counts(model: Any) -> tuple[int, int]:
 
 def build_classifier(backbone: Path, conf: TrainingConf) -> Any:
     """The backbone with a 2-class head; for LoRA, wrapped in peft adapters (head trained)."""
+    labels = label_map_of(conf)
     model = load_sequence_classifier(
         backbone,
-        num_labels=2,
-        id2label={int(k): v for k, v in LABEL_MAP.items()},
-        label2id={v: int(k) for k, v in LABEL_MAP.items()},
+        num_labels=len(labels),
+        id2label={int(k): v for k, v in labels.items()},
+        label2id={v: int(k) for k, v in labels.items()},
     )
     if conf.method == "lora":
         from peft import LoraConfig, TaskType, get_peft_model
@@ -243,15 +251,22 @@ def _epoch_logger() -> Any:
     return EpochLog()
 
 
-def _positive(logits: Any) -> np.ndarray:
+def _softmax(logits: Any) -> np.ndarray:
     logits = np.asarray(logits, dtype=np.float64)
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return np.asarray(shifted[:, 1] / shifted.sum(axis=1))
+    return np.asarray(shifted / shifted.sum(axis=1, keepdims=True))
+
+
+def _positive(logits: Any) -> np.ndarray:
+    return np.asarray(_softmax(logits)[:, 1])
 
 
 def _validation_auc(eval_pred: Any) -> dict[str, float]:
     logits, labels = eval_pred
-    return {"auc": float(roc_auc_score(labels, _positive(logits)))}
+    probs = _softmax(logits)
+    if probs.shape[1] > 2:  # grades: macro one-vs-rest AUC
+        return {"auc": float(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))}
+    return {"auc": float(roc_auc_score(labels, probs[:, 1]))}
 
 
 def _document_auc(owners: np.ndarray, labels: np.ndarray, how: str) -> Any:
@@ -302,7 +317,7 @@ def fine_tune(
         return _Encoded(dict(encodings), frame["label"].astype(int).tolist())
 
     metric = _validation_auc
-    if conf.chunking is None:
+    if conf.chunking is None or conf.target == "grade":
         train_set, validation_set = encode(train), encode(validation)
     else:
         stride, how = conf.chunking.stride, conf.chunking.aggregation
@@ -315,7 +330,8 @@ def fine_tune(
     labels = np.asarray(train_set.labels)
     loss_func = None
     if conf.imbalance == "class_weight":
-        weight = torch.as_tensor(class_weights(labels), dtype=torch.float32)
+        n_classes = len(label_map_of(conf))
+        weight = torch.as_tensor(class_weights(labels, n_classes), dtype=torch.float32)
 
         def loss_func(outputs: Any, targets: Any, num_items_in_batch: Any = None) -> Any:
             logits = outputs["logits"].float()
@@ -440,6 +456,19 @@ def calibrate_and_evaluate(
     return Assessment(calibration, metrics, validation.assign(pd=calibrated_validation))
 
 
+def assess_grades(tokenizer: Any, model: Any, splits: Splits, conf: TrainingConf) -> Assessment:
+    """A grade classifier's validation and test figures (no calibration: there is no PD)."""
+    options = ScoringOptions(max_length=conf.max_length, token_budget=8192)
+    scorer = Scorer(tokenizer, model, positive_label=0, device="cpu", options=options)
+    metrics: dict[str, float] = {"train_rows": float(len(splits.train))}
+    for name, part in (("validation", splits.validation), ("test", splits.test)):
+        probs = scorer.probabilities(scorer.prepare(part["text"].tolist()).windows)
+        metrics.update(
+            evaluate_grades(part["label"].to_numpy(), probs, conf.grade_classes, prefix=f"{name}_")
+        )
+    return Assessment(dict(IDENTITY), metrics, pd.DataFrame())
+
+
 def publish_model(
     tokenizer: Any,
     model: Any,
@@ -471,8 +500,8 @@ def publish_model(
     manifest = Manifest(
         model_version=model_version,
         backbone=backbone,
-        label_map=LABEL_MAP,
-        positive_label=1,
+        label_map=label_map_of(conf),
+        positive_label=1 if conf.target == "default" else -1,
         max_length=conf.max_length,
         seed=conf.seed,
         training_table=training_table,

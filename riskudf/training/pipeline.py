@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from pyspark.sql import SparkSession
@@ -15,10 +16,19 @@ from riskudf.grading import decisions_of, grades_of
 from riskudf.model.artifact import ArtifactError, read_manifest
 from riskudf.monitoring.baseline import build_baseline
 from riskudf.training.card import model_card
-from riskudf.training.data import Splits, load_labelled, split_by_time, split_stratified
+from riskudf.training.data import (
+    Splits,
+    TrainingData,
+    load_labelled,
+    split_by_time,
+    split_stratified,
+)
 from riskudf.training.distributed import fine_tune_distributed
 from riskudf.training.finetune import (
+    Assessment,
+    FineTuned,
     TrainedModel,
+    assess_grades,
     calibrate_and_evaluate,
     default_backbone_dir,
     fine_tune,
@@ -56,6 +66,54 @@ def previous_version(output: Path) -> str | None:
         return None
 
 
+def _assess_pd_model(
+    tuned: FineTuned,
+    splits: Splits,
+    conf: TrainingConf,
+    data: TrainingData,
+    *,
+    grading: GradingConf | None,
+    slice_columns: tuple[str, ...],
+) -> tuple[Assessment, dict[str, Any]]:
+    """Calibration and test figures of a PD model, and its monitoring baseline."""
+    thresholds = None
+    if grading is not None:
+        thresholds = {"review": grading.review_from_pd, "decline": grading.decline_from_pd}
+    assessment = calibrate_and_evaluate(
+        tuned.tokenizer,
+        tuned.model,
+        splits,
+        conf,
+        thresholds=thresholds,
+        segment_col=conf.data.segment_col,
+    )
+    metrics = assessment.metrics
+    log.info(
+        "test AUC %.4f, Brier %.4f -> %.4f, ECE %.4f -> %.4f (calibration %s)",
+        metrics["test_auc"],
+        metrics["test_raw_brier"],
+        metrics["test_brier"],
+        metrics["test_raw_ece"],
+        metrics["test_ece"],
+        conf.calibration,
+    )
+    reference = assessment.validation_scores.reset_index(drop=True)
+    if grading is not None:
+        pds = reference["pd"].to_numpy()
+        reference = reference.assign(
+            grade=grades_of(pds, grading), decision=decisions_of(pds, grading)
+        )
+    kept = [c for c in slice_columns if c in splits.validation]
+    for column in kept:
+        reference[column] = splits.validation[column].to_numpy()
+    baseline = build_baseline(
+        reference,
+        source=f"validation split of {data.table} version {data.version}",
+        slice_columns=tuple(kept),
+    )
+    return assessment, baseline
+
+
 def train_model(
     spark: SparkSession,
     conf: TrainingConf,
@@ -83,6 +141,7 @@ def train_model(
         label_col=data_conf.label_col,
         id_col=data_conf.id_col,
         date_col=data_conf.date_col,
+        classes=conf.grade_classes if conf.target == "grade" else (),
         max_rows=conf.max_train_rows,
         seed=conf.seed,
         keep=[c for c in keep if c],
@@ -106,50 +165,29 @@ def train_model(
             tuned = fine_tune(
                 splits.train, splits.validation, conf, backbone=backbone, work_dir=Path(work)
             )
-    thresholds = None
-    if grading is not None:
-        thresholds = {"review": grading.review_from_pd, "decline": grading.decline_from_pd}
-    assessment = calibrate_and_evaluate(
-        tuned.tokenizer,
-        tuned.model,
-        splits,
-        conf,
-        thresholds=thresholds,
-        segment_col=data_conf.segment_col,
-    )
-    metrics = {
-        **assessment.metrics,
-        **tfidf_benchmark(splits, seed=conf.seed, balanced=conf.imbalance != "none"),
-    }
-    log.info(
-        "test AUC %.4f (TF-IDF + logistic regression %.4f), Brier %.4f -> %.4f, "
-        "ECE %.4f -> %.4f (calibration %s)",
-        metrics["test_auc"],
-        metrics["tfidf_test_auc"],
-        metrics["test_raw_brier"],
-        metrics["test_brier"],
-        metrics["test_raw_ece"],
-        metrics["test_ece"],
-        conf.calibration,
-    )
-    reference = assessment.validation_scores.reset_index(drop=True)
-    if grading is not None:
-        pds = reference["pd"].to_numpy()
-        reference = reference.assign(
-            grade=grades_of(pds, grading), decision=decisions_of(pds, grading)
+    benchmark = tfidf_benchmark(splits, seed=conf.seed, balanced=conf.imbalance != "none")
+    if conf.target == "grade":
+        assessment = assess_grades(tuned.tokenizer, tuned.model, splits, conf)
+        metrics = {**assessment.metrics, **benchmark}
+        log.info(
+            "test macro AUC %.4f (TF-IDF + logistic regression %.4f), accuracy %.4f, "
+            "quadratic kappa %.4f",
+            metrics["test_macro_auc"],
+            metrics["tfidf_test_macro_auc"],
+            metrics["test_accuracy"],
+            metrics["test_quadratic_kappa"],
         )
-    kept = [c for c in slice_columns if c in splits.validation]
-    for column in kept:
-        reference[column] = splits.validation[column].to_numpy()
-    baseline = build_baseline(
-        reference,
-        source=f"validation split of {data.table} version {data.version}",
-        slice_columns=tuple(kept),
-    )
+        baseline = None  # monitoring's baseline describes PDs; a grade model has none
+    else:
+        assessment, baseline = _assess_pd_model(
+            tuned, splits, conf, data, grading=grading, slice_columns=slice_columns
+        )
+        metrics = {**assessment.metrics, **benchmark}
     training = {
         "method": conf.method,
         "trainable_parameters": tuned.trainable_parameters,
         "total_parameters": tuned.total_parameters,
+        "target": conf.target,
         "epochs_run": tuned.epochs_run,
         "processes": tuned.world_size,
         "seconds_per_epoch": tuned.seconds_per_epoch,

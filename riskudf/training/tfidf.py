@@ -4,6 +4,7 @@ trained and tested on the same split."""
 from __future__ import annotations
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from riskudf.training.data import Splits
 from riskudf.training.evaluate import evaluate_split
@@ -13,7 +14,8 @@ REPORTED = ("auc", "gini", "ks")
 
 def tfidf_benchmark(splits: Splits, *, seed: int, balanced: bool) -> dict[str, float]:
     """Test AUC, Gini and KS of word and bigram TF-IDF + logistic regression fitted on the train
-    split (``tfidf_test_*``). ``balanced``: class-weighted, as the transformer's loss."""
+    split (``tfidf_test_*``; for grades, the macro one-vs-rest AUC). ``balanced``:
+    class-weighted, as the transformer's loss."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -25,6 +27,10 @@ def tfidf_benchmark(splits: Splits, *, seed: int, balanced: bool) -> dict[str, f
         ),
     )
     model.fit(splits.train["text"].tolist(), splits.train["label"].to_numpy())
-    pds = np.asarray(model.predict_proba(splits.test["text"].tolist())[:, 1])
+    probs = np.asarray(model.predict_proba(splits.test["text"].tolist()))
+    if probs.shape[1] > 2:  # grades: macro one-vs-rest AUC only
+        auc = roc_auc_score(splits.test["label"], probs, multi_class="ovr", average="macro")
+        return {"tfidf_test_macro_auc": float(auc)}
+    pds = probs[:, 1]
     metrics = evaluate_split(splits.test["label"].to_numpy(), pds, pds, prefix="tfidf_test_")
     return {f"tfidf_test_{key}": metrics[f"tfidf_test_{key}"] for key in REPORTED}
