@@ -37,17 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     try:
         conf = load_config(args.conf)
-        overrides = {
-            key: value
-            for key, value in (
-                ("table", args.train_table),
-                ("text_col", args.text_col),
-                ("label_col", args.label_col),
-            )
-            if value is not None
-        }
-        data = conf.training.data.model_copy(update=overrides)
-        training = conf.training.model_copy(update={"data": data})
+        training = conf.training.with_data(
+            table=args.train_table, text_col=args.text_col, label_col=args.label_col
+        )
         spark = build_spark(conf.spark)
         trained = train_model(
             spark,

@@ -186,6 +186,12 @@ class TrainingConf(_Conf):
     )
     seed: int = 42
 
+    def with_data(self, **overrides: str | None) -> TrainingConf:
+        """This conf with ``data`` fields replaced (command-line overrides; None keeps)."""
+        given = {key: value for key, value in overrides.items() if value is not None}
+        data = TrainingDataConf.model_validate({**self.data.model_dump(), **given})
+        return self.model_copy(update={"data": data})
+
     @model_validator(mode="after")
     def _check_fractions(self) -> TrainingConf:
         if self.validation_fraction + self.test_fraction >= 1:

@@ -73,6 +73,13 @@ def test_demo_data_train_and_score(spark, tiny_backbone, make_conf, tmp_path, ca
     ] == [("e2e-1", "e2e.training_documents", 0)]
     assert registry[0]["parent_model"] is None
     assert registry[0]["metrics"]["test_auc"] == pytest.approx(metrics["test_auc"], abs=1e-12)
+    capsys.readouterr()
+    baseline = job("baseline").main(
+        ["--train-table", "e2e.training_documents", "--conf", str(conf)]
+    )
+    assert baseline == 0
+    # the same split as the training job: the same benchmark figure as in its manifest
+    assert f"test_auc {metrics['tfidf_test_auc']:.3f}" in capsys.readouterr().out
 
     assert job("score_portfolio").main(["--as-of", "2026-11-28", "--conf", str(conf)]) == 0
     out = capsys.readouterr().out

@@ -16,6 +16,8 @@ from riskudf.training.data import split_stratified
 from riskudf.training.evaluate import evaluate_split
 from riskudf.training.finetune import (
     MODEL_CARD_NAME,
+    FineTuned,
+    TrainedModel,
     build_classifier,
     calibrate_and_evaluate,
     fine_tune,
@@ -54,6 +56,22 @@ def conf(**kw: object) -> TrainingConf:
         "lora": LoraConf(r=4, alpha=8, dropout=0.0),
     }
     return TrainingConf(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def publish(
+    tuned: FineTuned, out: Path, settings: TrainingConf, metrics: dict, **kw: object
+) -> TrainedModel:
+    return publish_model(
+        tuned.tokenizer,
+        tuned.model,
+        out,
+        backbone="tiny",
+        conf=settings,
+        training_table="synthetic",
+        training_table_version=None,
+        metrics=metrics,
+        **kw,  # type: ignore[arg-type]
+    )
 
 
 def test_lora_trains_adapters_and_the_head_only(tiny_backbone: Path) -> None:
@@ -136,15 +154,11 @@ def test_published_model_scores_with_its_calibration(
         tuned.tokenizer, tuned.model, SPLITS, settings, thresholds={"review": 0.05}
     )
     assert assessment.calibration["method"] == calibration
-    trained = publish_model(
-        tuned.tokenizer,
-        tuned.model,
+    trained = publish(
+        tuned,
         tmp_path / "model",
-        backbone="tiny",
-        conf=settings,
-        training_table="synthetic",
-        training_table_version=None,
-        metrics=assessment.metrics,
+        settings,
+        assessment.metrics,
         calibration=assessment.calibration,
         training={"method": method},
         model_card=lambda manifest: f"# {manifest.model_version}\n",
@@ -245,16 +259,7 @@ def test_a_grade_classifier_from_the_same_job(tiny_backbone: Path, tmp_path: Pat
     assert metrics["validation_macro_auc"] == pytest.approx(tuned.best_validation_auc, abs=5e-3)
     confusion = sum(metrics[f"test_confusion_{a}_{b}"] for a in grades for b in grades)
     assert confusion == metrics["test_rows"] == len(splits.test)
-    trained = publish_model(
-        tuned.tokenizer,
-        tuned.model,
-        tmp_path / "grades",
-        backbone="tiny",
-        conf=settings,
-        training_table="synthetic",
-        training_table_version=None,
-        metrics=metrics,
-    )
+    trained = publish(tuned, tmp_path / "grades", settings, metrics)
     manifest = read_manifest(trained.output)
     assert manifest.label_map == {"0": "Excellent", "1": "Good", "2": "Fair", "3": "Poor"}
     with pytest.raises(ArtifactError, match="not a PD model"):

@@ -208,6 +208,12 @@ def test_training_conf_switches() -> None:
     with pytest.raises(ConfigError, match="method"):
         parse_config(_conf_with({"method": "qlora"}))
     assert TrainingConf().calibration == "platt"
+    moved = TrainingConf().with_data(table="/data/loans", text_col=None, label_col="bad")
+    assert (moved.data.table, moved.data.text_col, moved.data.label_col) == (
+        "/data/loans",
+        "text",
+        "bad",
+    )
 
 
 def test_model_card_reports_the_manifest_figures() -> None:

@@ -58,6 +58,43 @@ def split_data(frame: pd.DataFrame, conf: TrainingConf) -> Splits:
     )
 
 
+def load_and_split(
+    spark: SparkSession, conf: TrainingConf, *, keep: tuple[str, ...] = ()
+) -> tuple[TrainingData, Splits]:
+    """The configured training table, read at its current version, and its split."""
+    data_conf = conf.data
+    data = load_labelled(
+        spark,
+        data_conf.table,
+        text_col=data_conf.text_col,
+        text_from=data_conf.text_from,
+        label_col=data_conf.label_col,
+        id_col=data_conf.id_col,
+        date_col=data_conf.date_col,
+        classes=conf.grade_classes if conf.target == "grade" else (),
+        max_rows=conf.max_train_rows,
+        seed=conf.seed,
+        keep=[c for c in (*keep, data_conf.segment_col) if c],
+    )
+    splits = split_data(data.frame, conf)
+    log.info(
+        "split %s: train %d, validation %d, test %d rows (table %s version %s)",
+        data_conf.split,
+        len(splits.train),
+        len(splits.validation),
+        len(splits.test),
+        data.table,
+        data.version,
+    )
+    return data, splits
+
+
+def benchmark_only(spark: SparkSession, conf: TrainingConf) -> dict[str, float]:
+    """TF-IDF + logistic regression on the split the transformer would get (``make baseline``)."""
+    _, splits = load_and_split(spark, conf)
+    return tfidf_benchmark(splits, seed=conf.seed, balanced=conf.imbalance != "none")
+
+
 def previous_version(output: Path) -> str | None:
     """The model version published at ``output`` now (the one the new model replaces)."""
     try:
@@ -130,32 +167,8 @@ def train_model(
     grades and decisions on ``grading`` when given, sliced by the ``slice_columns`` that the
     training table has. Test metrics use grading's review and decline thresholds.
     """
-    data_conf = conf.data
     backbone = Path(conf.backbone) if conf.backbone else default_backbone_dir()
-    keep = [*slice_columns, data_conf.segment_col]
-    data = load_labelled(
-        spark,
-        data_conf.table,
-        text_col=data_conf.text_col,
-        text_from=data_conf.text_from,
-        label_col=data_conf.label_col,
-        id_col=data_conf.id_col,
-        date_col=data_conf.date_col,
-        classes=conf.grade_classes if conf.target == "grade" else (),
-        max_rows=conf.max_train_rows,
-        seed=conf.seed,
-        keep=[c for c in keep if c],
-    )
-    splits = split_data(data.frame, conf)
-    log.info(
-        "split %s: train %d, validation %d, test %d rows (table %s version %s)",
-        data_conf.split,
-        len(splits.train),
-        len(splits.validation),
-        len(splits.test),
-        data.table,
-        data.version,
-    )
+    data, splits = load_and_split(spark, conf, keep=slice_columns)
     with tempfile.TemporaryDirectory(prefix="riskudf-train-") as work:
         if conf.processes:
             tuned = fine_tune_distributed(
@@ -193,7 +206,7 @@ def train_model(
         "seconds_per_epoch": tuned.seconds_per_epoch,
         "history": tuned.history,
         "imbalance": conf.imbalance,
-        "split": data_conf.split,
+        "split": conf.data.split,
         "parent_model": previous_version(output),
         "conf": conf.model_dump(mode="json"),
     }
