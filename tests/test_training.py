@@ -88,7 +88,7 @@ def test_lora_trains_adapters_and_the_head_only(tiny_backbone: Path) -> None:
 
 
 def test_best_epoch_is_kept_and_scored_as_validated(tiny_backbone: Path, tmp_path: Path) -> None:
-    settings = conf(epochs=5, learning_rate=3e-3, early_stopping_patience=5)
+    settings = conf(epochs=5, learning_rate=1e-2, early_stopping_patience=5)
     tuned = fine_tune(
         SPLITS.train, SPLITS.validation, settings, backbone=tiny_backbone, work_dir=tmp_path
     )
@@ -217,7 +217,7 @@ def test_two_gloo_processes_train_the_model_that_is_returned(
 
     from riskudf.training.distributed import fine_tune_distributed
 
-    settings = conf(processes=2, epochs=2, early_stopping_patience=2)
+    settings = conf(processes=2, epochs=2, learning_rate=3e-3, early_stopping_patience=2)
     tuned = fine_tune_distributed(
         spark, SPLITS.train, SPLITS.validation, settings, backbone=tiny_backbone, work_dir=tmp_path
     )

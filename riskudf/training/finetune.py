@@ -334,8 +334,14 @@ def fine_tune(
         weight = torch.as_tensor(class_weights(labels, n_classes), dtype=torch.float32)
 
         def loss_func(outputs: Any, targets: Any, num_items_in_batch: Any = None) -> Any:
+            # Summed and divided by the batch's item count across all processes, as the
+            # Trainer expects of a loss function under DDP (it multiplies by the world size).
             logits = outputs["logits"].float()
-            return torch.nn.functional.cross_entropy(logits, targets, weight=weight.to(logits))
+            summed = torch.nn.functional.cross_entropy(
+                logits, targets, weight=weight.to(logits), reduction="sum"
+            )
+            count = targets.numel() if num_items_in_batch is None else num_items_in_batch
+            return summed / count
 
     gpu = torch.cuda.is_available()
     bf16 = gpu and conf.mixed_precision and torch.cuda.is_bf16_supported()
