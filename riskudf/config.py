@@ -189,7 +189,10 @@ class TrainingConf(_Conf):
     def with_data(self, **overrides: str | None) -> TrainingConf:
         """This conf with ``data`` fields replaced (command-line overrides; None keeps)."""
         given = {key: value for key, value in overrides.items() if value is not None}
-        data = TrainingDataConf.model_validate({**self.data.model_dump(), **given})
+        try:
+            data = TrainingDataConf.model_validate({**self.data.model_dump(), **given})
+        except ValidationError as exc:
+            raise ConfigError(f"training.data overrides {sorted(given)}: {exc}") from None
         return self.model_copy(update={"data": data})
 
     @model_validator(mode="after")

@@ -214,6 +214,8 @@ def test_training_conf_switches() -> None:
         "text",
         "bad",
     )
+    with pytest.raises(ConfigError, match="split"):
+        TrainingConf().with_data(split="time")
 
 
 def test_model_card_reports_the_manifest_figures() -> None:
