@@ -24,7 +24,7 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export HF_HUB_OFFLINE := 1
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: install demo data model score backfill submit-check test bench lint clean-lakehouse \
+.PHONY: install demo data model baseline score backfill submit-check test bench lint clean-lakehouse \
   metastore metastore-stop bi bi-stop
 
 install: $(VENV)/.installed $(JARS)
@@ -68,6 +68,10 @@ data: install lakehouse metastore
 model: install lakehouse metastore
 	$(SUBMIT) jobs/train.py --train-table risk.training_documents --text-col text \
 	  --label-col default_12m --output models/demo --conf $(CONF)
+
+# TF-IDF + logistic regression on the training job's split (the transformer's benchmark).
+baseline: install lakehouse metastore
+	$(SUBMIT) jobs/baseline.py --train-table risk.training_documents --conf $(CONF)
 
 score: install lakehouse metastore
 	$(SUBMIT) jobs/score_portfolio.py --as-of $(AS_OF) --mode $(MODE) --conf $(CONF)

@@ -33,6 +33,7 @@ class TablesConf(_Conf):
     scoring_quarantine: str = "scoring_quarantine"
     scoring_locks: str = "scoring_locks"
     monitor_alerts: str = "monitor_alerts"
+    model_registry: str = "model_registry"
 
     def qualified(self, table: str) -> str:
         """``database.table`` for one of the table names above."""
@@ -103,17 +104,110 @@ class ScoringConf(_Conf):
     )
 
 
+class LoraConf(_Conf):
+    """LoRA adapters (peft) for ``training.method: lora``; merged into the weights at publish."""
+
+    r: int = Field(default=8, gt=0, description="rank of the update matrices")
+    alpha: int = Field(default=16, gt=0, description="scaling: the update is alpha / r * BA")
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    target_modules: tuple[str, ...] = Field(
+        default=("query", "value"), description="names of the Linear layers that get adapters"
+    )
+
+
+class TrainingDataConf(_Conf):
+    """Your own data: a Delta table (name or path) with an id, a text and a 0/1 label column."""
+
+    table: str = Field(default="risk.training_documents", description="Delta name or path")
+    id_col: str = "obligor_id"
+    text_col: str | None = Field(default="text", description="null: serialise text_from")
+    text_from: tuple[str, ...] = Field(
+        default=(), description="columns written as 'field: value; ...' when text_col is null"
+    )
+    label_col: str = "default_12m"
+    segment_col: str | None = Field(default="segment", description="AUC per segment; null: none")
+    split: Literal["stratified", "time"] = Field(
+        default="stratified", description="time: train on the oldest dates, test on the newest"
+    )
+    date_col: str | None = Field(default=None, description="the date column of a time split")
+
+    @model_validator(mode="after")
+    def _check_split(self) -> TrainingDataConf:
+        if self.split == "time" and not self.date_col:
+            raise ValueError("split: time needs date_col")
+        if not self.text_col and not self.text_from:
+            raise ValueError("text_col is null: name the columns to serialise in text_from")
+        return self
+
+
+class ChunkingConf(_Conf):
+    """Long documents: overlapping windows of max_length tokens, one score per document."""
+
+    stride: int = Field(default=128, gt=0, description="tokens between window starts")
+    aggregation: Literal["max", "mean"] = "max"
+
+
 class TrainingConf(_Conf):
     backbone: str | None = Field(default=None, description="null: the packaged MiniLM backbone")
+    method: Literal["full", "lora"] = Field(default="full", description="what gets trained")
+    target: Literal["default", "grade"] = Field(
+        default="default", description="default: 0/1 label, a PD model; grade: grade_classes"
+    )
+    grade_classes: tuple[str, ...] = Field(
+        default=(), description="target grade: the label column's classes, best to worst"
+    )
+    lora: LoraConf = LoraConf()
+    data: TrainingDataConf = TrainingDataConf()
     max_length: int = Field(default=256, gt=8)
-    epochs: int = Field(default=1, gt=0)
+    chunking: ChunkingConf | None = Field(
+        default=None, description="null: score the head of a document and flag it truncated"
+    )
+    epochs: int = Field(default=1, gt=0, description="at most; early stopping may end sooner")
     batch_size: int = Field(default=16, gt=0)
     learning_rate: float = Field(default=5e-5, gt=0)
     weight_decay: float = Field(default=0.01, ge=0)
     warmup_fraction: float = Field(default=0.1, ge=0, lt=1)
+    max_grad_norm: float = Field(default=1.0, gt=0, description="gradient clipping")
+    mixed_precision: bool = Field(default=True, description="bf16/fp16 on a GPU; fp32 on CPU")
+    early_stopping_patience: int = Field(
+        default=2, gt=0, description="epochs without a better validation AUC before stopping"
+    )
+    imbalance: Literal["none", "class_weight", "balanced_sampling"] = Field(
+        default="class_weight", description="how rare defaults are weighed"
+    )
+    calibration: Literal["none", "temperature", "platt", "isotonic"] = Field(
+        default="platt", description="fitted on the validation split, applied at scoring"
+    )
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
     max_train_rows: int = Field(default=0, ge=0, description="0: all rows")
+    processes: int = Field(
+        default=0, ge=0, description="0: train in the driver; n: TorchDistributor, n processes"
+    )
     seed: int = 42
+
+    def with_data(self, **overrides: str | None) -> TrainingConf:
+        """This conf with ``data`` fields replaced (command-line overrides; None keeps)."""
+        given = {key: value for key, value in overrides.items() if value is not None}
+        try:
+            data = TrainingDataConf.model_validate({**self.data.model_dump(), **given})
+        except ValidationError as exc:
+            raise ConfigError(f"training.data overrides {sorted(given)}: {exc}") from None
+        return self.model_copy(update={"data": data})
+
+    @model_validator(mode="after")
+    def _check_fractions(self) -> TrainingConf:
+        if self.validation_fraction + self.test_fraction >= 1:
+            raise ValueError("validation_fraction + test_fraction must be below 1")
+        if self.target == "grade" and len(set(self.grade_classes)) < 3:
+            raise ValueError("target: grade needs at least 3 distinct grade_classes")
+        if self.target == "grade" and self.chunking is not None:
+            raise ValueError("chunking is for PD models (target: default)")
+        if self.chunking is not None and self.chunking.stride > self.max_length - 2:
+            raise ValueError(
+                f"chunking.stride must be at most max_length - 2 = {self.max_length - 2}"
+            )
+        return self
 
 
 class BiConf(_Conf):

@@ -23,7 +23,8 @@ from pyspark.sql.types import BooleanType, DoubleType, IntegerType, StructField,
 
 from riskudf.failpoints import Failpoint, act
 from riskudf.model.artifact import materialize_artifact
-from riskudf.model.calibration import calibrate
+from riskudf.model.calibration import apply_calibration
+from riskudf.text import aggregate, check_chunking, chunk_windows
 
 SCORE_TYPE = StructType(
     [
@@ -160,8 +161,9 @@ def pad_batch(windows: list[list[int]], pad_id: int, *, pin: bool = False) -> di
 
 @dataclass(frozen=True)
 class Prepared:
-    windows: list[list[int]]  # token ids cut to the window
-    n_tokens: np.ndarray  # tokens before the cut
+    windows: list[list[int]]  # token ids cut to the window, or every chunk of each document
+    n_tokens: np.ndarray  # tokens before the cut, per document
+    owners: np.ndarray | None = None  # chunked: the document of each window
 
 
 class Scorer:
@@ -175,8 +177,12 @@ class Scorer:
         positive_label: int,
         device: str,
         options: ScoringOptions,
-        calibration: dict[str, float] | None = None,
+        calibration: dict[str, Any] | None = None,
+        chunking: dict[str, Any] | None = None,
     ) -> None:
+        # chunking (from the manifest): overlapping windows aggregated per document, as in
+        # training; without it, the head of a long document is scored and flagged truncated.
+        self.chunking = check_chunking(chunking, options.max_length) if chunking else None
         self.precision = device_precision(options.precision, device)
         if self.precision == "int8":
             model = quantize_int8(model)
@@ -198,17 +204,21 @@ class Scorer:
             return_token_type_ids=False,
         )["input_ids"]
         n_tokens = np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(texts))
+        if self.chunking is not None:
+            stride = self.chunking[0]
+            chunks = [chunk_windows(ids, self.options.max_length, stride) for ids in encoded]
+            owners = np.repeat(np.arange(len(chunks)), [len(c) for c in chunks])
+            return Prepared([w for c in chunks for w in c], n_tokens, owners)
         sep_id = self.tokenizer.sep_token_id
         windows = [cut_to_window(ids, self.options.max_length, sep_id) for ids in encoded]
         return Prepared(windows, n_tokens)
 
-    def run(self, prepared: Prepared) -> pd.DataFrame:
-        """Forward passes over length-sorted token-budget batches, PDs in the input order."""
+    def probabilities(self, windows: list[list[int]]) -> np.ndarray:
+        """Class probabilities (rows: windows, columns: labels) over length-sorted batches."""
         import torch
 
-        windows, n_tokens = prepared.windows, prepared.n_tokens
         lengths = np.fromiter((len(ids) for ids in windows), dtype=np.int64, count=len(windows))
-        pds = np.empty(len(windows), dtype=np.float64)
+        probs = np.empty((len(windows), self.model.config.num_labels), dtype=np.float64)
         gpu = self.device.startswith("cuda")
         autocast = self.precision in ("bf16", "fp16")
         dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
@@ -220,18 +230,29 @@ class Scorer:
                 batch = pad_batch([windows[i] for i in rows], self.tokenizer.pad_token_id, pin=gpu)
                 batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
                 logits = self.model(**batch).logits.float()
-                probs = torch.softmax(logits, dim=-1)[:, self.positive_label]
-                pds[rows] = probs.cpu().numpy()
+                probs[rows] = torch.softmax(logits, dim=-1).cpu().numpy()
+        return probs
+
+    def run(self, prepared: Prepared) -> pd.DataFrame:
+        """Forward passes over length-sorted token-budget batches, PDs in the input order."""
+        n_tokens = prepared.n_tokens
+        pds = self.probabilities(prepared.windows)[:, self.positive_label]
+        truncated = n_tokens > self.options.max_length
+        n_chunks: np.ndarray = np.ones(len(n_tokens), dtype=np.int32)
+        if prepared.owners is not None and self.chunking is not None:
+            pds = aggregate(pds, prepared.owners, len(n_tokens), self.chunking[1])
+            n_chunks = np.bincount(prepared.owners, minlength=len(n_tokens)).astype(np.int32)
+            truncated = np.zeros(len(n_tokens), dtype=bool)  # every token was read
         if self.calibration is not None:
-            pds = calibrate(pds, **self.calibration)
+            pds = apply_calibration(pds, self.calibration)
         # A non-finite probability is no score: it reaches Spark as null (NOT_SCORED).
         pds[~np.isfinite(pds)] = np.nan
         return pd.DataFrame(
             {
                 "pd": pds,
                 "n_tokens": n_tokens.astype(np.int32),
-                "truncated": n_tokens > self.options.max_length,
-                "n_chunks": np.ones(len(windows), dtype=np.int32),
+                "truncated": truncated,
+                "n_chunks": n_chunks,
             }
         )
 
@@ -335,6 +356,7 @@ def get_scorer(key: str, artifact: Broadcast[dict[str, bytes]], options: Scoring
             device=device,
             options=options,
             calibration=manifest.calibration,
+            chunking=manifest.chunking or None,
         )
         _SCORERS[cache_key] = scorer
         _LOADS[key] = _LOADS.get(key, 0) + 1

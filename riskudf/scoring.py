@@ -28,7 +28,12 @@ from riskudf.documents import assemble_documents
 from riskudf.failpoints import Failpoint
 from riskudf.grading import add_grade_and_decision
 from riskudf.inference import SCORE_TYPE, ScoringOptions, make_pd_mapper, make_pd_udf
-from riskudf.model.artifact import Manifest, artifact_key, load_artifact_bytes
+from riskudf.model.artifact import (
+    Manifest,
+    artifact_key,
+    load_artifact_bytes,
+    require_pd_model,
+)
 from riskudf.monitoring.run import MonitorSummary, monitor_run
 from riskudf.progress import Progress
 from riskudf.tables import (
@@ -315,6 +320,7 @@ def score_portfolio(
         raise InputError(f"table {names['portfolio']} is empty: nothing to score")
     # The bytes verified here are the bytes shipped to the executors, which verify them again.
     manifest, files = load_artifact_bytes(Path(conf.scoring.model_dir))
+    require_pd_model(manifest)
     model_version = manifest.model_version
     ensure_output_tables(spark, conf)
     scored_table = tables.qualified("scored_portfolio")

