@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import sys
 
+from pyspark.logger import PySparkLogger
 from pyspark.sql import SparkSession
 
 from riskudf.config import ConfigError, RiskConf
@@ -36,6 +37,11 @@ def setup_logging() -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         progress.addHandler(handler)
         progress.propagate = False
+    # PySpark 4 prints every error that has a query context on its own (message and code
+    # fragment): a cast error quotes the input value, so these stay silent; errors reach the
+    # log through safe_message.
+    for spark_logger in ("DataFrameQueryContextLogger", "SQLQueryContextLogger"):
+        PySparkLogger.getLogger(spark_logger).setLevel(logging.CRITICAL)
 
 
 def safe_message(exc: BaseException) -> str:

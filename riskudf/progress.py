@@ -23,7 +23,9 @@ class Progress:
         self._log = logging.getLogger(LOGGER)
         self._start = self._last = time.monotonic()
 
-    def done(self, stage: str, rows: int | None = None, **counts: int | str) -> dict[str, object]:
+    def done(
+        self, stage: str, rows: int | None = None, **counts: int | str | None
+    ) -> dict[str, object]:
         now = time.monotonic()
         seconds = now - self._last
         self._last = now

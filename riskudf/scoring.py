@@ -360,7 +360,7 @@ def score_portfolio(
                     spark, scored_table=scored_table, scored_version=scored_version, run=found
                 )
             log.info("run %s: incremental, reusing run %s", run_id, carried_from)
-        progress.done("inputs", carried_from_run_id=carried_from or "")
+        progress.done("inputs", carried_from_run_id=carried_from)
 
         usable, portfolio_rows = quarantine.split_portfolio(
             portfolio, source_table=names["portfolio"]

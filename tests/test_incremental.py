@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -84,14 +85,21 @@ def test_score_conf_key_changes_with_precision_and_device_only(tmp_path: Path) -
     assert score_conf_key(base) != score_conf_key(base.model_copy(update={"gpu": gpu}))
 
 
+def inputs_line(caplog: pytest.LogCaptureFixture, run_id: str) -> dict[str, object]:
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "riskudf.progress"]
+    return next(x for x in lines if x["run_id"] == run_id and x["stage"] == "inputs")
+
+
 def test_incremental_rescores_changed_obligors_only_and_matches_a_full_run(
-    spark, tiny_model, make_conf, tmp_path: Path
+    spark, tiny_model, make_conf, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="riskudf.progress")
     write_inputs(spark, "incr_test")
     conf = small_conf(make_conf, "incr_test", tiny_model)
     first = score_portfolio(spark, conf, as_of=D1, mode="incremental")
     assert (first.rows_scored, first.rows_carried_forward) == (5, 0)
     assert first.carried_from_run_id is None
+    assert inputs_line(caplog, first.run_id)["carried_from_run_id"] is None
     d1 = rows_of(spark, "incr_test", D1)
 
     # A gets a new report, B's report is corrected in place; C's older filing leaves the window.
@@ -109,6 +117,7 @@ def test_incremental_rescores_changed_obligors_only_and_matches_a_full_run(
     assert (second.rows_scored, second.rows_carried_forward) == (5, 2)
     assert second.rows_quarantined == 1  # D: no report
     assert second.carried_from_run_id == first.run_id
+    assert inputs_line(caplog, second.run_id)["carried_from_run_id"] == first.run_id
     rescored = {o for o, r in incremental.items() if not r["carried_forward"]}
     assert rescored == {"A", "B", "C"}
     assert {o: incremental[o]["scored_run_id"] for o in incremental} == {
