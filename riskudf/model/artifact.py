@@ -49,6 +49,9 @@ class Manifest:
     chunking: dict[str, Any] = field(default_factory=dict)
     # Training method, trainable parameters, split sizes, the model it replaces (issue 9).
     training: dict[str, Any] = field(default_factory=dict)
+    # Structured features fused with the text (riskudf.model.features: columns, train means and
+    # stds, categories, pooling); empty: a text-only transformers classifier.
+    features: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
