@@ -164,13 +164,15 @@ def with_feature_columns(
     documents: DataFrame, portfolio: DataFrame, spec: FeatureSpec | None
 ) -> DataFrame:
     """Documents with the model's feature columns from the portfolio (one row per obligor),
-    numerics as double and categoricals as string; unchanged for a text-only model."""
+    numerics as double and categoricals as string; unchanged for a text-only model. A document
+    column of the same name (segment, which assembly carries) is replaced by the feature's."""
     if spec is None:
         return documents
     columns = [F.col(c).cast("double").alias(c) for c in spec.numeric] + [
         F.col(c).cast("string").alias(c) for c in spec.categorical
     ]
-    return documents.join(portfolio.select("obligor_id", *columns), "obligor_id", "left")
+    own = documents.drop(*[c for c in spec.columns if c in documents.columns])
+    return own.join(portfolio.select("obligor_id", *columns), "obligor_id", "left")
 
 
 def score_and_grade(

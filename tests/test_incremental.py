@@ -251,10 +251,13 @@ def test_a_feature_model_scores_with_portfolio_columns_and_rescores_a_changed_on
     for o in full:
         assert full[o]["pd"] == pytest.approx(d2[o]["pd"], abs=1e-6)
 
-    # A portfolio without a feature column fails before anything is written, naming both.
-    spark.sql("CREATE TABLE feat_test.narrow USING DELTA AS SELECT * FROM feat_test.portfolio")
-    overwrite_table(spark.table("feat_test.narrow").drop("exposure"), "feat_test.portfolio")
+    # A model whose feature column the portfolio lacks fails before anything is written.
+    other = tmp_path / "fused-2"
+    shutil.copytree(fused_model, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["features"]["numeric"][0]["name"] = "bureau_score"
+    (other / "manifest.json").write_text(json.dumps(manifest))
     runs = spark.table("feat_test.score_runs").count()
-    with pytest.raises(SchemaError, match=r"feat_test.portfolio: missing feature columns \['exp"):
-        score_portfolio(spark, conf, as_of=D2, mode="incremental")
+    with pytest.raises(SchemaError, match=r"feat_test.portfolio: missing feature columns \['bur"):
+        score_portfolio(spark, small_conf(make_conf, "feat_test", other), as_of=D2)
     assert spark.table("feat_test.score_runs").count() == runs
