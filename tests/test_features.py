@@ -154,23 +154,9 @@ def test_published_fused_model_scores_its_manifest_figures(
     assert trained.manifest.features == tuned.features
     manifest, tokenizer, model = load_artifact(trained.output)
     options = ScoringOptions(max_length=manifest.max_length, token_budget=8192)
-    scorer = Scorer(
-        tokenizer,
-        model,
-        positive_label=1,
-        device="cpu",
-        options=options,
-        calibration=manifest.calibration,
-        features=manifest.features,
-    )
-    raw = Scorer(
-        tokenizer,
-        model,
-        positive_label=1,
-        device="cpu",
-        options=options,
-        features=manifest.features,
-    )
+    common: dict = {"positive_label": 1, "device": "cpu", "features": manifest.features}
+    scorer = Scorer(tokenizer, model, options=options, calibration=manifest.calibration, **common)
+    raw = Scorer(tokenizer, model, options=options, **common)
     texts = SPLITS.test["text"].tolist()
     columns = SPLITS.test[["bureau_score", "region"]]
     figures = evaluate_split(

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import publish_tiny
 from pyspark.sql import functions as F
 
 from riskudf.config import GpuConf, RiskConf, ScoringConf, load_config
@@ -185,11 +186,9 @@ def fused_model(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -
     import pandas as pd
     import torch
 
-    from riskudf.config import TrainingConf
     from riskudf.model.features import fit_features
     from riskudf.model.fused import FusedClassifier
-    from riskudf.model.load import load_encoder, load_tokenizer
-    from riskudf.training.finetune import publish_model
+    from riskudf.model.load import load_encoder
 
     spec = fit_features(
         pd.DataFrame({"exposure": [500.0, 1500.0], "segment": ["retail", "corporate"]}),
@@ -199,19 +198,7 @@ def fused_model(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -
     torch.manual_seed(3)
     model = FusedClassifier(load_encoder(tiny_backbone), spec, 2).eval()
     out = tmp_path_factory.mktemp("models") / "fused"
-    publish_model(
-        load_tokenizer(tiny_backbone),
-        model,
-        out,
-        backbone=str(tiny_backbone),
-        conf=TrainingConf(max_length=64),
-        training_table="tests",
-        training_table_version=0,
-        metrics={"validation_auc": 0.5},
-        model_version="fused-1",
-        features=spec.to_dict(),
-    )
-    return out
+    return publish_tiny(model, tiny_backbone, out, version="fused-1", features=spec.to_dict())
 
 
 def test_a_feature_model_scores_with_portfolio_columns_and_rescores_a_changed_one(
