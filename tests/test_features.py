@@ -55,8 +55,21 @@ def test_encoding_uses_train_statistics_an_other_slot_and_missing_flags() -> Non
     assert FeatureSpec.from_dict(spec.to_dict()) == spec
     with pytest.raises(FeatureError, match=r"missing feature columns \['region'\]"):
         encode_features(scoring[["income"]], spec)
+    bad = {**spec.to_dict(), "numeric": [{"name": "a", "mean": 0, "std": 0}]}
     with pytest.raises(FeatureError, match="std must be positive"):
-        FeatureSpec.from_dict({**spec.to_dict(), "numeric": [{"name": "a", "mean": 0, "std": 0}]})
+        FeatureSpec.from_dict(bad)
+    # a manifest with a malformed spec is refused when it is read (scoring: exit code 2)
+    from riskudf.model.artifact import ArtifactError, Manifest
+
+    fields = ("model_version", "backbone", "training_table", "created_at")
+    manifest = {
+        **dict.fromkeys(fields, "x"),
+        **{"label_map": {"0": "p", "1": "d"}, "positive_label": 1, "max_length": 8, "seed": 1},
+        **{"training_table_version": None, "metrics": {}},
+    }
+    assert Manifest.from_dict(manifest).features == {}
+    with pytest.raises(ArtifactError, match="std must be positive"):
+        Manifest.from_dict({**manifest, "features": bad})
 
 
 def test_features_conf_defaults_to_text_only_and_refuses_clashes() -> None:
