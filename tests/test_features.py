@@ -143,7 +143,7 @@ def test_the_fused_model_learns_from_a_feature_the_text_model_cannot_see(
 def test_published_fused_model_scores_its_manifest_figures(
     tiny_backbone: Path, tmp_path: Path
 ) -> None:
-    conf = settings(FEATURES, calibration="platt")
+    conf = settings(FEATURES, calibration="platt", imbalance="class_weight")
     tuned = fine_tune(
         SPLITS.train, SPLITS.validation, conf, backbone=tiny_backbone, work_dir=tmp_path
     )
