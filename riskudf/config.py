@@ -115,6 +115,31 @@ class LoraConf(_Conf):
     )
 
 
+class FeaturesConf(_Conf):
+    """Structured columns of the training table fused with the text (empty: text only)."""
+
+    numeric: tuple[str, ...] = Field(
+        default=(), description="standardised on the train split; null -> 0 + missing flag"
+    )
+    categorical: tuple[str, ...] = Field(
+        default=(), description="one-hot over the train split's values; unseen/null -> other"
+    )
+    pooling: Literal["mean", "cls"] = Field(
+        default="mean", description="text embedding: mean of the tokens or the [CLS] token"
+    )
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*self.numeric, *self.categorical)
+
+    @model_validator(mode="after")
+    def _check_columns(self) -> FeaturesConf:
+        repeated = sorted({c for c in self.columns if self.columns.count(c) > 1})
+        if repeated:
+            raise ValueError(f"features: columns named more than once {repeated}")
+        return self
+
+
 class TrainingDataConf(_Conf):
     """Your own data: a Delta table (name or path) with an id, a text and a 0/1 label column."""
 
@@ -130,11 +155,16 @@ class TrainingDataConf(_Conf):
         default="stratified", description="time: train on the oldest dates, test on the newest"
     )
     date_col: str | None = Field(default=None, description="the date column of a time split")
+    features: FeaturesConf = FeaturesConf()
 
     @model_validator(mode="after")
     def _check_split(self) -> TrainingDataConf:
         if self.split == "time" and not self.date_col:
             raise ValueError("split: time needs date_col")
+        reserved = {c for c in (self.id_col, self.text_col, self.label_col, self.date_col) if c}
+        clash = sorted(reserved & set(self.features.columns))
+        if clash:
+            raise ValueError(f"features: {clash} are the id, text, label or date column")
         if not self.text_col and not self.text_from:
             raise ValueError("text_col is null: name the columns to serialise in text_from")
         return self

@@ -430,12 +430,15 @@ def write_demo_tables(
     training = (
         documents.where(F.col("report_id").isNotNull())
         .join(outcomes, "obligor_id")
+        .join(portfolio.select("obligor_id", "exposure", "region"), "obligor_id")
         .select(
             "obligor_id",
             "segment",
             "observation_date",
             F.col("document").alias("text"),
             "default_12m",
+            "exposure",  # portfolio attributes, for training.data.features
+            "region",
         )
     )
     overwrite_table(training, f"{database}.training_documents")

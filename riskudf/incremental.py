@@ -1,11 +1,12 @@
 """Incremental rescoring: which documents need the model, and which scores can be carried forward.
 
 A document's fingerprint is the sha256 of the model artifact's key, the score-affecting conf and
-the assembled document text. Equal fingerprints give equal model outputs (pd, n_tokens,
-truncated, n_chunks), so a row of an earlier run with the same obligor and fingerprint can be
-reused; everything else about a row (grade, decision, report_age_days, lineage) is computed
-again by the run. Comparing the documents, not the input tables' versions, also catches a
-filing that left the lookback window while no input changed.
+the assembled document text (and, for a model with structured features, their values). Equal
+fingerprints give equal model outputs (pd, n_tokens, truncated, n_chunks), so a row of an
+earlier run with the same obligor and fingerprint can be reused; everything else about a row
+(grade, decision, report_age_days, lineage) is computed again by the run. Comparing the
+documents, not the input tables' versions, also catches a filing that left the lookback window
+while no input changed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Sequence
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -34,11 +36,19 @@ def score_conf_key(conf: ScoringConf) -> str:
     return hashlib.sha256(json.dumps(affecting, sort_keys=True).encode()).hexdigest()
 
 
-def fingerprint_expr(document: Column, *, model_key: str, conf_key: str) -> Column:
-    """sha256 of model key, conf key and document text (a hex string; never the text)."""
-    return F.sha2(
-        F.concat(F.lit(f"{model_key}\n{conf_key}\n"), F.coalesce(document, F.lit(""))), 256
-    )
+def fingerprint_expr(
+    document: Column, *, model_key: str, conf_key: str, features: Sequence[str] = ()
+) -> Column:
+    """sha256 of model key, conf key and document text (a hex string; never the text).
+
+    ``features``: a fused model's feature columns, whose values (as JSON, named) are hashed
+    after the text, so that a changed bureau attribute rescores an unchanged document. Text-only
+    models pass none, and their fingerprints are those of earlier releases.
+    """
+    parts = [F.lit(f"{model_key}\n{conf_key}\n"), F.coalesce(document, F.lit(""))]
+    if features:
+        parts += [F.lit("\n"), F.to_json(F.struct(*[F.col(c) for c in features]))]
+    return F.sha2(F.concat(*parts), 256)
 
 
 def split_by_fingerprint(

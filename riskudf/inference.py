@@ -24,6 +24,7 @@ from pyspark.sql.types import BooleanType, DoubleType, IntegerType, StructField,
 from riskudf.failpoints import Failpoint, act
 from riskudf.model.artifact import materialize_artifact
 from riskudf.model.calibration import apply_calibration
+from riskudf.model.features import FeatureError, encode_features, feature_spec_of
 from riskudf.text import aggregate, check_chunking, chunk_windows
 
 SCORE_TYPE = StructType(
@@ -164,6 +165,11 @@ class Prepared:
     windows: list[list[int]]  # token ids cut to the window, or every chunk of each document
     n_tokens: np.ndarray  # tokens before the cut, per document
     owners: np.ndarray | None = None  # chunked: the document of each window
+    features: np.ndarray | None = None  # fused model: the encoded features of each window
+
+
+# A batch of documents, and their feature columns for a model with features (else None).
+Batch = tuple[list[str], pd.DataFrame | None]
 
 
 class Scorer:
@@ -179,9 +185,12 @@ class Scorer:
         options: ScoringOptions,
         calibration: dict[str, Any] | None = None,
         chunking: dict[str, Any] | None = None,
+        features: dict[str, Any] | None = None,
     ) -> None:
         # chunking (from the manifest): overlapping windows aggregated per document, as in
         # training; without it, the head of a long document is scored and flagged truncated.
+        # features (the manifest's spec): a fused model, fed each document's encoded columns.
+        self.features = feature_spec_of(features)
         self.chunking = check_chunking(chunking, options.max_length) if chunking else None
         self.precision = device_precision(options.precision, device)
         if self.precision == "int8":
@@ -193,8 +202,18 @@ class Scorer:
         self.device = device
         self.options = options
 
-    def prepare(self, texts: list[str]) -> Prepared:
-        """Tokenise and cut to the window (CPU work that can overlap a GPU's forward passes)."""
+    def prepare(self, texts: list[str], frame: pd.DataFrame | None = None) -> Prepared:
+        """Tokenise and cut to the window (CPU work that can overlap a GPU's forward passes);
+        for a fused model, encode ``frame``'s feature columns (one row per text)."""
+        matrix = None
+        if self.features is not None:
+            if frame is None:
+                raise FeatureError(
+                    f"the model needs the feature columns {list(self.features.columns)}"
+                )
+            if len(frame) != len(texts):
+                raise FeatureError(f"{len(frame)} feature rows for {len(texts)} documents")
+            matrix = encode_features(frame, self.features)
         encoded = self.tokenizer(
             texts,
             add_special_tokens=True,
@@ -208,13 +227,17 @@ class Scorer:
             stride = self.chunking[0]
             chunks = [chunk_windows(ids, self.options.max_length, stride) for ids in encoded]
             owners = np.repeat(np.arange(len(chunks)), [len(c) for c in chunks])
-            return Prepared([w for c in chunks for w in c], n_tokens, owners)
+            windowed = None if matrix is None else matrix[owners]
+            return Prepared([w for c in chunks for w in c], n_tokens, owners, windowed)
         sep_id = self.tokenizer.sep_token_id
         windows = [cut_to_window(ids, self.options.max_length, sep_id) for ids in encoded]
-        return Prepared(windows, n_tokens)
+        return Prepared(windows, n_tokens, features=matrix)
 
-    def probabilities(self, windows: list[list[int]]) -> np.ndarray:
-        """Class probabilities (rows: windows, columns: labels) over length-sorted batches."""
+    def probabilities(
+        self, windows: list[list[int]], features: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Class probabilities (rows: windows, columns: labels) over length-sorted batches;
+        ``features``: a fused model's encoded feature rows, one per window."""
         import torch
 
         lengths = np.fromiter((len(ids) for ids in windows), dtype=np.int64, count=len(windows))
@@ -228,6 +251,8 @@ class Scorer:
         ):
             for rows in plan_batches(lengths, self.options.token_budget):
                 batch = pad_batch([windows[i] for i in rows], self.tokenizer.pad_token_id, pin=gpu)
+                if features is not None:
+                    batch["features"] = torch.from_numpy(features[rows])
                 batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
                 logits = self.model(**batch).logits.float()
                 probs[rows] = torch.softmax(logits, dim=-1).cpu().numpy()
@@ -236,7 +261,7 @@ class Scorer:
     def run(self, prepared: Prepared) -> pd.DataFrame:
         """Forward passes over length-sorted token-budget batches, PDs in the input order."""
         n_tokens = prepared.n_tokens
-        pds = self.probabilities(prepared.windows)[:, self.positive_label]
+        pds = self.probabilities(prepared.windows, prepared.features)[:, self.positive_label]
         truncated = n_tokens > self.options.max_length
         n_chunks: np.ndarray = np.ones(len(n_tokens), dtype=np.int32)
         if prepared.owners is not None and self.chunking is not None:
@@ -256,20 +281,20 @@ class Scorer:
             }
         )
 
-    def score(self, texts: list[str]) -> pd.DataFrame:
-        return self.run(self.prepare(texts))
+    def score(self, texts: list[str], frame: pd.DataFrame | None = None) -> pd.DataFrame:
+        return self.run(self.prepare(texts, frame))
 
-    def score_all(self, batches: Iterator[list[str]]) -> Iterator[pd.DataFrame]:
+    def score_all(self, batches: Iterator[Batch]) -> Iterator[pd.DataFrame]:
         """Score a stream of batches. On a GPU the next batch is tokenised on a thread while
         the current one runs; on the CPU that thread would take a core from torch, so not."""
         if not self.device.startswith("cuda"):
-            for texts in batches:
-                yield self.score(texts)
+            for texts, frame in batches:
+                yield self.score(texts, frame)
             return
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = None
-            for texts in batches:
-                following = pool.submit(self.prepare, texts)
+            for texts, frame in batches:
+                following = pool.submit(self.prepare, texts, frame)
                 if pending is not None:
                     yield self.run(pending.result())
                 pending = following
@@ -357,6 +382,7 @@ def get_scorer(key: str, artifact: Broadcast[dict[str, bytes]], options: Scoring
             options=options,
             calibration=manifest.calibration,
             chunking=manifest.chunking or None,
+            features=manifest.features or None,
         )
         _SCORERS[cache_key] = scorer
         _LOADS[key] = _LOADS.get(key, 0) + 1
@@ -364,7 +390,7 @@ def get_scorer(key: str, artifact: Broadcast[dict[str, bytes]], options: Scoring
 
 
 def _score_stream(
-    texts: Iterator[list[str]],
+    batches: Iterator[Batch],
     artifact: Broadcast[dict[str, bytes]],
     key: str,
     options: ScoringOptions,
@@ -375,47 +401,76 @@ def _score_stream(
     point = options.failpoint if options.failpoint and options.failpoint.site == "udf" else None
     done = 0
 
-    def counted() -> Iterator[list[str]]:
+    def counted() -> Iterator[Batch]:
         nonlocal done
-        for batch in texts:
+        for batch in batches:
             if point is not None and done >= point.arg:
                 act(point)
             yield batch
-            done += len(batch)
+            done += len(batch[0])
 
     yield from scorer.score_all(counted())
     if point is not None and done >= point.arg:
         act(point)
 
 
-def make_pd_udf(artifact: Broadcast[dict[str, bytes]], *, key: str, options: ScoringOptions) -> Any:
+def _texts(documents: pd.Series) -> list[str]:
+    return documents.fillna("").astype(str).tolist()
+
+
+def make_pd_udf(
+    artifact: Broadcast[dict[str, bytes]],
+    *,
+    key: str,
+    options: ScoringOptions,
+    with_features: bool = False,
+) -> Any:
     """A pandas UDF mapping a document column to struct<pd, n_tokens, truncated, n_chunks>.
 
     ``artifact`` is a Broadcast of the model directory's files (see load_artifact_bytes) and
     ``key`` identifies the model (artifact_key: the manifest's sha256) in the worker cache.
+    ``with_features``: for a fused model, the UDF takes a second argument, a struct of the
+    manifest's feature columns (by name).
     """
+    if with_features:
+
+        @pandas_udf(SCORE_TYPE)  # type: ignore[call-overload]
+        def score_with_features(
+            batches: Iterator[tuple[pd.Series, pd.DataFrame]],
+        ) -> Iterator[pd.DataFrame]:
+            pairs = ((_texts(docs), frame) for docs, frame in batches)
+            yield from _score_stream(pairs, artifact, key, options)
+
+        return score_with_features
 
     @pandas_udf(SCORE_TYPE)  # type: ignore[call-overload]
     def score_documents(documents: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        texts = (batch.fillna("").astype(str).tolist() for batch in documents)
+        texts: Iterator[Batch] = ((_texts(batch), None) for batch in documents)
         yield from _score_stream(texts, artifact, key, options)
 
     return score_documents
 
 
 def make_pd_mapper(
-    artifact: Broadcast[dict[str, bytes]], *, key: str, options: ScoringOptions, keep: list[str]
+    artifact: Broadcast[dict[str, bytes]],
+    *,
+    key: str,
+    options: ScoringOptions,
+    keep: list[str],
+    features: tuple[str, ...] = (),
 ) -> Any:
     """The same scoring as make_pd_udf for ``mapInPandas`` (which takes a ResourceProfile):
-    frames with ``document`` and the ``keep`` columns in, ``keep`` + SCORE_TYPE's fields out."""
+    frames with ``document``, the ``keep`` and the ``features`` columns in (a fused model reads
+    the latter), ``keep`` + SCORE_TYPE's fields out."""
 
     def score_frames(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         kept: list[pd.DataFrame] = []
 
-        def texts() -> Iterator[list[str]]:
+        def texts() -> Iterator[Batch]:
             for frame in frames:
                 kept.append(frame[keep].reset_index(drop=True))
-                yield frame["document"].fillna("").astype(str).tolist()
+                columns = frame[list(features)].reset_index(drop=True) if features else None
+                yield _texts(frame["document"]), columns
 
         for scores in _score_stream(texts(), artifact, key, options):
             yield pd.concat([kept.pop(0), scores], axis=1)

@@ -20,7 +20,7 @@ from pyspark import Broadcast, StorageLevel
 from pyspark.resource import ResourceProfile, ResourceProfileBuilder, TaskResourceRequests
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
+from pyspark.sql.types import NumericType, StructType
 
 from riskudf import failpoints, incremental, quarantine, runlock
 from riskudf.config import GpuConf, RiskConf
@@ -34,6 +34,7 @@ from riskudf.model.artifact import (
     load_artifact_bytes,
     require_pd_model,
 )
+from riskudf.model.features import FeatureSpec, feature_spec_of
 from riskudf.monitoring.run import MonitorSummary, monitor_run
 from riskudf.progress import Progress
 from riskudf.tables import (
@@ -50,6 +51,7 @@ from riskudf.tables import (
     SCORING_QUARANTINE_COLUMNS,
     SCORING_QUARANTINE_COMMENT,
     InputError,
+    SchemaError,
     append,
     ensure_database,
     ensure_table,
@@ -147,6 +149,32 @@ def scoring_profile(gpu: GpuConf) -> ResourceProfile:
     return ResourceProfileBuilder().require(tasks).build
 
 
+def check_feature_columns(portfolio: DataFrame, table: str, spec: FeatureSpec) -> None:
+    """The portfolio holds every feature column of the model, numerics with a numeric type."""
+    types = {f.name: f.dataType for f in portfolio.schema.fields}
+    missing = [c for c in spec.columns if c not in types]
+    mistyped = [c for c in spec.numeric if c in types and not isinstance(types[c], NumericType)]
+    problems = [f"missing feature columns {missing}"] if missing else []
+    problems += [f"numeric feature columns {mistyped} are not numeric"] if mistyped else []
+    if problems:
+        raise SchemaError(f"table {table}: {'; '.join(problems)} (the model's features)")
+
+
+def with_feature_columns(
+    documents: DataFrame, portfolio: DataFrame, spec: FeatureSpec | None
+) -> DataFrame:
+    """Documents with the model's feature columns from the portfolio (one row per obligor),
+    numerics as double and categoricals as string; unchanged for a text-only model. A document
+    column of the same name (segment, which assembly carries) is replaced by the feature's."""
+    if spec is None:
+        return documents
+    columns = [F.col(c).cast("double").alias(c) for c in spec.numeric] + [
+        F.col(c).cast("string").alias(c) for c in spec.categorical
+    ]
+    own = documents.drop(*[c for c in spec.columns if c in documents.columns])
+    return own.join(portfolio.select("obligor_id", *columns), "obligor_id", "left")
+
+
 def score_and_grade(
     documents: DataFrame,
     conf: RiskConf,
@@ -164,7 +192,8 @@ def score_and_grade(
     With ``previous`` (an earlier run's rows, see incremental.previous_rows) only documents
     whose fingerprint changed go through the model; the others carry its outputs forward.
     Grades and decisions are computed for every row here, carried or not. The window
-    (max_length) is the one the model was trained with, from its manifest.
+    (max_length) is the one the model was trained with, from its manifest. A model with
+    features reads the manifest's feature columns of ``documents`` (see with_feature_columns).
     """
     gpu = conf.scoring.gpu
     local = (documents.sparkSession.sparkContext.master or "").startswith("local")
@@ -175,19 +204,26 @@ def score_and_grade(
         failpoint=failpoint,
         local_gpu=gpu is not None and local,
     )
+    spec = feature_spec_of(manifest.features)
+    features = spec.columns if spec is not None else ()
     to_score, carried = incremental.split_by_fingerprint(documents, previous)
     keep = ["obligor_id", "fingerprint", "n_filings", "report_age_days"]
     if gpu is None:
-        pd_udf = make_pd_udf(artifact_broadcast, key=model_key, options=options)
+        pd_udf = make_pd_udf(
+            artifact_broadcast, key=model_key, options=options, with_features=bool(features)
+        )
+        inputs = [F.col("document")] + ([F.struct(*features)] if features else [])
         scored = to_score.repartition(partitions, "obligor_id").select(
-            *keep, pd_udf(F.col("document")).alias("score")
+            *keep, pd_udf(*inputs).alias("score")
         )
         outputs = [f"score.{name}" for name in incremental.MODEL_OUTPUTS]
     else:
         # Only this stage asks for a GPU per task (stage-level scheduling, see README): reading
         # and assembly keep one task per core. Local mode has no resource scheduling: one task
         # scores on the one GPU.
-        mapper = make_pd_mapper(artifact_broadcast, key=model_key, options=options, keep=keep)
+        mapper = make_pd_mapper(
+            artifact_broadcast, key=model_key, options=options, keep=keep, features=features
+        )
         fields = [to_score.schema[name] for name in keep] + list(SCORE_TYPE.fields)
         scored = to_score.repartition(1 if local else partitions, "obligor_id").mapInPandas(
             mapper, StructType(fields), profile=None if local else scoring_profile(gpu)
@@ -321,6 +357,9 @@ def score_portfolio(
     # The bytes verified here are the bytes shipped to the executors, which verify them again.
     manifest, files = load_artifact_bytes(Path(conf.scoring.model_dir))
     require_pd_model(manifest)
+    spec = feature_spec_of(manifest.features)
+    if spec is not None:
+        check_feature_columns(portfolio, names["portfolio"], spec)
     model_version = manifest.model_version
     ensure_output_tables(spark, conf)
     scored_table = tables.qualified("scored_portfolio")
@@ -390,12 +429,13 @@ def score_portfolio(
             as_of=as_of,
             max_chars=conf.scoring.max_document_chars,
         )
-        scorable = scorable.withColumn(
+        scorable = with_feature_columns(scorable, usable, spec).withColumn(
             "fingerprint",
             incremental.fingerprint_expr(
                 F.col("document"),
                 model_key=model_key,
                 conf_key=incremental.score_conf_key(conf.scoring),
+                features=spec.columns if spec is not None else (),
             ),
         )
         spark.conf.set(

@@ -147,24 +147,31 @@ def tiny_model(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) ->
     untrained tiny head."""
     import torch
 
-    from riskudf.config import TrainingConf
-    from riskudf.model.load import load_sequence_classifier, load_tokenizer
-    from riskudf.training.finetune import publish_model
+    from riskudf.model.load import load_sequence_classifier
 
     torch.manual_seed(1)
     model = load_sequence_classifier(tiny_backbone, num_labels=2)
     out = tmp_path_factory.mktemp("models") / "tiny"
+    return publish_tiny(model, tiny_backbone, out, version="tiny-1", baseline=tiny_baseline())
+
+
+def publish_tiny(model: object, backbone: Path, out: Path, *, version: str, **kw: object) -> Path:
+    """Publish an untrained tiny model as a riskudf artifact (window 64, table "tests")."""
+    from riskudf.config import TrainingConf
+    from riskudf.model.load import load_tokenizer
+    from riskudf.training.finetune import publish_model
+
     publish_model(
-        load_tokenizer(tiny_backbone),
+        load_tokenizer(backbone),
         model,
         out,
-        backbone=str(tiny_backbone),
+        backbone=str(backbone),
         conf=TrainingConf(max_length=64),
         training_table="tests",
         training_table_version=0,
         metrics={"validation_auc": 0.5},
-        model_version="tiny-1",
-        baseline=tiny_baseline(),
+        model_version=version,
+        **kw,  # type: ignore[arg-type]
     )
     return out
 

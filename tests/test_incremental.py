@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import publish_tiny
 from pyspark.sql import functions as F
 
 from riskudf.config import GpuConf, RiskConf, ScoringConf, load_config
@@ -186,3 +187,73 @@ def test_backfill_scores_three_dates_once_each_and_reruns_idempotently(
     assert runs == 6
     with pytest.raises(ValueError, match="before"):
         backfill(spark, conf, start=D2, end=D1)
+
+
+@pytest.fixture(scope="module")
+def fused_model(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained fused artifact: the tiny encoder with a head over exposure and segment."""
+    import pandas as pd
+    import torch
+
+    from riskudf.model.features import fit_features
+    from riskudf.model.fused import FusedClassifier
+    from riskudf.model.load import load_encoder
+
+    spec = fit_features(
+        pd.DataFrame({"exposure": [500.0, 1500.0], "segment": ["retail", "corporate"]}),
+        numeric=["exposure"],
+        categorical=["segment"],
+    )
+    torch.manual_seed(3)
+    model = FusedClassifier(load_encoder(tiny_backbone), spec, 2).eval()
+    out = tmp_path_factory.mktemp("models") / "fused"
+    return publish_tiny(model, tiny_backbone, out, version="fused-1", features=spec.to_dict())
+
+
+def test_a_feature_model_scores_with_portfolio_columns_and_rescores_a_changed_one(
+    spark, fused_model: Path, make_conf, tmp_path: Path
+) -> None:
+    import hashlib
+
+    from riskudf.incremental import fingerprint_expr
+    from riskudf.tables import SchemaError
+
+    # Text-only fingerprints are those of earlier releases: sha256(model \n conf \n document).
+    old = spark.createDataFrame([("doc",)], "document string").select(
+        fingerprint_expr(F.col("document"), model_key="m", conf_key="c").alias("f")
+    )
+    assert old.first()["f"] == hashlib.sha256(b"m\nc\ndoc").hexdigest()
+
+    write_inputs(spark, "feat_test")
+    conf = small_conf(make_conf, "feat_test", fused_model)
+    first = score_portfolio(spark, conf, as_of=D1, mode="incremental")
+    assert (first.rows_scored, first.rows_quarantined) == (5, 1)
+    d1 = rows_of(spark, "feat_test", D1)
+
+    # Only A's exposure changes (its documents do not); C's filing leaves the window on D2.
+    spark.sql("UPDATE feat_test.portfolio SET exposure = 9000.0 WHERE obligor_id = 'A'")
+    second = score_portfolio(spark, conf, as_of=D2, mode="incremental")
+    d2 = rows_of(spark, "feat_test", D2)
+    assert (second.rows_scored, second.rows_carried_forward) == (5, 3)
+    assert {o for o, r in d2.items() if not r["carried_forward"]} == {"A", "C"}
+    assert d2["A"]["pd"] != pytest.approx(d1["A"]["pd"], abs=1e-4)  # the model read exposure
+    assert d2["A"]["n_tokens"] == d1["A"]["n_tokens"]
+    for o in "BEF":
+        assert d2[o]["pd"] == d1[o]["pd"]
+
+    # A full run on the same inputs gives the same PDs: the carried ones are still right.
+    score_portfolio(spark, conf, as_of=D2, mode="full")
+    full = rows_of(spark, "feat_test", D2)
+    for o in full:
+        assert full[o]["pd"] == pytest.approx(d2[o]["pd"], abs=1e-6)
+
+    # A model whose feature column the portfolio lacks fails before anything is written.
+    other = tmp_path / "fused-2"
+    shutil.copytree(fused_model, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["features"]["numeric"][0]["name"] = "bureau_score"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    runs = spark.table("feat_test.score_runs").count()
+    with pytest.raises(SchemaError, match=r"feat_test.portfolio: missing feature columns \['bur"):
+        score_portfolio(spark, small_conf(make_conf, "feat_test", other), as_of=D2)
+    assert spark.table("feat_test.score_runs").count() == runs

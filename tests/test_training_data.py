@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from riskudf.tables import SchemaError
 from riskudf.training.data import LabelError, load_labelled
 
 ROWS = [
@@ -35,10 +36,14 @@ def test_a_delta_path_with_a_date_column(spark, tmp_path: Path) -> None:
         label_col="defaulted",
         date_col="as_of",
         keep=["segment"],
+        numeric=["utilisation", "dpd"],
+        categorical=["segment"],  # also the segment column: comes once
     )
     assert (data.table, data.version) == (table, 0)
     frame = data.frame.sort_values("id")
-    assert list(frame.columns) == ["id", "text", "label", "segment", "as_of"]
+    assert list(frame.columns) == ["id", "text", "label", "utilisation", "dpd", "segment", "as_of"]
+    assert frame["dpd"].tolist()[1:] == [3.0, 0.0] and frame["dpd"].isna().tolist()[0]
+    assert frame["utilisation"].dtype == "float64"
     assert frame["text"].tolist() == ["paid on time", "", "missed payment"]
     assert frame["label"].tolist() == [0, 1, 1]
     assert frame["segment"].tolist() == ["retail", "corporate", None]
@@ -73,3 +78,7 @@ def test_labels_other_than_0_and_1_are_refused(spark, tmp_path: Path) -> None:
     table = _table(spark, tmp_path / "bad", rows)
     with pytest.raises(LabelError, match="1 rows that are not 0 or 1"):
         load_labelled(spark, table, id_col="loan_id", text_col="narrative", label_col="defaulted")
+    with pytest.raises(SchemaError, match=r"bad: missing feature columns \['income'\]"):
+        load_labelled(
+            spark, table, text_col="narrative", label_col="defaulted", numeric=["dpd", "income"]
+        )

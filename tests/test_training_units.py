@@ -243,6 +243,21 @@ def test_model_card_reports_the_manifest_figures() -> None:
     assert "2 defaults and 1 non-defaults flagged, 0 defaults and 1 non-defaults not." in card
     assert "- method: isotonic, fitted on the validation split" in card
     assert "TF-IDF + logistic regression: test AUC 0.6250" in card
+    assert "- structured features: none (text only)" in card
+    fused = Manifest(
+        **{
+            **manifest.__dict__,
+            "features": {
+                "numeric": [{"name": "exposure", "mean": 1500.0, "std": 250.0}],
+                "categorical": [{"name": "region", "categories": ["north", "south"]}],
+                "pooling": "mean",
+            },
+        }
+    )
+    assert (
+        "- structured features: exposure (numeric, train mean 1500, std 250); region "
+        "(categorical, 2 train values + other), beside the mean-pooled text"
+    ) in model_card(fused)
 
 
 def test_tfidf_benchmark_ranks_by_the_words_it_learned() -> None:

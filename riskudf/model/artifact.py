@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from riskudf.model.features import FeatureError, feature_spec_of
+
 MANIFEST_NAME = "manifest.json"
 # The only kinds of file a model directory may hold: weights as safetensors, and text or JSON
 # (configs, tokenizer vocabularies, the model card). Anything else (pickles, .bin, .pt, .npy,
@@ -49,6 +51,9 @@ class Manifest:
     chunking: dict[str, Any] = field(default_factory=dict)
     # Training method, trainable parameters, split sizes, the model it replaces (issue 9).
     training: dict[str, Any] = field(default_factory=dict)
+    # Structured features fused with the text (riskudf.model.features: columns, train means and
+    # stds, categories, pooling); empty: a text-only transformers classifier.
+    features: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -56,11 +61,16 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
         try:
-            return cls(**data)
+            manifest = cls(**data)
         except TypeError as exc:
             raise ArtifactError(
                 f"{MANIFEST_NAME} does not match the manifest schema: {exc}"
             ) from None
+        try:
+            feature_spec_of(manifest.features)
+        except FeatureError as exc:
+            raise ArtifactError(f"{MANIFEST_NAME}: {exc}") from None
+        return manifest
 
 
 def require_pd_model(manifest: Manifest) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from riskudf.model.artifact import Manifest, verify_artifact
+from riskudf.model.features import feature_spec_of
 
 
 def offline() -> None:
@@ -41,10 +42,29 @@ def load_sequence_classifier(model_dir: str | Path, **kwargs: Any) -> Any:
     )
 
 
+def load_encoder(model_dir: str | Path) -> Any:
+    """The bare encoder (AutoModel, no head) from a local directory of safetensors weights."""
+    offline()
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(
+        str(model_dir), local_files_only=True, use_safetensors=True, trust_remote_code=False
+    )
+
+
 def load_artifact(model_dir: str | Path) -> tuple[Manifest, Any, Any]:
-    """Verify the checksums, then load tokenizer and model (in eval mode, on the CPU)."""
+    """Verify the checksums, then load tokenizer and model (in eval mode, on the CPU).
+
+    A manifest with a feature spec is a fused classifier (encoder + feature head); without one,
+    a transformers sequence classifier, as every model before features.
+    """
     manifest = verify_artifact(model_dir)
     tokenizer = load_tokenizer(model_dir)
+    spec = feature_spec_of(manifest.features)
+    if spec is not None:
+        from riskudf.model.fused import load_fused
+
+        return manifest, tokenizer, load_fused(model_dir, spec, len(manifest.label_map))
     model = load_sequence_classifier(model_dir)
     model.eval()
     return manifest, tokenizer, model

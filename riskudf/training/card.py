@@ -19,6 +19,21 @@ def _figure(metrics: dict[str, float], key: str) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def _features(manifest: Manifest) -> str:
+    """The fused features in one line: numerics with their train mean/std, categoricals."""
+    if not manifest.features:
+        return "none (text only)"
+    parts = [
+        f"{f['name']} (numeric, train mean {f['mean']:.4g}, std {f['std']:.4g})"
+        for f in manifest.features.get("numeric", [])
+    ]
+    parts += [
+        f"{f['name']} (categorical, {len(f['categories'])} train values + other)"
+        for f in manifest.features.get("categorical", [])
+    ]
+    return "; ".join(parts) + f", beside the {manifest.features.get('pooling', 'mean')}-pooled text"
+
+
 def model_card(manifest: Manifest) -> str:
     """Identity, training, calibration and held-out test figures of a model, in markdown."""
     m = manifest.metrics
@@ -43,6 +58,7 @@ def model_card(manifest: Manifest) -> str:
         f"- parent model: {t.get('parent_model') or 'none'}",
         f"- window: {manifest.max_length} tokens; longer documents are cut and flagged "
         "`truncated` at scoring",
+        f"- structured features: {_features(manifest)}",
         "",
         "## Calibration",
         f"- method: {manifest.calibration.get('method', 'platt')}, fitted on the validation split",

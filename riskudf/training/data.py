@@ -60,6 +60,8 @@ def load_labelled(
     max_rows: int = 0,
     seed: int = 42,
     keep: Sequence[str] = (),
+    numeric: Sequence[str] = (),
+    categorical: Sequence[str] = (),
 ) -> TrainingData:
     """Id, text and 0/1 label of a training table, on the driver (training sets fit in memory).
 
@@ -67,18 +69,23 @@ def load_labelled(
     columns); ``date_col`` comes along with its own type, for a time split. Without a
     ``text_col``, the text is the ``text_from`` columns serialised as ``field: value; ...``.
     With ``classes`` (grades), the label is the index of the label column's value among them.
+    Feature columns come along as double (``numeric``) and string (``categorical``).
     """
     df, version = read_training_table(spark, table)
     required = [col for col in (id_col, text_col, label_col, *text_from) if col]
     missing = [col for col in required if col not in df.columns]
     if missing:
         raise SchemaError(f"table {table}: missing columns {missing}")
+    features = [*numeric, *categorical]
+    missing = [col for col in features if col not in df.columns]
+    if missing:
+        raise SchemaError(f"table {table}: missing feature columns {missing}")
     if date_col and date_col not in df.columns:
         raise SchemaError(f"table {table}: missing date column {date_col}")
     kept = [
         c
         for c in dict.fromkeys(keep)
-        if c in df.columns and c not in ("id", "text", "label", date_col)
+        if c in df.columns and c not in ("id", "text", "label", date_col, *features)
     ]
     label = F.col(label_col).cast("int")
     if classes:
@@ -93,6 +100,8 @@ def load_labelled(
         ),
         label.alias("label"),
         *[F.col(c).cast("string") for c in kept],
+        *[F.col(c).cast("double") for c in numeric],
+        *[F.col(c).cast("string") for c in categorical],
         *([F.col(date_col)] if date_col else []),
     )
     valid = list(range(len(classes))) if classes else [0, 1]

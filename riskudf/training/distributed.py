@@ -46,6 +46,7 @@ def _train_process(
         "best_validation_auc": tuned.best_validation_auc,
         "seconds_per_epoch": tuned.seconds_per_epoch,
         "history": tuned.history,
+        "features": tuned.features,
     }
     if int(os.environ.get("RANK", "0")) == 0:
         out = Path(work) / TRAINED_DIR
@@ -71,6 +72,7 @@ def fine_tune_distributed(
     import torch
     from pyspark.ml.torch.distributor import TorchDistributor
 
+    from riskudf.model.features import feature_spec_of
     from riskudf.model.load import load_sequence_classifier, load_tokenizer
 
     if SparkSession.getActiveSession() is not spark:
@@ -82,9 +84,17 @@ def fine_tune_distributed(
     distributor.run(_train_process, train, validation, settings, str(backbone), str(work_dir))
     trained = work_dir / TRAINED_DIR
     figures = json.loads((trained / "figures.json").read_text())
+    spec = feature_spec_of(figures["features"])
+    if spec is not None:
+        from riskudf.model.fused import load_fused
+        from riskudf.training.finetune import label_map_of
+
+        model = load_fused(trained, spec, len(label_map_of(conf)))
+    else:
+        model = load_sequence_classifier(trained).eval()
     return FineTuned(
         tokenizer=load_tokenizer(trained),
-        model=load_sequence_classifier(trained).eval(),
+        model=model,
         trainable_parameters=figures["trainable_parameters"],
         total_parameters=figures["total_parameters"],
         epochs_run=figures["epochs_run"],
@@ -92,4 +102,5 @@ def fine_tune_distributed(
         seconds_per_epoch=figures["seconds_per_epoch"],
         history=figures["history"],
         world_size=figures["world_size"],
+        features=figures["features"],
     )

@@ -8,7 +8,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from riskudf.config import TrainingConf
 from riskudf.inference import Scorer, ScoringOptions
 from riskudf.model.artifact import Manifest, publish_directory, sha256_file, write_manifest
 from riskudf.model.calibration import IDENTITY, apply_calibration, fit_calibration
+from riskudf.model.features import FeatureSpec, encode_features, feature_spec_of, fit_features
 from riskudf.model.load import load_sequence_classifier, load_tokenizer
 from riskudf.monitoring.baseline import write_baseline
 from riskudf.text import aggregate, chunk_windows
@@ -74,8 +75,13 @@ def score_texts(
     max_length: int,
     positive_label: int = 1,
     chunking: dict[str, Any] | None = None,
+    features: dict[str, Any] | None = None,
+    frame: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """pd, n_tokens, truncated and n_chunks through the same path the nightly UDF uses."""
+    """pd, n_tokens, truncated and n_chunks through the same path the nightly UDF uses.
+
+    ``features`` (a fused model's spec): ``frame`` holds the feature columns, a row per text.
+    """
     options = ScoringOptions(max_length=max_length, token_budget=8192)
     scorer = Scorer(
         tokenizer,
@@ -84,8 +90,9 @@ def score_texts(
         device="cpu",
         options=options,
         chunking=chunking,
+        features=features or None,
     )
-    return scorer.score(texts)
+    return scorer.score(texts, frame)
 
 
 def chunking_of(conf: TrainingConf) -> dict[str, Any]:
@@ -94,10 +101,15 @@ def chunking_of(conf: TrainingConf) -> dict[str, Any]:
 
 
 def encode_windows(
-    tokenizer: Any, frame: pd.DataFrame, *, max_length: int, stride: int
+    tokenizer: Any,
+    frame: pd.DataFrame,
+    *,
+    max_length: int,
+    stride: int,
+    spec: FeatureSpec | None = None,
 ) -> tuple[_Encoded, np.ndarray]:
     """Every overlapping window of every document, labelled with its document's label, and the
-    document (row of ``frame``) of each window."""
+    document (row of ``frame``) of each window; with ``spec``, its document's features."""
     ids = tokenizer(
         frame["text"].tolist(),
         truncation=False,
@@ -110,6 +122,8 @@ def encode_windows(
     windows = [w for c in chunks for w in c]
     labels = frame["label"].astype(int).to_numpy()[owners].tolist()
     encodings = {"input_ids": windows, "attention_mask": [[1] * len(w) for w in windows]}
+    if spec is not None:
+        encodings["features"] = list(encode_features(frame, spec)[owners])
     return _Encoded(encodings, labels), owners
 
 
@@ -149,8 +163,32 @@ def parameter_counts(model: Any) -> tuple[int, int]:
     return int(trainable), int(sum(p.numel() for p in params))
 
 
-def build_classifier(backbone: Path, conf: TrainingConf) -> Any:
-    """The backbone with a 2-class head; for LoRA, wrapped in peft adapters (head trained)."""
+def build_fused(backbone: Path, conf: TrainingConf, spec: FeatureSpec) -> Any:
+    """The backbone's encoder with a head over text embedding and features; for LoRA, the
+    encoder gets peft adapters (the head is a plain module of the wrapper: always trained)."""
+    from riskudf.model.fused import FusedClassifier
+    from riskudf.model.load import load_encoder
+
+    encoder = load_encoder(backbone)
+    if conf.method == "lora":
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        lora = LoraConfig(
+            task_type=TaskType.FEATURE_EXTRACTION,
+            r=conf.lora.r,
+            lora_alpha=conf.lora.alpha,
+            lora_dropout=conf.lora.dropout,
+            target_modules=list(conf.lora.target_modules),
+        )
+        encoder = get_peft_model(encoder, lora)
+    return FusedClassifier(encoder, spec, len(label_map_of(conf)))
+
+
+def build_classifier(backbone: Path, conf: TrainingConf, spec: FeatureSpec | None = None) -> Any:
+    """The backbone with a 2-class head; for LoRA, wrapped in peft adapters (head trained).
+    With a feature spec, the fused classifier (build_fused)."""
+    if spec is not None:
+        return build_fused(backbone, conf, spec)
     labels = label_map_of(conf)
     model = load_sequence_classifier(
         backbone,
@@ -183,6 +221,24 @@ class FineTuned:
     seconds_per_epoch: list[float]
     history: list[dict[str, float]]  # per epoch: train loss, validation loss and AUC
     world_size: int = 1  # processes that trained it (TorchDistributor)
+    features: dict[str, Any] = field(default_factory=dict)  # the manifest's feature spec
+
+
+def _collator(tokenizer: Any) -> Any:
+    """Pads token ids as transformers does; stacks a fused model's feature rows beside them."""
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    pad = DataCollatorWithPadding(tokenizer)
+
+    def collate(items: list[dict[str, Any]]) -> Any:
+        batch = pad([{k: v for k, v in item.items() if k != "features"} for item in items])
+        if "features" in items[0]:
+            rows = np.stack([item["features"] for item in items]).astype(np.float32)
+            batch["features"] = torch.from_numpy(rows)
+        return batch
+
+    return collate
 
 
 def _trainer_class() -> Any:
@@ -297,33 +353,41 @@ def fine_tune(
     import time
 
     import torch
-    from transformers import (
-        DataCollatorWithPadding,
-        EarlyStoppingCallback,
-        TrainingArguments,
-        set_seed,
-    )
+    from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
     set_seed(conf.seed)
     if ddp_backend is None:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     tokenizer = load_tokenizer(backbone)
-    model = build_classifier(backbone, conf)
+    wanted = conf.data.features
+    spec = None
+    if wanted.columns:  # statistics and categories of the train split only
+        spec = fit_features(
+            train, numeric=wanted.numeric, categorical=wanted.categorical, pooling=wanted.pooling
+        )
+        log.info("features: %s, %d inputs beside the text", list(spec.columns), spec.width)
+    model = build_classifier(backbone, conf, spec)
     trainable, total = parameter_counts(model)
     log.info("method %s: %d of %d parameters trainable", conf.method, trainable, total)
 
     def encode(frame: pd.DataFrame) -> _Encoded:
-        encodings = tokenizer(frame["text"].tolist(), truncation=True, max_length=conf.max_length)
-        return _Encoded(dict(encodings), frame["label"].astype(int).tolist())
+        encodings = dict(
+            tokenizer(frame["text"].tolist(), truncation=True, max_length=conf.max_length)
+        )
+        if spec is not None:
+            encodings["features"] = list(encode_features(frame, spec))
+        return _Encoded(encodings, frame["label"].astype(int).tolist())
 
     metric = _validation_auc
     if conf.chunking is None or conf.target == "grade":
         train_set, validation_set = encode(train), encode(validation)
     else:
         stride, how = conf.chunking.stride, conf.chunking.aggregation
-        train_set, _ = encode_windows(tokenizer, train, max_length=conf.max_length, stride=stride)
+        train_set, _ = encode_windows(
+            tokenizer, train, max_length=conf.max_length, stride=stride, spec=spec
+        )
         validation_set, owners = encode_windows(
-            tokenizer, validation, max_length=conf.max_length, stride=stride
+            tokenizer, validation, max_length=conf.max_length, stride=stride, spec=spec
         )
         metric = _document_auc(owners, validation["label"].to_numpy(), how)
         log.info("chunks: %d train, %d validation windows", len(train_set), len(validation_set))
@@ -381,7 +445,7 @@ def fine_tune(
         args=args,
         train_dataset=train_set,
         eval_dataset=validation_set,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=_collator(tokenizer),
         compute_metrics=metric,
         compute_loss_func=loss_func,
         callbacks=[EarlyStoppingCallback(conf.early_stopping_patience), epochs],
@@ -391,7 +455,9 @@ def fine_tune(
     trainer.train()
     log.info("trained in %.1f s", time.perf_counter() - started)
     model = trainer.model
-    if conf.method == "lora":
+    if conf.method == "lora" and spec is not None:
+        model.encoder = model.encoder.merge_and_unload()  # a plain encoder: no peft at scoring
+    elif conf.method == "lora":
         model = model.merge_and_unload()  # a plain model: scoring needs no peft
     return FineTuned(
         tokenizer=tokenizer,
@@ -402,6 +468,7 @@ def fine_tune(
         best_validation_auc=float(trainer.state.best_metric),
         seconds_per_epoch=epochs.seconds,
         history=epochs.history,
+        features=spec.to_dict() if spec is not None else {},
     )
 
 
@@ -420,14 +487,24 @@ def calibrate_and_evaluate(
     *,
     thresholds: dict[str, float] | None = None,
     segment_col: str | None = None,
+    features: dict[str, Any] | None = None,
 ) -> Assessment:
     """Fit the configured calibration on the validation split, then measure validation (in
-    sample for calibration) and the held-out test split, scored as the nightly UDF scores."""
+    sample for calibration) and the held-out test split, scored as the nightly UDF scores.
+    ``features``: a fused model's spec (FineTuned.features); the splits hold its columns."""
     chunking = chunking_of(conf) or None
 
     def scores_of(part: pd.DataFrame) -> pd.DataFrame:
         texts = part["text"].tolist()
-        return score_texts(tokenizer, model, texts, max_length=conf.max_length, chunking=chunking)
+        return score_texts(
+            tokenizer,
+            model,
+            texts,
+            max_length=conf.max_length,
+            chunking=chunking,
+            features=features,
+            frame=part if features else None,
+        )
 
     validation, test = scores_of(splits.validation), scores_of(splits.test)
     raw_validation = validation["pd"].to_numpy()
@@ -462,13 +539,23 @@ def calibrate_and_evaluate(
     return Assessment(calibration, metrics, validation.assign(pd=calibrated_validation))
 
 
-def assess_grades(tokenizer: Any, model: Any, splits: Splits, conf: TrainingConf) -> Assessment:
+def assess_grades(
+    tokenizer: Any,
+    model: Any,
+    splits: Splits,
+    conf: TrainingConf,
+    *,
+    features: dict[str, Any] | None = None,
+) -> Assessment:
     """A grade classifier's validation and test figures (no calibration: there is no PD)."""
     options = ScoringOptions(max_length=conf.max_length, token_budget=8192)
-    scorer = Scorer(tokenizer, model, positive_label=0, device="cpu", options=options)
+    scorer = Scorer(
+        tokenizer, model, positive_label=0, device="cpu", options=options, features=features
+    )
     metrics: dict[str, float] = {"train_rows": float(len(splits.train))}
     for name, part in (("validation", splits.validation), ("test", splits.test)):
-        probs = scorer.probabilities(scorer.prepare(part["text"].tolist()).windows)
+        prepared = scorer.prepare(part["text"].tolist(), part if features else None)
+        probs = scorer.probabilities(prepared.windows, prepared.features)
         metrics.update(
             evaluate_grades(part["label"].to_numpy(), probs, conf.grade_classes, prefix=f"{name}_")
         )
@@ -490,9 +577,19 @@ def publish_model(
     baseline: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     model_card: Callable[[Manifest], str] | None = None,
+    features: dict[str, Any] | None = None,
 ) -> TrainedModel:
     """Save safetensors weights, tokenizer, the monitoring baseline (``baseline.json``), the
-    model card and the manifest, then move the directory into place."""
+    model card and the manifest, then move the directory into place.
+
+    ``features``: the fused model's spec (FineTuned.features), written to the manifest; its
+    head goes beside the encoder's weights (riskudf.model.fused)."""
+    from riskudf.model.fused import FusedClassifier
+
+    if bool(features) != isinstance(model, FusedClassifier):
+        raise ValueError("a fused model is published with its feature spec, a text model without")
+    if features:
+        feature_spec_of(features)  # a malformed spec fails here, not at scoring
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.staging-", dir=output.parent))
     model.save_pretrained(staging, safe_serialization=True)
@@ -517,6 +614,7 @@ def publish_model(
         calibration=calibration or dict(IDENTITY),
         chunking=chunking_of(conf),
         training=training or {},
+        features=dict(features or {}),
     )
     if model_card is not None:
         (staging / MODEL_CARD_NAME).write_text(model_card(manifest))

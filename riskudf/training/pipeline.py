@@ -75,6 +75,8 @@ def load_and_split(
         max_rows=conf.max_train_rows,
         seed=conf.seed,
         keep=[c for c in (*keep, data_conf.segment_col) if c],
+        numeric=data_conf.features.numeric,
+        categorical=data_conf.features.categorical,
     )
     splits = split_data(data.frame, conf)
     log.info(
@@ -123,6 +125,7 @@ def _assess_pd_model(
         conf,
         thresholds=thresholds,
         segment_col=conf.data.segment_col,
+        features=tuned.features,
     )
     metrics = assessment.metrics
     log.info(
@@ -180,7 +183,9 @@ def train_model(
             )
     benchmark = tfidf_benchmark(splits, seed=conf.seed, balanced=conf.imbalance != "none")
     if conf.target == "grade":
-        assessment = assess_grades(tuned.tokenizer, tuned.model, splits, conf)
+        assessment = assess_grades(
+            tuned.tokenizer, tuned.model, splits, conf, features=tuned.features
+        )
         metrics = {**assessment.metrics, **benchmark}
         log.info(
             "test macro AUC %.4f (TF-IDF + logistic regression %.4f), accuracy %.4f, "
@@ -224,6 +229,7 @@ def train_model(
         baseline=baseline,
         training=training,
         model_card=model_card,
+        features=tuned.features,
     )
     if registry_table:
         register_model(spark, registry_table, trained.manifest, model_dir=str(trained.output))

@@ -1,0 +1,75 @@
+"""The fused classifier: a transformers encoder's pooled text embedding concatenated with the
+encoded structured features (riskudf.model.features), then one Linear head.
+
+Saved as the encoder's own directory (config.json, model.safetensors) plus
+``feature_head.safetensors`` (the head's weight and bias); the feature spec is in the manifest.
+This module imports torch: import it only where a model is built or loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from riskudf.model.features import FeatureSpec
+
+HEAD_FILE = "feature_head.safetensors"
+
+
+class FusedClassifier(torch.nn.Module):
+    """``encoder`` (an AutoModel) -> pooled embedding ++ features -> dropout -> Linear."""
+
+    def __init__(self, encoder: Any, spec: FeatureSpec, num_labels: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.spec = spec
+        hidden = int(encoder.config.hidden_size)
+        self.dropout = torch.nn.Dropout(float(getattr(encoder.config, "hidden_dropout_prob", 0.1)))
+        self.head = torch.nn.Linear(hidden + spec.width, num_labels)
+        self.config = encoder.config  # Scorer and Trainer read config.num_labels
+        self.config.num_labels = num_labels
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.spec.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        features: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> SequenceClassifierOutput:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        text = self.pool(hidden, attention_mask)
+        fused = torch.cat([text, features.to(text.dtype)], dim=-1)
+        logits = self.head(self.dropout(fused))
+        loss = None
+        if labels is not None:
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits)  # type: ignore[arg-type]
+
+    def save_pretrained(self, directory: str | Path, safe_serialization: bool = True) -> None:
+        """The encoder as a transformers directory, the head beside it (safetensors only)."""
+        directory = Path(directory)
+        self.encoder.save_pretrained(directory, safe_serialization=True)
+        head = {name: t.detach().contiguous().cpu() for name, t in self.head.state_dict().items()}
+        save_file(head, str(directory / HEAD_FILE), metadata={"format": "pt"})
+
+
+def load_fused(model_dir: str | Path, spec: FeatureSpec, num_labels: int) -> FusedClassifier:
+    """A saved fused classifier (safetensors, local files, no remote code), in eval mode."""
+    from riskudf.model.load import load_encoder
+
+    model_dir = Path(model_dir)
+    model = FusedClassifier(load_encoder(model_dir), spec, num_labels)
+    head = load_file(str(model_dir / HEAD_FILE))
+    model.head.load_state_dict(head)  # strict: shapes must match the spec's width
+    return model.eval()
