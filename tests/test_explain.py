@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from riskudf.config import ConfigError, GradingConf, ReasonsConf, load_config, parse_config
+from riskudf.config import ConfigError, GradingConf, load_config, parse_config
 from riskudf.explain import (
     Occlusion,
     code_of,
@@ -222,7 +222,8 @@ def test_planted_sentence_is_the_top_reason(planted_model: tuple[object, object]
     for i in flagged:
         reasons = scored["reasons"][i]
         assert len(reasons) <= 4
-        assert [r["weight"] for r in reasons] == sorted((r["weight"] for r in reasons), reverse=True)
+        weights = [r["weight"] for r in reasons]
+        assert weights == sorted(weights, reverse=True)
         assert all(r["weight"] > 0 for r in reasons)
         assert {r["description"] for r in reasons} <= {c.description for c in LIBRARY}
     assert scorer.explained_rows == int(sum(r is not None for r in scored["reasons"]))
