@@ -230,17 +230,21 @@ class Scorer:
         self.explained_rows = 0
         self.occluded_spans = 0
 
-    def prepare(self, texts: list[str]) -> Prepared:
-        """Tokenise and cut to the window (CPU work that can overlap a GPU's forward passes)."""
-        encoded = self.tokenizer(
+    def tokenize(self, texts: list[str], *, offsets: bool = False) -> Any:
+        """Token ids of whole documents (no cut), with character offsets when asked."""
+        return self.tokenizer(
             texts,
             add_special_tokens=True,
             truncation=False,
             verbose=False,
             return_attention_mask=False,
             return_token_type_ids=False,
-        )["input_ids"]
-        prepared = self.windows_of(encoded)
+            return_offsets_mapping=offsets,
+        )
+
+    def prepare(self, texts: list[str]) -> Prepared:
+        """Tokenise and cut to the window (CPU work that can overlap a GPU's forward passes)."""
+        prepared = self.windows_of(self.tokenize(texts)["input_ids"])
         if self.options.explain is None:
             return prepared
         return Prepared(prepared.windows, prepared.n_tokens, prepared.owners, list(texts))
@@ -303,15 +307,7 @@ class Scorer:
         if len(flagged) == 0:
             return out
         chosen = [texts[i] for i in flagged]
-        encoded = self.tokenizer(
-            chosen,
-            add_special_tokens=True,
-            truncation=False,
-            verbose=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-            return_offsets_mapping=True,
-        )
+        encoded = self.tokenize(chosen, offsets=True)
         read = None if self.chunking is not None else self.options.max_length
         occlusions = [
             mapped_spans(text, offsets, self.library, read_tokens=read)
