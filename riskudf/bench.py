@@ -9,6 +9,10 @@ Each path runs in its own process (``run_path``), so that its peak memory (PSS o
 tree: driver, JVM and Python workers) is its own; the parent samples it and prints the table.
 Throughput is steady state: every path loads the model and scores a few documents first, and
 only the full pass over the N documents is timed.
+
+The four paths score only (reason codes off in (b), so that the paths do the same work); the
+reason codes' overhead per flagged row, and their fidelity, are measured on their own with the
+scorer the UDF runs (``explain_check``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -316,6 +320,7 @@ def spark_stage(job: Job) -> tuple[pd.DataFrame, float]:
 
     spark = bench_spark(job)
     conf = load_config(job.conf)
+    conf = conf.model_copy(update={"reasons": conf.reasons.model_copy(update={"enabled": False})})
     spark.conf.set(
         "spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.scoring.arrow_batch_rows)
     )
@@ -491,6 +496,84 @@ def precision_check(job: Job, texts: list[str]) -> list[str]:
     return lines
 
 
+def explain_check(job: Job, texts: list[str]) -> list[str]:
+    """Reason codes (conf ``reasons``) on the documents, with the scorer the UDF runs: seconds
+    added per flagged row, spans occluded per flagged row, and fidelity (PD drop when the top
+    reason's span is removed, against a random run of tokens of the same length)."""
+    import torch
+
+    from riskudf.config import load_config
+    from riskudf.explain import fidelity_drops, mapped_spans, occlusion_weights
+    from riskudf.inference import ExplainOptions, Scorer, ScoringOptions, device_precision
+    from riskudf.model.load import load_artifact
+
+    torch.set_num_threads(job.threads)
+    conf = load_config(job.conf)
+    if not conf.reasons.enabled:
+        return ["  reasons disabled in the conf"]
+    manifest, tokenizer, model = load_artifact(job.model_dir)
+    base = ScoringOptions(
+        max_length=manifest.max_length,
+        token_budget=conf.scoring.token_budget,
+        precision=device_precision(conf.scoring.precision, job.device),
+    )
+    explain = ExplainOptions(conf.reasons, conf.grading)
+
+    def scorer(options: ScoringOptions) -> Scorer:
+        return Scorer(
+            tokenizer,
+            model,
+            positive_label=manifest.positive_label,
+            device=job.device,
+            options=options,
+            calibration=manifest.calibration,
+            chunking=manifest.chunking or None,
+        )
+
+    plain, explaining = scorer(base), scorer(replace(base, explain=explain))
+    plain.score(texts[:8])
+    start = time.perf_counter()
+    pds = plain.score(texts)["pd"].to_numpy()
+    plain_s = time.perf_counter() - start
+    start = time.perf_counter()
+    reasons = explaining.score(texts)["reasons"]
+    explain_s = time.perf_counter() - start
+    flagged = [i for i, r in enumerate(reasons) if r is not None]
+    lines = [
+        f"  {len(flagged)} of {len(texts)} rows flagged ({', '.join(conf.reasons.decisions)}); "
+        f"scoring {plain_s:.1f} s, with reasons {explain_s:.1f} s",
+        f"  overhead {(explain_s - plain_s) / max(1, len(flagged)):.3f} s per flagged row, "
+        f"{explaining.occluded_spans / max(1, len(flagged)):.1f} spans occluded per flagged "
+        f"row, {sum(bool(reasons[i]) for i in flagged)} flagged rows with at least one reason",
+    ]
+    if flagged and not explaining.chunking:
+        chosen = [texts[i] for i in flagged]
+        encoded = tokenizer(chosen, return_offsets_mapping=True, verbose=False)
+        occlusions = [
+            mapped_spans(t, o, explaining.library, read_tokens=manifest.max_length)
+            for t, o in zip(chosen, encoded["offset_mapping"], strict=True)
+        ]
+        ids, flagged_pds = encoded["input_ids"], pds[flagged]
+        weights = occlusion_weights(ids, flagged_pds, occlusions, explaining.pds_of_ids)
+        top, random = fidelity_drops(
+            ids,
+            flagged_pds,
+            occlusions,
+            weights,
+            explaining.pds_of_ids,
+            np.random.default_rng(0),
+            read_tokens=manifest.max_length,
+        )
+        if len(top):
+            lines.append(
+                f"  fidelity ({len(top)} rows): mean PD drop removing the top reason's span "
+                f"{top.mean():.5f}, a random span of the same length {random.mean():.5f} "
+                f"(mean |drop| {np.abs(random).mean():.5f}); top > |random| in "
+                f"{100 * np.mean(top > np.abs(random)):.0f} % of rows"
+            )
+    return lines
+
+
 def bench_model(model_dir: Path, max_length: int) -> None:
     """The bench model: the packaged MiniLM backbone with a seeded, untrained 2-class head,
     published as a riskudf artifact (the same weights for all four paths)."""
@@ -612,6 +695,10 @@ def main(
     if check_docs > 0 and device == "cpu":
         print(f"precision check (raw loop, first {min(check_docs, len(texts))} documents):")
         for line in precision_check(base, texts[:check_docs]):
+            print(line)
+    if check_docs > 0:
+        print(f"reason codes (scorer, first {min(check_docs, len(texts))} documents):")
+        for line in explain_check(base, texts[:check_docs]):
             print(line)
     peak = matmul_peak_gflops(precision, threads, device)
     torch.set_num_threads(threads)

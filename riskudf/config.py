@@ -6,6 +6,7 @@ name the offending key, so a typo in a nightly job's config fails before anythin
 
 from __future__ import annotations
 
+import re
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
@@ -102,6 +103,55 @@ class ScoringConf(_Conf):
     lock_lease_minutes: int = Field(
         default=360, gt=0, description="a run's hold on its as-of date lapses after this"
     )
+
+
+class ReasonCodeConf(_Conf):
+    """One reason code: a span of the document whose text matches a pattern gets this code."""
+
+    code: str = Field(min_length=1, description="stable code, e.g. DELINQUENCY")
+    description: str = Field(min_length=1, description="short text for the applicant/analyst")
+    patterns: tuple[str, ...] = Field(
+        min_length=1, description="regular expressions, searched case-insensitively in a span"
+    )
+
+    @model_validator(mode="after")
+    def _check_patterns(self) -> ReasonCodeConf:
+        for pattern in self.patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"reason {self.code}: bad pattern {pattern!r}: {exc}") from None
+        return self
+
+
+class ReasonsConf(_Conf):
+    """Reason codes for flagged decisions, computed in the scoring pass (riskudf/explain.py).
+
+    Each sentence or line of a flagged document is removed in turn (occlusion); its weight is
+    the PD drop. Spans matching a library pattern (first code in library order) keep their
+    code; a code's weight is its largest span weight; positive weights only, largest first.
+    """
+
+    enabled: bool = Field(default=False, description="false: reasons is null on every row")
+    decisions: tuple[Literal["approve", "review", "decline"], ...] = Field(
+        default=("review", "decline"), description="decisions that get reasons"
+    )
+    max_reasons: int = Field(default=4, gt=0, le=4)
+    method: Literal["occlusion"] = Field(
+        default="occlusion", description="remove each span, measure the PD drop"
+    )
+    library: tuple[ReasonCodeConf, ...] = ()
+
+    @model_validator(mode="after")
+    def _check_library(self) -> ReasonsConf:
+        codes = [reason.code for reason in self.library]
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"reason codes must be unique, got {codes}")
+        if self.enabled and not codes:
+            raise ValueError("reasons.enabled needs a library of at least one code")
+        if self.enabled and not self.decisions:
+            raise ValueError("reasons.enabled needs at least one decision")
+        return self
 
 
 class LoraConf(_Conf):
@@ -348,6 +398,7 @@ class RiskConf(_Conf):
     tables: TablesConf = TablesConf()
     scoring: ScoringConf
     grading: GradingConf
+    reasons: ReasonsConf = ReasonsConf()
     training: TrainingConf = TrainingConf()
     monitoring: MonitoringConf = MonitoringConf()
     spark: SparkConf = SparkConf()

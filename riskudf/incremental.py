@@ -2,11 +2,12 @@
 
 A document's fingerprint is the sha256 of the model artifact's key, the score-affecting conf and
 the assembled document text (and, for a model with structured features, their values). Equal
-fingerprints give equal model outputs (pd, n_tokens, truncated, n_chunks), so a row of an
-earlier run with the same obligor and fingerprint can be reused; everything else about a row
-(grade, decision, report_age_days, lineage) is computed again by the run. Comparing the
-documents, not the input tables' versions, also catches a filing that left the lookback window
-while no input changed.
+fingerprints give equal model outputs (pd, n_tokens, truncated, n_chunks, reasons), so a row of
+an earlier run with the same obligor and fingerprint can be reused, unless it lacks the reasons
+its decision now needs (see split_by_fingerprint); everything else about a row (grade,
+decision, report_age_days, lineage) is computed again by the run. Comparing the documents, not
+the input tables' versions, also catches a filing that left the lookback window while no input
+changed.
 """
 
 from __future__ import annotations
@@ -19,20 +20,25 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from riskudf.config import ScoringConf
+from riskudf.config import ReasonsConf, ScoringConf
 
-MODEL_OUTPUTS = ("pd", "n_tokens", "truncated", "n_chunks")
+MODEL_OUTPUTS = ("pd", "n_tokens", "truncated", "n_chunks", "reasons")
 
 
-def score_conf_key(conf: ScoringConf) -> str:
+def score_conf_key(conf: ScoringConf, reasons: ReasonsConf | None = None) -> str:
     """Hash of the scoring settings that change model outputs.
 
-    Only ``precision`` and the device (``auto`` resolves differently on a GPU) do today: the
-    window (max_length) is the manifest's and so part of the model key; the filing lookback
-    shows in the document text; token_budget and arrow_batch_rows change how documents are
-    batched, not what the model computes for them.
+    ``precision`` and the device (``auto`` resolves differently on a GPU) do: the window
+    (max_length) is the manifest's and so part of the model key; the filing lookback shows in
+    the document text; token_budget and arrow_batch_rows change how documents are batched, not
+    what the model computes for them. So does how reasons are computed (enabled, method,
+    max_reasons, library), but not which decisions get them: a row that lacks the reasons its
+    decision needs is rescored (split_by_fingerprint), one that no longer needs them has them
+    set to null after grading.
     """
-    affecting = {"precision": conf.precision, "gpu": conf.gpu is not None}
+    affecting: dict[str, object] = {"precision": conf.precision, "gpu": conf.gpu is not None}
+    if reasons is not None and reasons.enabled:
+        affecting["reasons"] = reasons.model_dump(exclude={"decisions"})
     return hashlib.sha256(json.dumps(affecting, sort_keys=True).encode()).hexdigest()
 
 
@@ -52,21 +58,24 @@ def fingerprint_expr(
 
 
 def split_by_fingerprint(
-    documents: DataFrame, previous: DataFrame | None
+    documents: DataFrame, previous: DataFrame | None, *, lacks_reasons: Column | None = None
 ) -> tuple[DataFrame, DataFrame | None]:
     """Documents that need the model, and carried rows with the earlier run's model outputs.
 
     ``documents`` has obligor_id, fingerprint, n_filings, report_age_days and document;
     ``previous`` has obligor_id, fingerprint, the model outputs and scored_run_id (one row per
     obligor). The carried rows have the model outputs, carried_forward true and scored_run_id,
-    and the documents' own n_filings and report_age_days.
+    and the documents' own n_filings and report_age_days. ``lacks_reasons`` (over
+    ``previous``): rows that are flagged under this run's grading but have no reasons (scored
+    when they were not flagged, or before reasons existed); they go to the model again.
     """
     if previous is None:
         return documents, None
     keys = ["obligor_id", "fingerprint"]
-    reusable = previous.where(F.col("fingerprint").isNotNull()).select(
-        *keys, *MODEL_OUTPUTS, "scored_run_id"
-    )
+    usable = F.col("fingerprint").isNotNull()
+    if lacks_reasons is not None:
+        usable = usable & ~F.coalesce(lacks_reasons, F.lit(False))
+    reusable = previous.where(usable).select(*keys, *MODEL_OUTPUTS, "scored_run_id")
     to_score = documents.join(reusable.select(*keys), keys, "left_anti")
     carried = documents.join(reusable, keys, "inner").select(
         "obligor_id",

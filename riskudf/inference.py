@@ -12,27 +12,48 @@ import os
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pyspark import Broadcast
 from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import BooleanType, DoubleType, IntegerType, StructField, StructType
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    StringType,
+    StructField,
+    StructType,
+)
 
+from riskudf.config import GradingConf, ReasonsConf
+from riskudf.explain import compile_library, mapped_spans, occlusion_weights, top_reasons
 from riskudf.failpoints import Failpoint, act
+from riskudf.grading import decisions_of
 from riskudf.model.artifact import materialize_artifact
 from riskudf.model.calibration import apply_calibration
 from riskudf.model.features import FeatureError, encode_features, feature_spec_of
 from riskudf.text import aggregate, check_chunking, chunk_windows
 
+REASONS_TYPE = ArrayType(
+    StructType(
+        [
+            StructField("code", StringType()),
+            StructField("description", StringType()),
+            StructField("weight", DoubleType()),
+        ]
+    )
+)
 SCORE_TYPE = StructType(
     [
         StructField("pd", DoubleType()),
         StructField("n_tokens", IntegerType()),
         StructField("truncated", BooleanType()),
         StructField("n_chunks", IntegerType()),
+        StructField("reasons", REASONS_TYPE),
     ]
 )
 
@@ -43,12 +64,22 @@ NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
 @dataclass(frozen=True)
+class ExplainOptions:
+    """Reason codes in the scoring pass: which decisions get them (from the grading
+    thresholds) and the code library. See riskudf/explain.py."""
+
+    reasons: ReasonsConf
+    grading: GradingConf
+
+
+@dataclass(frozen=True)
 class ScoringOptions:
     max_length: int
     token_budget: int
     precision: str = "auto"
     failpoint: Failpoint | None = None
     local_gpu: bool = False  # local mode with a GPU: Spark assigns none, use cuda:0
+    explain: ExplainOptions | None = None  # None: reasons is null on every row
 
 
 def resolve_precision(
@@ -166,6 +197,8 @@ class Prepared:
     n_tokens: np.ndarray  # tokens before the cut, per document
     owners: np.ndarray | None = None  # chunked: the document of each window
     features: np.ndarray | None = None  # fused model: the encoded features of each window
+    texts: list[str] | None = None  # the documents, for reason codes (never output)
+    document_features: np.ndarray | None = None  # fused model with reasons: one row per text
 
 
 # A batch of documents, and their feature columns for a model with features (else None).
@@ -201,28 +234,47 @@ class Scorer:
         self.calibration = calibration
         self.device = device
         self.options = options
+        explain = options.explain
+        self.library = compile_library(explain.reasons.library) if explain else ()
+        # Explanation work done by this scorer: flagged documents and occluded variants scored.
+        self.explained_rows = 0
+        self.occluded_spans = 0
 
-    def prepare(self, texts: list[str], frame: pd.DataFrame | None = None) -> Prepared:
-        """Tokenise and cut to the window (CPU work that can overlap a GPU's forward passes);
-        for a fused model, encode ``frame``'s feature columns (one row per text)."""
-        matrix = None
-        if self.features is not None:
-            if frame is None:
-                raise FeatureError(
-                    f"the model needs the feature columns {list(self.features.columns)}"
-                )
-            if len(frame) != len(texts):
-                raise FeatureError(f"{len(frame)} feature rows for {len(texts)} documents")
-            matrix = encode_features(frame, self.features)
-        encoded = self.tokenizer(
+    def tokenize(self, texts: list[str], *, offsets: bool = False) -> Any:
+        """Token ids of whole documents (no cut), with character offsets when asked."""
+        return self.tokenizer(
             texts,
             add_special_tokens=True,
             truncation=False,
             verbose=False,
             return_attention_mask=False,
             return_token_type_ids=False,
-        )["input_ids"]
-        n_tokens = np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(texts))
+            return_offsets_mapping=offsets,
+        )
+
+    def encode(self, texts: list[str], frame: pd.DataFrame | None) -> np.ndarray | None:
+        """A fused model's encoded feature rows for ``texts`` (from ``frame``); else None."""
+        if self.features is None:
+            return None
+        if frame is None:
+            raise FeatureError(f"the model needs the feature columns {list(self.features.columns)}")
+        if len(frame) != len(texts):
+            raise FeatureError(f"{len(frame)} feature rows for {len(texts)} documents")
+        return encode_features(frame, self.features)
+
+    def prepare(self, texts: list[str], frame: pd.DataFrame | None = None) -> Prepared:
+        """Tokenise and cut to the window (CPU work that can overlap a GPU's forward passes);
+        for a fused model, encode ``frame``'s feature columns (one row per text)."""
+        matrix = self.encode(texts, frame)
+        prepared = self.windows_of(self.tokenize(texts)["input_ids"], matrix)
+        if self.options.explain is None:
+            return prepared
+        return replace(prepared, texts=list(texts), document_features=matrix)
+
+    def windows_of(self, encoded: list[list[int]], matrix: np.ndarray | None = None) -> Prepared:
+        """The model windows of tokenised documents: the head, or every chunk (with each
+        window's feature row for a fused model)."""
+        n_tokens = np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(encoded))
         if self.chunking is not None:
             stride = self.chunking[0]
             chunks = [chunk_windows(ids, self.options.max_length, stride) for ids in encoded]
@@ -258,26 +310,75 @@ class Scorer:
                 probs[rows] = torch.softmax(logits, dim=-1).cpu().numpy()
         return probs
 
-    def run(self, prepared: Prepared) -> pd.DataFrame:
-        """Forward passes over length-sorted token-budget batches, PDs in the input order."""
-        n_tokens = prepared.n_tokens
+    def document_pds(self, prepared: Prepared) -> np.ndarray:
+        """One PD per document: window probabilities, chunk aggregation, calibration."""
         pds = self.probabilities(prepared.windows, prepared.features)[:, self.positive_label]
-        truncated = n_tokens > self.options.max_length
-        n_chunks: np.ndarray = np.ones(len(n_tokens), dtype=np.int32)
         if prepared.owners is not None and self.chunking is not None:
-            pds = aggregate(pds, prepared.owners, len(n_tokens), self.chunking[1])
-            n_chunks = np.bincount(prepared.owners, minlength=len(n_tokens)).astype(np.int32)
-            truncated = np.zeros(len(n_tokens), dtype=bool)  # every token was read
+            pds = aggregate(pds, prepared.owners, len(prepared.n_tokens), self.chunking[1])
         if self.calibration is not None:
             pds = apply_calibration(pds, self.calibration)
         # A non-finite probability is no score: it reaches Spark as null (NOT_SCORED).
         pds[~np.isfinite(pds)] = np.nan
+        return pds
+
+    def pds_of_ids(self, encoded: list[list[int]], matrix: np.ndarray | None = None) -> np.ndarray:
+        """PDs of tokenised documents (the occluded variants of explanations)."""
+        return self.document_pds(self.windows_of(encoded, matrix))
+
+    def reasons(self, prepared: Prepared, pds: np.ndarray) -> list[Any]:
+        """Reason codes of the documents whose decision is flagged; None for the others."""
+        explain = self.options.explain
+        texts = prepared.texts
+        out: list[Any] = [None] * len(pds)
+        if explain is None or texts is None:
+            return out
+        decisions = np.asarray(decisions_of(pds, explain.grading))
+        flagged = np.flatnonzero(np.isin(decisions, explain.reasons.decisions) & np.isfinite(pds))
+        if len(flagged) == 0:
+            return out
+        chosen = [texts[i] for i in flagged]
+        encoded = self.tokenize(chosen, offsets=True)
+        read = None if self.chunking is not None else self.options.max_length
+        occlusions = [
+            mapped_spans(text, offsets, self.library, read_tokens=read)
+            for text, offsets in zip(chosen, encoded["offset_mapping"], strict=True)
+        ]
+        # A fused model scores each occluded variant with its document's feature row.
+        matrix = prepared.document_features
+        variant_rows = None
+        if matrix is not None:
+            variant_rows = np.repeat(matrix[flagged], [len(o.tokens) for o in occlusions], axis=0)
+        weights = occlusion_weights(
+            encoded["input_ids"],
+            pds[flagged],
+            occlusions,
+            lambda ids: self.pds_of_ids(ids, variant_rows),
+        )
+        for row, occlusion, weight in zip(flagged.tolist(), occlusions, weights, strict=True):
+            out[row] = top_reasons(
+                weight, occlusion.codes, self.library, explain.reasons.max_reasons
+            )
+        self.explained_rows += len(flagged)
+        self.occluded_spans += sum(len(o.tokens) for o in occlusions)
+        return out
+
+    def run(self, prepared: Prepared) -> pd.DataFrame:
+        """Forward passes over length-sorted token-budget batches, PDs in the input order;
+        then the flagged documents' reason codes (ExplainOptions), else reasons null."""
+        n_tokens = prepared.n_tokens
+        pds = self.document_pds(prepared)
+        truncated = n_tokens > self.options.max_length
+        n_chunks: np.ndarray = np.ones(len(n_tokens), dtype=np.int32)
+        if prepared.owners is not None and self.chunking is not None:
+            n_chunks = np.bincount(prepared.owners, minlength=len(n_tokens)).astype(np.int32)
+            truncated = np.zeros(len(n_tokens), dtype=bool)  # every token was read
         return pd.DataFrame(
             {
                 "pd": pds,
                 "n_tokens": n_tokens.astype(np.int32),
                 "truncated": truncated,
                 "n_chunks": n_chunks,
+                "reasons": self.reasons(prepared, pds),
             }
         )
 
@@ -425,7 +526,8 @@ def make_pd_udf(
     options: ScoringOptions,
     with_features: bool = False,
 ) -> Any:
-    """A pandas UDF mapping a document column to struct<pd, n_tokens, truncated, n_chunks>.
+    """A pandas UDF mapping a document column to struct<pd, n_tokens, truncated, n_chunks,
+    reasons> (SCORE_TYPE; reasons only for flagged decisions when ``options.explain`` is set).
 
     ``artifact`` is a Broadcast of the model directory's files (see load_artifact_bytes) and
     ``key`` identifies the model (artifact_key: the manifest's sha256) in the worker cache.

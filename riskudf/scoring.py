@@ -26,8 +26,15 @@ from riskudf import failpoints, incremental, quarantine, runlock
 from riskudf.config import GpuConf, RiskConf
 from riskudf.documents import assemble_documents
 from riskudf.failpoints import Failpoint
-from riskudf.grading import add_grade_and_decision
-from riskudf.inference import SCORE_TYPE, ScoringOptions, make_pd_mapper, make_pd_udf
+from riskudf.grading import add_grade_and_decision, decision_expr
+from riskudf.inference import (
+    REASONS_TYPE,
+    SCORE_TYPE,
+    ExplainOptions,
+    ScoringOptions,
+    make_pd_mapper,
+    make_pd_udf,
+)
 from riskudf.model.artifact import (
     Manifest,
     artifact_key,
@@ -194,19 +201,30 @@ def score_and_grade(
     Grades and decisions are computed for every row here, carried or not. The window
     (max_length) is the one the model was trained with, from its manifest. A model with
     features reads the manifest's feature columns of ``documents`` (see with_feature_columns).
+
+    Reason codes (conf ``reasons``) are computed in the same pass, by the UDF, for the rows
+    whose decision is in ``reasons.decisions``; other rows get null. A carried row keeps its
+    reasons; one that is flagged now but has none is scored again.
     """
     gpu = conf.scoring.gpu
     local = (documents.sparkSession.sparkContext.master or "").startswith("local")
+    reasons = conf.reasons
     options = ScoringOptions(
         max_length=manifest.max_length,
         token_budget=conf.scoring.token_budget,
         precision=conf.scoring.precision,
         failpoint=failpoint,
         local_gpu=gpu is not None and local,
+        explain=ExplainOptions(reasons, conf.grading) if reasons.enabled else None,
+    )
+    flagged = decision_expr(F.col("pd"), conf.grading).isin(list(reasons.decisions))
+    to_score, carried = incremental.split_by_fingerprint(
+        documents,
+        previous,
+        lacks_reasons=flagged & F.col("reasons").isNull() if reasons.enabled else None,
     )
     spec = feature_spec_of(manifest.features)
     features = spec.columns if spec is not None else ()
-    to_score, carried = incremental.split_by_fingerprint(documents, previous)
     keep = ["obligor_id", "fingerprint", "n_filings", "report_age_days"]
     if gpu is None:
         pd_udf = make_pd_udf(
@@ -237,7 +255,11 @@ def score_and_grade(
     )
     if carried is not None:
         scored = scored.unionByName(carried)
-    return add_grade_and_decision(scored, conf.grading)
+    graded = add_grade_and_decision(scored, conf.grading)
+    explained = F.col("decision").isin(list(reasons.decisions)) if reasons.enabled else F.lit(False)
+    return graded.withColumn(
+        "reasons", F.when(explained, F.col("reasons")).otherwise(F.lit(None).cast(REASONS_TYPE))
+    )
 
 
 def reconcile(portfolio: DataFrame, scored: DataFrame, quarantined: DataFrame) -> Reconciliation:
@@ -434,7 +456,7 @@ def score_portfolio(
             incremental.fingerprint_expr(
                 F.col("document"),
                 model_key=model_key,
-                conf_key=incremental.score_conf_key(conf.scoring),
+                conf_key=incremental.score_conf_key(conf.scoring, conf.reasons),
                 features=spec.columns if spec is not None else (),
             ),
         )
@@ -510,6 +532,7 @@ def score_portfolio(
             "fingerprint",
             "carried_forward",
             "scored_run_id",
+            "reasons",
         )
         set_aside = _with_run(
             obligor_rows.unionByName(record_rows), run_id=run_id, as_of=as_of, at=scored_at

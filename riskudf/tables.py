@@ -52,9 +52,16 @@ SCORED_PORTFOLIO_COLUMNS: tuple[Column_, ...] = (
         "carried_forward",
         "BOOLEAN",
         False,
-        "true: pd, n_tokens, truncated, n_chunks copied from an earlier run (incremental)",
+        "true: pd, n_tokens, truncated, n_chunks, reasons copied from an earlier run (incremental)",
     ),
     ("scored_run_id", "STRING", False, "the run whose model call gave pd (run_id when rescored)"),
+    (
+        "reasons",
+        "ARRAY<STRUCT<code: STRING, description: STRING, weight: DOUBLE>>",
+        False,
+        "up to 4 reason codes of a flagged decision (conf reasons.decisions), largest first; "
+        "weight: PD drop when the text behind the code is removed; null for other decisions",
+    ),
 )
 
 SCORE_RUNS_COLUMNS: tuple[Column_, ...] = (

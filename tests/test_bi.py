@@ -58,6 +58,7 @@ def scored_row(obligor: str, as_of: dt.date, pd: float, grade: str, run_id: str)
         None,
         False,
         run_id,
+        None,  # reasons: approve rows have none
     )
 
 

@@ -17,6 +17,8 @@ from riskudf.incremental import score_conf_key
 from riskudf.scoring import backfill, score_portfolio
 from riskudf.tables import SCORED_PORTFOLIO_COLUMNS, overwrite_table
 
+ROOT = Path(__file__).resolve().parents[1]
+
 D1 = dt.date(2026, 11, 20)
 D2 = dt.date(2026, 11, 21)
 LOOKBACK = 730
@@ -24,24 +26,34 @@ LOOKBACK = 730
 LEAVING = D1 - dt.timedelta(days=LOOKBACK - 1)
 REPORT = "Payment history: {n} accounts, all paid as agreed. Utilisation {u} percent."
 FILING = "Annual report: revenue grew {g} percent; no covenant breaches."
-# Every column but pd (compared with a tolerance), the run's lineage and the carry-forward
-# bookkeeping.
+# Every column but pd and reasons (compared with a tolerance), the run's lineage and the
+# carry-forward bookkeeping.
 COMPARED = [
     name
     for name, _, _, _ in SCORED_PORTFOLIO_COLUMNS
-    if name not in ("pd", "run_id", "scored_at", "carried_forward", "scored_run_id")
+    if name not in ("pd", "reasons", "run_id", "scored_at", "carried_forward", "scored_run_id")
 ]
 
 
-def small_conf(make_conf, database: str, model_dir: Path) -> RiskConf:
+def small_conf(make_conf, database: str, model_dir: Path, **overrides: object) -> RiskConf:
     return load_config(
         make_conf(
             database=database,
             model_dir=model_dir,
             scoring__partitions=2,
             monitoring__enabled=False,
+            **{"reasons__decisions": ["review", "decline"], **overrides},
         )
     )
+
+
+def same_reasons(got: list | None, expected: list | None) -> bool:
+    """Equal codes and descriptions in the same order, weights within float noise."""
+    if got is None or expected is None:
+        return got is expected
+    return [(r["code"], r["description"]) for r in got] == [
+        (r["code"], r["description"]) for r in expected
+    ] and all(abs(a["weight"] - b["weight"]) < 1e-6 for a, b in zip(got, expected, strict=True))
 
 
 def write_inputs(spark, database: str) -> None:
@@ -76,7 +88,9 @@ def rows_of(spark, database: str, as_of: dt.date) -> dict[str, dict]:
     return {r["obligor_id"]: r.asDict() for r in table.collect()}
 
 
-def test_score_conf_key_changes_with_precision_and_device_only(tmp_path: Path) -> None:
+def test_score_conf_key_changes_with_precision_device_and_reason_library_only(
+    tmp_path: Path,
+) -> None:
     base = ScoringConf(model_dir=str(tmp_path))
     assert score_conf_key(base) == score_conf_key(
         base.model_copy(update={"token_budget": 1024, "arrow_batch_rows": 64})
@@ -84,6 +98,17 @@ def test_score_conf_key_changes_with_precision_and_device_only(tmp_path: Path) -
     assert score_conf_key(base) != score_conf_key(base.model_copy(update={"precision": "bf16"}))
     gpu = GpuConf(discovery_script="conf/gpu/discover_gpus.sh")
     assert score_conf_key(base) != score_conf_key(base.model_copy(update={"gpu": gpu}))
+    reasons = load_config(ROOT / "conf/local.yaml").reasons
+    assert score_conf_key(base, reasons.model_copy(update={"enabled": False})) == score_conf_key(
+        base
+    )
+    assert score_conf_key(base, reasons) != score_conf_key(base)
+    # Which decisions get reasons is not a model output: rows are rescored only if they lack them.
+    review_too = reasons.model_copy(update={"decisions": ("review", "decline")})
+    assert reasons.decisions == ("decline",)
+    assert score_conf_key(base, review_too) == score_conf_key(base, reasons)
+    fewer = reasons.model_copy(update={"max_reasons": 2})
+    assert score_conf_key(base, fewer) != score_conf_key(base, reasons)
 
 
 def inputs_line(caplog: pytest.LogCaptureFixture, run_id: str) -> dict[str, object]:
@@ -131,6 +156,7 @@ def test_incremental_rescores_changed_obligors_only_and_matches_a_full_run(
     assert {r["run_id"] for r in incremental.values()} == {second.run_id}
     for o in "EF":  # the model outputs are D1's; the age of the report is D2's
         assert incremental[o]["pd"] == d1[o]["pd"]
+        assert incremental[o]["reasons"] == d1[o]["reasons"]
         assert incremental[o]["report_age_days"] == d1[o]["report_age_days"] + 1
     assert incremental["C"]["n_filings"] == d1["C"]["n_filings"] - 1
     run_log = (
@@ -150,6 +176,7 @@ def test_incremental_rescores_changed_obligors_only_and_matches_a_full_run(
         assert {c: incremental[o][c] for c in COMPARED} == {c: reference[o][c] for c in COMPARED}
         # Batches differ (3 documents, not 5), so padding may move the last float bits.
         assert incremental[o]["pd"] == pytest.approx(reference[o]["pd"], abs=1e-6)
+        assert same_reasons(incremental[o]["reasons"], reference[o]["reasons"])
         assert reference[o]["carried_forward"] is False
 
     # A new model version (new manifest, new artifact key) forces a full rescore.
@@ -257,3 +284,42 @@ def test_a_feature_model_scores_with_portfolio_columns_and_rescores_a_changed_on
     with pytest.raises(SchemaError, match=r"feat_test.portfolio: missing feature columns \['bur"):
         score_portfolio(spark, small_conf(make_conf, "feat_test", other), as_of=D2)
     assert spark.table("feat_test.score_runs").count() == runs
+
+
+def test_carried_rows_get_reasons_when_they_become_flagged(spark, tiny_model, make_conf) -> None:
+    """The rule: a carried row keeps its reasons; a row that is flagged under this run's
+    grading but has none (it was approved when scored) goes to the model again; a carried row
+    that is no longer flagged has its reasons set to null."""
+    write_inputs(spark, "reasons_test")
+    nothing_flagged = {"grading__review_from_pd": 0.999, "grading__decline_from_pd": 0.999}
+    everything_flagged = {"grading__review_from_pd": 0.0, "grading__decline_from_pd": 0.5}
+    approve = small_conf(make_conf, "reasons_test", tiny_model, **nothing_flagged)
+    flag = small_conf(make_conf, "reasons_test", tiny_model, **everything_flagged)
+    dates = [D1, D2, D2 + dt.timedelta(days=1), D2 + dt.timedelta(days=2)]
+
+    first = score_portfolio(spark, approve, as_of=dates[0], mode="incremental")
+    d1 = rows_of(spark, "reasons_test", dates[0])
+    assert {r["decision"] for r in d1.values()} == {"approve"}
+    assert all(r["reasons"] is None for r in d1.values())
+
+    second = score_portfolio(spark, flag, as_of=dates[1], mode="incremental")
+    d2 = rows_of(spark, "reasons_test", dates[1])
+    assert second.rows_carried_forward == 0  # same documents, but every row lacked reasons
+    assert all(not r["carried_forward"] for r in d2.values())
+    # No span of these documents matches a code: flagged rows get an empty list, not null.
+    assert {o: r["reasons"] for o, r in d2.items()} == {o: [] for o in d1}
+    # A, B, E and F have the documents (fingerprints) they had (C's older filing left the window).
+    assert {o: d2[o]["fingerprint"] for o in "ABEF"} == {o: d1[o]["fingerprint"] for o in "ABEF"}
+
+    third = score_portfolio(spark, flag, as_of=dates[2], mode="incremental")
+    d3 = rows_of(spark, "reasons_test", dates[2])
+    assert third.rows_carried_forward == 5
+    assert {o: r["reasons"] for o, r in d3.items()} == {o: r["reasons"] for o, r in d2.items()}
+
+    fourth = score_portfolio(spark, approve, as_of=dates[3], mode="incremental")
+    d4 = rows_of(spark, "reasons_test", dates[3])
+    assert fourth.rows_carried_forward == 5
+    assert {o: (r["decision"], r["reasons"]) for o, r in d4.items()} == {
+        o: ("approve", None) for o in d3
+    }
+    assert first.run_id != second.run_id

@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from riskudf import inference
+from riskudf.config import load_config
 from riskudf.inference import (
+    ExplainOptions,
     Scorer,
     ScoringOptions,
     cpu_flags,
@@ -264,12 +266,20 @@ def test_reduced_precision_stays_close_to_fp32(tiny_model: Path) -> None:
     assert ((int8 > 0) & (int8 < 1)).all()
 
 
-def test_mapper_scores_like_the_udf(spark, tiny_model: Path) -> None:
-    """The mapInPandas form (GPU stage with a ResourceProfile) gives the UDF's rows."""
+@pytest.mark.parametrize("explain", [False, True])
+def test_mapper_scores_like_the_udf(spark, tiny_model: Path, explain: bool) -> None:
+    """The mapInPandas form (GPU stage with a ResourceProfile) gives the UDF's rows, reason
+    codes included (every row flagged: review from PD 0)."""
     _, files = load_artifact_bytes(tiny_model)
     key = artifact_key(files)
     artifact = spark.sparkContext.broadcast(files)
-    options = ScoringOptions(max_length=64, token_budget=512)
+    conf = load_config(Path(__file__).resolve().parents[1] / "conf/local.yaml")
+    grading = conf.grading.model_copy(update={"review_from_pd": 0.0})
+    options = ScoringOptions(
+        max_length=64,
+        token_budget=512,
+        explain=ExplainOptions(conf.reasons, grading) if explain else None,
+    )
     docs = spark.createDataFrame(
         [(f"o{i}", i, TEXTS[i % len(TEXTS)] if i != 3 else None) for i in range(12)],
         "obligor_id string, n_filings int, document string",
@@ -284,4 +294,10 @@ def test_mapper_scores_like_the_udf(spark, tiny_model: Path) -> None:
     expected = by_udf.toPandas().sort_values("obligor_id", ignore_index=True)
     got = by_mapper.toPandas().sort_values("obligor_id", ignore_index=True)
     pd.testing.assert_frame_equal(got, expected, check_exact=False, atol=1e-6)
+    if explain:  # the judgment document has a mapped span; rows are flagged, [] or reasons
+        assert got["reasons"].map(lambda r: r is not None).all()
+        codes = {r["code"] for reasons in got["reasons"] for r in reasons}
+        assert codes <= {"PUBLIC_RECORD"}
+    else:
+        assert got["reasons"].isna().all()
     artifact.unpersist()

@@ -28,7 +28,12 @@ def test_rerun_replaces_the_date_and_logs_two_runs(
     spark, small_lakehouse, tiny_model, make_conf
 ) -> None:
     conf = load_config(
-        make_conf(database=small_lakehouse, model_dir=tiny_model, scoring__partitions=3)
+        make_conf(
+            database=small_lakehouse,
+            model_dir=tiny_model,
+            scoring__partitions=3,
+            reasons__decisions=["review", "decline"],
+        )
     )
     other_date = dt.date(2026, 10, 31)
     first_other = score_portfolio(spark, conf, as_of=other_date)
@@ -66,6 +71,7 @@ def test_rerun_replaces_the_date_and_logs_two_runs(
     assert sum(first.grade_counts.values()) == 30
 
     # Every written row: grade and decision as the master scale says, the lineage of the run.
+    library = {reason.code for reason in conf.reasons.library}
     for row in rows:
         upper = [b.upper_pd for b in conf.grading.master_scale]
         grade = next(
@@ -81,6 +87,12 @@ def test_rerun_replaces_the_date_and_logs_two_runs(
             else "approve"
         )
         assert (row["grade"], row["decision"]) == (grade, decision)
+        # Reason codes for review and decline only, from the conf library, largest first.
+        assert (row["reasons"] is None) == (decision == "approve")
+        weights = [r["weight"] for r in row["reasons"] or []]
+        assert weights == sorted(weights, reverse=True) and all(w > 0 for w in weights)
+        assert len(weights) <= 4
+        assert {r["code"] for r in row["reasons"] or []} <= library
         assert (row["as_of_date"], row["model_version"]) == (AS_OF, "tiny-1")
         assert row["n_tokens"] > 2 and row["truncated"] == (row["n_tokens"] > 64)
     assert first.grade_counts == {g: n for g, n in Counter(r["grade"] for r in rows).items()}
@@ -126,3 +138,27 @@ def test_a_table_that_is_not_delta_is_named_in_the_error(spark) -> None:
     spark.sql("CREATE TABLE IF NOT EXISTS plain.portfolio (obligor_id STRING) USING parquet")
     with pytest.raises(SchemaError, match=r"table plain\.portfolio is not a Delta table"):
         latest_version(spark, "plain.portfolio")
+
+
+def test_an_older_scored_table_gets_the_reasons_column(spark) -> None:
+    """A scored_portfolio made before reason codes gets the column (nullable) on the next run,
+    its rows keep null reasons."""
+    from riskudf.tables import SCORED_PORTFOLIO_COLUMNS, ensure_table
+
+    table = "older_scored.scored_portfolio"
+    spark.sql("CREATE DATABASE IF NOT EXISTS older_scored")
+    old = tuple(c for c in SCORED_PORTFOLIO_COLUMNS if c[0] != "reasons")
+    ensure_table(spark, table, old, partitioned_by="as_of_date")
+    spark.sql(
+        f"INSERT INTO {table} (obligor_id, as_of_date, pd, grade, decision, n_tokens, truncated, "
+        "n_chunks, n_filings, report_age_days, model_version, run_id, scored_at) VALUES ('A', "
+        "DATE'2026-11-01', 0.3, 'CC', 'decline', 5, false, 1, 0, 3, 'm', 'r', "
+        "TIMESTAMP'2026-11-01 00:00:00')"
+    )
+    ensure_table(spark, table, SCORED_PORTFOLIO_COLUMNS, partitioned_by="as_of_date")
+    field = spark.table(table).schema["reasons"]
+    assert field.dataType.simpleString() == (
+        "array<struct<code:string,description:string,weight:double>>"
+    )
+    assert field.nullable
+    assert [r["reasons"] for r in spark.table(table).collect()] == [None]
