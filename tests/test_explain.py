@@ -25,6 +25,8 @@ from riskudf.inference import ExplainOptions, Scorer, ScoringOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = load_config(ROOT / "conf/local.yaml")
+# The default decisions (the demo conf explains declines only).
+REASONS = CONF.reasons.model_copy(update={"decisions": ("review", "decline")})
 LIBRARY = compile_library(CONF.reasons.library)
 CODES = [reason.code for reason in LIBRARY]
 
@@ -201,7 +203,7 @@ def explaining_scorer(planted_model: tuple[object, object]) -> Scorer:
         max_length=128,
         token_budget=4096,
         precision="fp32",
-        explain=ExplainOptions(CONF.reasons, grading),
+        explain=ExplainOptions(REASONS, grading),
     )
     return Scorer(tokenizer, model, positive_label=1, device="cpu", options=options)
 
