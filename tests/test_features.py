@@ -203,3 +203,52 @@ def test_published_fused_model_scores_its_manifest_figures(
     mapped = pd.concat(list(mapper(iter(halves))), ignore_index=True)
     assert mapped["id"].tolist() == frame["id"].tolist()
     np.testing.assert_allclose(mapped["pd"], scorer.score(texts, columns)["pd"], atol=1e-6)
+
+
+def test_reason_codes_of_a_fused_model_occlude_with_each_rows_features(
+    tiny_backbone: Path,
+) -> None:
+    import torch
+    from transformers import AutoTokenizer
+
+    from riskudf.config import GradingConf, load_config
+    from riskudf.explain import mapped_spans, top_reasons, without
+    from riskudf.inference import ExplainOptions
+    from riskudf.model.fused import FusedClassifier
+    from riskudf.model.load import load_encoder
+
+    conf = load_config(Path(__file__).resolve().parents[1] / "conf/local.yaml")
+    frame = pd.DataFrame({"exposure": [500.0, 1500.0]})
+    spec = fit_features(frame, numeric=["exposure"], categorical=[])
+    torch.manual_seed(5)
+    model = FusedClassifier(load_encoder(tiny_backbone), spec, 2).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_backbone), local_files_only=True)
+    everyone = GradingConf.model_validate(
+        {**conf.grading.model_dump(), "review_from_pd": 0.0, "decline_from_pd": 1.0}
+    )
+    reasons = conf.reasons.model_copy(update={"decisions": ("review",)})
+    options = ScoringOptions(
+        max_length=64, token_budget=4096, explain=ExplainOptions(reasons, everyone)
+    )
+    scorer = Scorer(
+        tokenizer, model, positive_label=1, device="cpu", options=options, features=spec.to_dict()
+    )
+    text = (
+        "Payment history: one account 60 days past due.\n"
+        "Revolving utilisation 95%, at or above their credit limit.\n"
+        "Four hard inquiries in six months.\nThe borrower is unemployed."
+    )
+    frame = pd.DataFrame({"exposure": [100.0, 9000.0]})
+    out = scorer.score([text, text], frame)
+
+    # Each row's spans are removed and scored with that row's own feature row.
+    encoded = scorer.tokenize([text], offsets=True)
+    occlusion = mapped_spans(text, encoded["offset_mapping"][0], scorer.library, read_tokens=64)
+    variants = [without(encoded["input_ids"][0], tokens) for tokens in occlusion.tokens]
+    assert len(variants) == 4
+    matrix = encode_features(frame, FeatureSpec.from_dict(spec.to_dict()))
+    for row in range(2):
+        rows = np.repeat(matrix[row : row + 1], len(variants), axis=0)
+        weights = out["pd"][row] - scorer.pds_of_ids(variants, rows)
+        assert out["reasons"][row] == top_reasons(weights, occlusion.codes, scorer.library, 4)
+    assert out["reasons"][0] and out["reasons"][0] != out["reasons"][1]
