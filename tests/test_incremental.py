@@ -117,9 +117,16 @@ def inputs_line(caplog: pytest.LogCaptureFixture, run_id: str) -> dict[str, obje
 
 
 def test_incremental_rescores_changed_obligors_only_and_matches_a_full_run(
-    spark, tiny_model, make_conf, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    spark,
+    tiny_model,
+    make_conf,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.INFO, logger="riskudf.progress")
+    # A job's logging setup (run by an earlier test) stops propagation to caplog's root handler.
+    monkeypatch.setattr(logging.getLogger("riskudf.progress"), "propagate", True)
     write_inputs(spark, "incr_test")
     conf = small_conf(make_conf, "incr_test", tiny_model)
     first = score_portfolio(spark, conf, as_of=D1, mode="incremental")

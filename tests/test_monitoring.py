@@ -335,9 +335,12 @@ def test_previous_run_in_a_table_from_before_the_new_columns(
     first = score_portfolio(spark, old, as_of=COHORT)
     assert first.status == "success" and first.monitoring is None
     scored = f"{database}.scored_portfolio"
-    rows = spark.table(scored).drop("n_chunks", "n_filings", "report_age_days").toPandas()
+    before = spark.table(scored).drop("n_chunks", "n_filings", "report_age_days")
+    rows, schema = before.toPandas(), before.schema  # the schema: reasons may be all null
     spark.sql(f"DROP TABLE {scored}")
-    spark.createDataFrame(rows).write.format("delta").partitionBy("as_of_date").saveAsTable(scored)
+    spark.createDataFrame(rows, schema).write.format("delta").partitionBy("as_of_date").saveAsTable(
+        scored
+    )
     spark.sql(
         f"UPDATE {database}.score_runs SET finished_at = current_timestamp() "
         f"WHERE run_id = '{first.run_id}'"
