@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import PD_ATOL
 
 from riskudf.config import ConfigError, GradingConf, load_config, parse_config
 from riskudf.explain import (
@@ -282,4 +283,4 @@ def test_reasons_are_null_without_explain_options(planted_model: tuple[object, o
     texts, _, _ = planted_documents(6, seed=5)
     assert scorer.score(texts)["reasons"].tolist() == [None] * 6
     explained = explaining_scorer(planted_model).score(texts)
-    np.testing.assert_allclose(explained["pd"], scorer.score(texts)["pd"], rtol=0, atol=1e-7)
+    np.testing.assert_allclose(explained["pd"], scorer.score(texts)["pd"], rtol=0, atol=PD_ATOL)

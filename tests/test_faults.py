@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import PD_ATOL, reasons_close
 from pyspark.sql import functions as F
 
 from riskudf import runlock
@@ -27,14 +28,21 @@ RUN_COLUMNS = ("run_id", "scored_run_id", "scored_at", "quarantined_at")
 
 
 def state(spark, db: str, *, with_run: bool = True) -> dict[str, list[tuple]]:
-    """The scored and quarantine rows of AS_OF, sorted; optionally without the run's own ids."""
+    """The scored and quarantine rows of AS_OF, sorted; optionally without the run's own ids
+    and the model's outputs (see outputs)."""
     out = {}
     for table in ("scored_portfolio", "scoring_quarantine"):
         df = spark.table(f"{db}.{table}").where(F.col("as_of_date") == AS_OF)
         if not with_run:
-            df = df.drop(*RUN_COLUMNS)
+            df = df.drop(*RUN_COLUMNS, "pd", "reasons")
         out[table] = sorted((tuple(r) for r in df.collect()), key=repr)
     return out
+
+
+def outputs(spark, db: str) -> dict[str, tuple]:
+    """The model's outputs of AS_OF by obligor: (pd, reasons)."""
+    rows = spark.table(f"{db}.scored_portfolio").where(F.col("as_of_date") == AS_OF).collect()
+    return {r["obligor_id"]: (r["pd"], r["reasons"]) for r in rows}
 
 
 def last_run(spark, db: str):
@@ -94,7 +102,7 @@ def clean(spark, bad_lakehouse, tiny_model, tmp_path_factory):
         for r in spark.table(f"{bad_lakehouse}.portfolio").collect()
         if r["obligor_id"] and r["obligor_id"].startswith("OBL")
     )
-    plain = state(spark, bad_lakehouse, with_run=False)
+    plain = state(spark, bad_lakehouse, with_run=False), outputs(spark, bad_lakehouse)
     return conf, ids, result, state(spark, bad_lakehouse), plain
 
 
@@ -162,8 +170,15 @@ def test_a_rerun_after_faults_matches_the_clean_run(spark, bad_lakehouse, clean)
     again = score_portfolio(spark, conf, as_of=AS_OF)
     rows = spark.table(f"{bad_lakehouse}.scored_portfolio").where(F.col("as_of_date") == AS_OF)
     assert {r["run_id"] for r in rows.collect()} == {again.run_id}
-    # Every column but the run's id and times is identical, pd included (same model, inputs).
-    assert state(spark, bad_lakehouse, with_run=False) == plain
+    # Every column but the run's id and times is identical; the model's outputs agree to float
+    # noise (same model and inputs; batches may be composed differently).
+    rest, model = plain
+    assert state(spark, bad_lakehouse, with_run=False) == rest
+    rescored = outputs(spark, bad_lakehouse)
+    assert rescored.keys() == model.keys()
+    for obligor, (pd_, reasons) in model.items():
+        assert rescored[obligor][0] == pytest.approx(pd_, abs=PD_ATOL)
+        assert reasons_close(rescored[obligor][1], reasons)
     assert (again.rows_scored, again.rows_quarantined) == (
         first.rows_scored,
         first.rows_quarantined,

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import PD_ATOL, reasons_close
 
 from riskudf.config import ConfigError, FeaturesConf, LoraConf, TrainingConf, parse_config
 from riskudf.inference import Scorer, ScoringOptions
@@ -202,7 +203,7 @@ def test_published_fused_model_scores_its_manifest_figures(
     halves = [frame.iloc[:20], frame.iloc[20:]]
     mapped = pd.concat(list(mapper(iter(halves))), ignore_index=True)
     assert mapped["id"].tolist() == frame["id"].tolist()
-    np.testing.assert_allclose(mapped["pd"], scorer.score(texts, columns)["pd"], atol=1e-6)
+    np.testing.assert_allclose(mapped["pd"], scorer.score(texts, columns)["pd"], atol=PD_ATOL)
 
 
 def test_reason_codes_of_a_fused_model_occlude_with_each_rows_features(
@@ -250,5 +251,7 @@ def test_reason_codes_of_a_fused_model_occlude_with_each_rows_features(
     for row in range(2):
         rows = np.repeat(matrix[row : row + 1], len(variants), axis=0)
         weights = out["pd"][row] - scorer.pds_of_ids(variants, rows)
-        assert out["reasons"][row] == top_reasons(weights, occlusion.codes, scorer.library, 4)
+        # The variants are batched apart from the UDF's pass: weights agree to float noise.
+        expected = top_reasons(weights, occlusion.codes, scorer.library, 4)
+        assert reasons_close(out["reasons"][row], expected)
     assert out["reasons"][0] and out["reasons"][0] != out["reasons"][1]

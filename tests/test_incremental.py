@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import publish_tiny
+from conftest import PD_ATOL, publish_tiny, reasons_close
 from pyspark.sql import functions as F
 
 from riskudf.config import GpuConf, RiskConf, ScoringConf, load_config
@@ -45,15 +45,6 @@ def small_conf(make_conf, database: str, model_dir: Path, **overrides: object) -
             **{"reasons__decisions": ["review", "decline"], **overrides},
         )
     )
-
-
-def same_reasons(got: list | None, expected: list | None) -> bool:
-    """Equal codes and descriptions in the same order, weights within float noise."""
-    if got is None or expected is None:
-        return got is expected
-    return [(r["code"], r["description"]) for r in got] == [
-        (r["code"], r["description"]) for r in expected
-    ] and all(abs(a["weight"] - b["weight"]) < 1e-6 for a, b in zip(got, expected, strict=True))
 
 
 def write_inputs(spark, database: str) -> None:
@@ -182,8 +173,8 @@ def test_incremental_rescores_changed_obligors_only_and_matches_a_full_run(
     for o in reference:
         assert {c: incremental[o][c] for c in COMPARED} == {c: reference[o][c] for c in COMPARED}
         # Batches differ (3 documents, not 5), so padding may move the last float bits.
-        assert incremental[o]["pd"] == pytest.approx(reference[o]["pd"], abs=1e-6)
-        assert same_reasons(incremental[o]["reasons"], reference[o]["reasons"])
+        assert incremental[o]["pd"] == pytest.approx(reference[o]["pd"], abs=PD_ATOL)
+        assert reasons_close(incremental[o]["reasons"], reference[o]["reasons"])
         assert reference[o]["carried_forward"] is False
 
     # A new model version (new manifest, new artifact key) forces a full rescore.
@@ -279,7 +270,7 @@ def test_a_feature_model_scores_with_portfolio_columns_and_rescores_a_changed_on
     score_portfolio(spark, conf, as_of=D2, mode="full")
     full = rows_of(spark, "feat_test", D2)
     for o in full:
-        assert full[o]["pd"] == pytest.approx(d2[o]["pd"], abs=1e-6)
+        assert full[o]["pd"] == pytest.approx(d2[o]["pd"], abs=PD_ATOL)
 
     # A model whose feature column the portfolio lacks fails before anything is written.
     other = tmp_path / "fused-2"

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import PD_ATOL, reasons_close
 
 from riskudf import inference
 from riskudf.config import load_config
@@ -101,7 +102,7 @@ def test_batched_scores_match_one_at_a_time(tiny_model: Path) -> None:
         ],
         ignore_index=True,
     )
-    np.testing.assert_allclose(batched["pd"], single["pd"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(batched["pd"], single["pd"], atol=PD_ATOL, rtol=0)
     assert batched["truncated"].tolist() == [False, False, True, False, False]
     assert batched["n_tokens"].tolist() == single["n_tokens"].tolist()
     assert batched["n_tokens"][1] == 2  # [CLS] [SEP]
@@ -135,10 +136,10 @@ def test_udf_loads_the_model_once_per_worker(spark, tiny_model: Path, tmp_path: 
     assert len(loads) < 12, "workers were not reused across tasks"
     assert max(loads.values()) == 1, f"a worker loaded the model more than once: {loads}"
     # The same document gets the same PD whichever worker and batch scored it.
-    by_text: dict[int, set[float]] = {}
+    by_text: dict[int, list[float]] = {}
     for row in scored:
-        by_text.setdefault(row["i"] % len(TEXTS), set()).add(round(row["pd"], 6))
-    assert all(len(values) == 1 for values in by_text.values())
+        by_text.setdefault(row["i"] % len(TEXTS), []).append(row["pd"])
+    assert all(max(pds) - min(pds) <= PD_ATOL for pds in by_text.values())
     artifact.unpersist()
 
 
@@ -211,7 +212,7 @@ def test_scores_match_fixed_unsorted_batches(tiny_model: Path) -> None:
     )
     with torch.inference_mode():
         plain = torch.softmax(model(**encoded).logits, dim=-1)[:, 1].numpy()
-    np.testing.assert_allclose(optimised.score(texts)["pd"], plain, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(optimised.score(texts)["pd"], plain, atol=PD_ATOL, rtol=0)
 
 
 @pytest.mark.parametrize(
@@ -293,7 +294,13 @@ def test_mapper_scores_like_the_udf(spark, tiny_model: Path, explain: bool) -> N
     assert by_mapper.schema == by_udf.schema
     expected = by_udf.toPandas().sort_values("obligor_id", ignore_index=True)
     got = by_mapper.toPandas().sort_values("obligor_id", ignore_index=True)
-    pd.testing.assert_frame_equal(got, expected, check_exact=False, atol=1e-6)
+    pd.testing.assert_frame_equal(
+        got.drop(columns="reasons"),
+        expected.drop(columns="reasons"),
+        check_exact=False,
+        atol=PD_ATOL,
+    )
+    assert all(map(reasons_close, got["reasons"], expected["reasons"]))
     if explain:  # the judgment document has a mapped span; rows are flagged, [] or reasons
         assert got["reasons"].map(lambda r: r is not None).all()
         codes = {r["code"] for reasons in got["reasons"] for r in reasons}

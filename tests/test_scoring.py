@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import PD_ATOL
 from pyspark.sql import functions as F
 
 from riskudf.config import load_config
@@ -48,7 +49,7 @@ def test_rerun_replaces_the_date_and_logs_two_runs(
     assert len(rows) == 30 and len(after) == 30
     assert {r["run_id"] for r in rows} == {second.run_id}
     assert after.keys() == before.keys()
-    assert all(abs(after[k] - before[k]) < 1e-9 for k in after)
+    assert all(abs(after[k] - before[k]) <= PD_ATOL for k in after)  # a rerun's batches may differ
     # The other date's rows are untouched by the rerun.
     other = table.where(F.col("as_of_date") == other_date).select("run_id").distinct().collect()
     assert [r["run_id"] for r in other] == [first_other.run_id]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import PD_ATOL
 
 from riskudf.inference import Prepared, Scorer, ScoringOptions
 from riskudf.model.load import load_artifact
@@ -72,8 +73,8 @@ def test_scorer_scores_every_window_and_keeps_the_max(tiny_model: Path) -> None:
     assert scored["n_chunks"].tolist() == [len(windows), 1]
     assert scored["truncated"].tolist() == [False, False]
     assert scored["n_tokens"].tolist() == [len(ids), plain.score(["paid on time"])["n_tokens"][0]]
-    assert scored["pd"][0] == pytest.approx(max(each), abs=1e-6)
-    assert scored["pd"][1] == pytest.approx(plain.score(["paid on time"])["pd"][0], abs=1e-6)
+    assert scored["pd"][0] == pytest.approx(max(each), abs=PD_ATOL)
+    assert scored["pd"][1] == pytest.approx(plain.score(["paid on time"])["pd"][0], abs=PD_ATOL)
     assert plain.score([long_text])["truncated"].tolist() == [True]
 
 
