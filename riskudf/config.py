@@ -10,9 +10,17 @@ import re
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class _Conf(BaseModel):
@@ -103,6 +111,20 @@ class ScoringConf(_Conf):
     lock_lease_minutes: int = Field(
         default=360, gt=0, description="a run's hold on its as-of date lapses after this"
     )
+    timezone: str = Field(
+        default="UTC", description="the lender's time zone: its business date is 'today'"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name, e.g. Asia/Singapore)"
+            ) from None
+        return value
 
 
 class ReasonCodeConf(_Conf):

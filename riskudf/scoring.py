@@ -12,9 +12,10 @@ import datetime as dt
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from pyspark import Broadcast, StorageLevel
 from pyspark.resource import ResourceProfile, ResourceProfileBuilder, TaskResourceRequests
@@ -65,7 +66,6 @@ from riskudf.tables import (
     latest_version,
     read_versioned,
     replace_where,
-    restore,
     schema,
 )
 
@@ -92,6 +92,7 @@ class RunResult:
     mode: str = "full"
     rows_carried_forward: int = 0
     carried_from_run_id: str | None = None
+    monitoring_status: str | None = None  # success, failed; None: monitoring is off
 
 
 class ReconciliationError(RuntimeError):
@@ -338,6 +339,412 @@ def _with_run(rows: DataFrame, *, run_id: str, as_of: dt.date, at: dt.datetime) 
     )
 
 
+def business_date(now: dt.datetime, timezone: str) -> dt.date:
+    """The calendar date at ``now`` (aware) in the lender's time zone (conf scoring.timezone)."""
+    return now.astimezone(ZoneInfo(timezone)).date()
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The input tables, each pinned at the version read; ``names`` by role."""
+
+    names: dict[str, str]
+    versions: dict[str, int]
+    portfolio: DataFrame
+    reports: DataFrame
+    filings: DataFrame
+
+
+@dataclass(frozen=True)
+class Model:
+    """The verified artifact: its bytes (shipped to executors), manifest, key and features."""
+
+    manifest: Manifest
+    files: dict[str, bytes]
+    key: str
+    spec: FeatureSpec | None
+
+
+@dataclass(frozen=True)
+class Documents:
+    """What assembly left to score, and the quarantine rows it set aside."""
+
+    usable: DataFrame  # one portfolio row per obligor
+    scorable: DataFrame  # documents with features and fingerprint
+    obligor_rows: DataFrame  # obligor-level quarantine rows (portfolio, documents)
+    record_rows: DataFrame  # record-level quarantine rows (reports, filings)
+
+
+@dataclass(frozen=True)
+class Settled:
+    """The run's rows, reconciled: what the commit writes and what the run log counts."""
+
+    output: DataFrame
+    set_aside: DataFrame  # persisted; unpersist after the commit
+    check: Reconciliation
+    rows_in: int
+    grade_counts: dict[str, int]
+    reason_counts: dict[str, int]
+
+
+def read_inputs(spark: SparkSession, conf: RiskConf) -> Inputs:
+    """Phase 1: the input snapshot, each table pinned at its current version and checked."""
+    tables = conf.tables
+    names = {t: tables.qualified(t) for t in ("portfolio", "credit_reports", "filings")}
+    versions: dict[str, int] = {}
+    portfolio, versions[names["portfolio"]] = read_versioned(
+        spark, names["portfolio"], PORTFOLIO_COLUMNS
+    )
+    reports, versions[names["credit_reports"]] = read_versioned(
+        spark, names["credit_reports"], CREDIT_REPORT_COLUMNS
+    )
+    filings, versions[names["filings"]] = read_versioned(spark, names["filings"], FILING_COLUMNS)
+    if portfolio.limit(1).count() == 0:
+        raise InputError(f"table {names['portfolio']} is empty: nothing to score")
+    return Inputs(names, versions, portfolio, reports, filings)
+
+
+def load_model(conf: RiskConf, inputs: Inputs) -> Model:
+    """The artifact, verified; a model with features needs them in the portfolio."""
+    # The bytes verified here are the bytes shipped to the executors, which verify them again.
+    manifest, files = load_artifact_bytes(Path(conf.scoring.model_dir))
+    require_pd_model(manifest)
+    spec = feature_spec_of(manifest.features)
+    if spec is not None:
+        check_feature_columns(inputs.portfolio, inputs.names["portfolio"], spec)
+    return Model(manifest, files, artifact_key(files), spec)
+
+
+def previous_scores(
+    spark: SparkSession, conf: RiskConf, *, as_of: dt.date, mode: Mode
+) -> tuple[str | None, DataFrame | None]:
+    """Incremental mode: the run whose outputs may be carried forward, and its rows."""
+    if mode != "incremental":
+        return None, None
+    scored_table = conf.tables.qualified("scored_portfolio")
+    scored_version = latest_version(spark, scored_table)
+    found = incremental.previous_run(
+        spark,
+        scored_table=scored_table,
+        scored_version=scored_version,
+        runs_table=conf.tables.qualified("score_runs"),
+        as_of=as_of,
+    )
+    if found is None:
+        return None, None
+    rows = incremental.previous_rows(
+        spark, scored_table=scored_table, scored_version=scored_version, run=found
+    )
+    return found[0], rows
+
+
+def build_documents(
+    inputs: Inputs, conf: RiskConf, model: Model, *, as_of: dt.date, today: dt.date
+) -> Documents:
+    """Phase 2: one document per usable obligor, bad records and documents set aside."""
+    names, lookback = inputs.names, conf.scoring.filing_lookback_days
+    usable, portfolio_rows = quarantine.split_portfolio(
+        inputs.portfolio, source_table=names["portfolio"]
+    )
+    reports = quarantine.flag_records(
+        inputs.reports, key="report_id", date_col="report_date", today=today
+    )
+    start = F.date_sub(F.lit(as_of), lookback)
+    in_window = (F.col("filing_date") <= F.lit(as_of)) & (F.col("filing_date") > start)
+    filings = quarantine.flag_text(
+        quarantine.flag_records(
+            inputs.filings, key="filing_id", date_col="filing_date", today=today
+        ),
+        applies=in_window,
+    )
+    documents = assemble_documents(
+        usable,
+        reports,
+        filings.where(F.col("problem").isNull()),
+        as_of=as_of,
+        filing_lookback_days=lookback,
+    )
+    scorable, document_rows = quarantine.split_documents(
+        documents,
+        source_table=names["portfolio"],
+        as_of=as_of,
+        max_chars=conf.scoring.max_document_chars,
+    )
+    scorable = with_feature_columns(scorable, usable, model.spec).withColumn(
+        "fingerprint",
+        incremental.fingerprint_expr(
+            F.col("document"),
+            model_key=model.key,
+            conf_key=incremental.score_conf_key(conf.scoring, conf.reasons),
+            features=model.spec.columns if model.spec is not None else (),
+        ),
+    )
+    ids = usable.select("obligor_id")
+    record_rows = quarantine.record_rows(
+        reports.join(ids, "obligor_id", "left_semi"),
+        source_table=names["credit_reports"],
+        key="report_id",
+    ).unionByName(
+        quarantine.record_rows(
+            filings.join(ids, "obligor_id", "left_semi"),
+            source_table=names["filings"],
+            key="filing_id",
+        )
+    )
+    return Documents(usable, scorable, portfolio_rows.unionByName(document_rows), record_rows)
+
+
+def settle(
+    inputs: Inputs,
+    documents: Documents,
+    results: DataFrame,
+    *,
+    run_id: str,
+    as_of: dt.date,
+    model_version: str,
+) -> Settled:
+    """Phase 4: rows the model could not score are quarantined; every portfolio obligor must be
+    in exactly one of scored and quarantined (else ReconciliationError); the rows to write."""
+    portfolio_table = inputs.names["portfolio"]
+    scored = results.where(F.col("pd").isNotNull())
+    not_scored = results.where(F.col("pd").isNull()).select(
+        F.lit(portfolio_table).alias("source_table"),
+        F.col("obligor_id").alias("record_key"),
+        "obligor_id",
+        F.lit("NOT_SCORED").alias("reason_code"),
+        F.lit("the model gave a non-finite probability").alias("detail"),
+    )
+    obligor_rows = documents.obligor_rows.unionByName(not_scored)
+    check = reconcile(inputs.portfolio, scored, obligor_rows)
+    if not check.holds:
+        raise ReconciliationError(
+            f"run {run_id}: {check.obligors} obligors, {check.scored} scored, "
+            f"{check.quarantined} quarantined; {check.missing} missing, {check.repeated} "
+            f"more than once, {check.unknown} not in the portfolio; e.g. {check.examples}"
+        )
+    scored_at = dt.datetime.now(dt.UTC)
+    output = scored.select(
+        "obligor_id",
+        F.lit(as_of).alias("as_of_date"),
+        "pd",
+        "grade",
+        "decision",
+        "n_tokens",
+        "truncated",
+        "n_chunks",
+        "n_filings",
+        "report_age_days",
+        F.lit(model_version).alias("model_version"),
+        F.lit(run_id).alias("run_id"),
+        F.lit(scored_at).alias("scored_at"),
+        "fingerprint",
+        "carried_forward",
+        "scored_run_id",
+        "reasons",
+    )
+    set_aside = _with_run(
+        obligor_rows.unionByName(documents.record_rows), run_id=run_id, as_of=as_of, at=scored_at
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    reason_counts = {
+        f"{r['source_table']}:{r['reason_code']}": int(r["count"])
+        for r in set_aside.groupBy("source_table", "reason_code").count().collect()
+    }
+    grade_counts = {r["grade"]: int(r["count"]) for r in scored.groupBy("grade").count().collect()}
+    rows_in = inputs.portfolio.count()
+    return Settled(output, set_aside, check, rows_in, grade_counts, reason_counts)
+
+
+def undo_date(spark: SparkSession, table: str, version: int, as_of: dt.date) -> None:
+    """Put one as-of date of a date-partitioned table back to its rows at ``version``.
+
+    Only that date's partition is rewritten: other dates, and other runs' commits since
+    ``version``, stay as they are (a table-wide RESTORE would remove them).
+    """
+    this_date = F.col("as_of_date") == F.lit(as_of)
+    earlier = spark.sql(f"SELECT * FROM {table} VERSION AS OF {version}").where(this_date)
+    replace_where(earlier, table, this_date)
+
+
+def publish(
+    spark: SparkSession,
+    conf: RiskConf,
+    settled: Settled,
+    *,
+    as_of: dt.date,
+    lease: runlock.Held,
+    committed: dict[str, int],
+    failpoint: Failpoint | None,
+) -> None:
+    """Phase 5: replace the date's quarantine rows, then its scored rows, one commit each.
+
+    Each table's version before its commit goes into ``committed`` first, so a failure can put
+    the date back (undo_date). The lease is checked right before each commit: a run that lost
+    its date to another run writes nothing more.
+    """
+    this_date = F.col("as_of_date") == F.lit(as_of)
+    for name, rows in (
+        ("scoring_quarantine", settled.set_aside),
+        ("scored_portfolio", settled.output),
+    ):
+        table = conf.tables.qualified(name)
+        lease.check()
+        committed[table] = latest_version(spark, table)
+        replace_where(rows, table, this_date)
+        if name == "scoring_quarantine":
+            failpoints.hit(failpoint, "between_commits")
+
+
+def undo(spark: SparkSession, committed: dict[str, int], *, as_of: dt.date, run_id: str) -> None:
+    """Put back the date's rows of each table this run committed to (see undo_date)."""
+    for table, version in committed.items():
+        try:
+            if latest_version(spark, table) != version:
+                undo_date(spark, table, version, as_of)
+        except Exception as exc:
+            log.error(
+                "run %s: could not put %s back to version %d for %s (%s)",
+                run_id,
+                table,
+                version,
+                as_of,
+                type(exc).__name__,
+            )
+
+
+def score_documents(
+    spark: SparkSession,
+    conf: RiskConf,
+    documents: Documents,
+    model: Model,
+    artifact: Broadcast[dict[str, bytes]],
+    *,
+    run_id: str,
+    previous: DataFrame | None,
+    failpoint: Failpoint | None,
+) -> DataFrame:
+    """Phase 3: PDs, grades and decisions of the scorable documents, persisted (scored once:
+    the persisted result feeds the checks and the commit)."""
+    spark.conf.set(
+        "spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.scoring.arrow_batch_rows)
+    )
+    partitions = conf.scoring.partitions or spark.sparkContext.defaultParallelism
+    return score_and_grade(
+        documents.scorable,
+        conf,
+        artifact,
+        model.manifest,
+        model.key,
+        partitions,
+        failpoint,
+        run_id=run_id,
+        previous=previous,
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+
+
+def run_phases(
+    spark: SparkSession,
+    conf: RiskConf,
+    inputs: Inputs,
+    model: Model,
+    run: RunResult,
+    *,
+    previous: DataFrame | None,
+    today: dt.date,
+    lease: runlock.Held,
+    committed: dict[str, int],
+    failpoint: Failpoint | None,
+    progress: Progress,
+) -> RunResult:
+    """Phases 2 to 5 under the run's lease: documents, scores, settle, publish."""
+    as_of, run_id = run.as_of, run.run_id
+    documents = build_documents(inputs, conf, model, as_of=as_of, today=today)
+    artifact = spark.sparkContext.broadcast(model.files)
+    results = score_documents(
+        spark,
+        conf,
+        documents,
+        model,
+        artifact,
+        run_id=run_id,
+        previous=previous,
+        failpoint=failpoint,
+    )
+    try:
+        rows_done = results.count()
+        carried = results.where(F.col("carried_forward")).count()
+        progress.done("score", rows_done - carried, rows_carried_forward=carried)
+        settled = settle(
+            inputs,
+            documents,
+            results,
+            run_id=run_id,
+            as_of=as_of,
+            model_version=run.model_version,
+        )
+        progress.done("reconcile", settled.rows_in)
+        failpoints.hit(failpoint, "before_commit")
+        try:
+            publish(
+                spark,
+                conf,
+                settled,
+                as_of=as_of,
+                lease=lease,
+                committed=committed,
+                failpoint=failpoint,
+            )
+        finally:
+            settled.set_aside.unpersist()
+        progress.done("commit", settled.check.scored)
+        failpoints.hit(failpoint, "before_run_log")
+    finally:
+        results.unpersist()
+        artifact.unpersist()
+    check = settled.check
+    return replace(
+        run,
+        status="success",
+        rows_in=settled.rows_in,
+        rows_scored=check.scored,
+        rows_quarantined=check.quarantined,
+        records_quarantined=sum(settled.reason_counts.values()) - check.quarantined,
+        grade_counts=settled.grade_counts,
+        reason_counts=settled.reason_counts,
+        rows_carried_forward=carried,
+    )
+
+
+def _record_failure(
+    spark: SparkSession,
+    conf: RiskConf,
+    run: RunResult,
+    started: dt.datetime,
+    clock: float,
+    exc: Exception,
+    progress: Progress,
+) -> None:
+    """Phase 6 of a failed run: its run-log row (the error's class name, never its text)."""
+    failed = replace(
+        run,
+        status="failed",
+        rows_scored=0,
+        duration_s=round(time.monotonic() - clock, 3),
+        rows_quarantined=0,
+        records_quarantined=0,
+        rows_carried_forward=0,
+        grade_counts={},
+        reason_counts={},
+    )
+    progress.done("failed", None, error=type(exc).__name__)
+    try:
+        append(
+            _run_row(spark, failed, started, type(exc).__name__),
+            conf.tables.qualified("score_runs"),
+        )
+    except Exception as lost:  # the original error matters more than the log row
+        log.error("run %s: could not record the failed run (%s)", run.run_id, type(lost).__name__)
+
+
 def score_portfolio(
     spark: SparkSession,
     conf: RiskConf,
@@ -349,11 +756,13 @@ def score_portfolio(
 ) -> RunResult:
     """Score every obligor of the portfolio as of a date and record the run.
 
-    The date's rows in the scored and quarantine tables are replaced, one Delta commit each,
-    so a rerun of the same date leaves one row per obligor; the run log row is written last.
+    Phases: input snapshot, documents, scores, settle and reconcile, publish, record. The
+    date's rows in the scored and quarantine tables are replaced, one Delta commit each, so a
+    rerun of the same date leaves one row per obligor; the run log's success row, written
+    last, publishes them. A failure puts back this date's rows only (undo_date). Monitoring
+    runs after publication (see monitor_published).
     ``mode="incremental"`` sends only documents whose fingerprint differs from the latest
-    successful run's to the model and carries the other rows' model outputs forward; the
-    date's rows are otherwise those of a full run.
+    successful run's to the model and carries the other rows' model outputs forward.
     """
     if mode not in ("full", "incremental"):
         raise ValueError(f"mode must be full or incremental, got {mode!r}")
@@ -361,274 +770,92 @@ def score_portfolio(
     progress = Progress(run_id, as_of, mode)
     started = dt.datetime.now(dt.UTC)
     clock = time.monotonic()
-    tables = conf.tables
-    names = {t: tables.qualified(t) for t in ("portfolio", "credit_reports", "filings")}
+    today = business_date(started, conf.scoring.timezone)
     # Inputs are checked before anything is created or written.
-    if as_of > started.date():
-        raise InputError(f"as-of date {as_of} is in the future (today is {started.date()} UTC)")
-    versions: dict[str, int] = {}
-    portfolio, versions[names["portfolio"]] = read_versioned(
-        spark, names["portfolio"], PORTFOLIO_COLUMNS
-    )
-    reports, versions[names["credit_reports"]] = read_versioned(
-        spark, names["credit_reports"], CREDIT_REPORT_COLUMNS
-    )
-    filings, versions[names["filings"]] = read_versioned(spark, names["filings"], FILING_COLUMNS)
-    if portfolio.limit(1).count() == 0:
-        raise InputError(f"table {names['portfolio']} is empty: nothing to score")
-    # The bytes verified here are the bytes shipped to the executors, which verify them again.
-    manifest, files = load_artifact_bytes(Path(conf.scoring.model_dir))
-    require_pd_model(manifest)
-    spec = feature_spec_of(manifest.features)
-    if spec is not None:
-        check_feature_columns(portfolio, names["portfolio"], spec)
-    model_version = manifest.model_version
+    if as_of > today:
+        raise InputError(
+            f"as-of date {as_of} is in the future (today is {today} in {conf.scoring.timezone})"
+        )
+    inputs = read_inputs(spark, conf)
+    model = load_model(conf, inputs)
     ensure_output_tables(spark, conf)
-    scored_table = tables.qualified("scored_portfolio")
-    quarantine_table = tables.qualified("scoring_quarantine")
-    locks = tables.qualified("scoring_locks")
-    rows_in = 0
-    broadcast = None
-    results = None
-    locked = False
-    before: dict[str, int] = {}
-    carried_from: str | None = None
+    run = RunResult(
+        run_id=run_id,
+        as_of=as_of,
+        status="failed",
+        rows_in=0,
+        rows_scored=0,
+        model_version=model.manifest.model_version,
+        input_versions=inputs.versions,
+        duration_s=0.0,
+        mode=mode,
+    )
+    committed: dict[str, int] = {}
     try:
-        runlock.acquire(
+        with runlock.hold(
             spark,
-            locks,
+            conf.tables.qualified("scoring_locks"),
             as_of=as_of,
             run_id=run_id,
             lease_minutes=conf.scoring.lock_lease_minutes,
-        )
-        locked = True
-        failpoints.hit(failpoint, "after_lock")
-        log.info("run %s: as_of=%s model=%s inputs=%s", run_id, as_of, model_version, versions)
-        model_key = artifact_key(files)
-        previous = None
-        if mode == "incremental":
-            scored_version = latest_version(spark, scored_table)
-            found = incremental.previous_run(
-                spark,
-                scored_table=scored_table,
-                scored_version=scored_version,
-                runs_table=tables.qualified("score_runs"),
-                as_of=as_of,
+            heartbeat_seconds=60,  # TODO conf.scoring.lock_heartbeat_seconds
+        ) as lease:
+            failpoints.hit(failpoint, "after_lock")
+            log.info(
+                "run %s: as_of=%s model=%s inputs=%s",
+                run_id,
+                as_of,
+                run.model_version,
+                inputs.versions,
             )
-            if found is not None:
-                carried_from = found[0]
-                previous = incremental.previous_rows(
-                    spark, scored_table=scored_table, scored_version=scored_version, run=found
-                )
-            log.info("run %s: incremental, reusing run %s", run_id, carried_from)
-        progress.done("inputs", carried_from_run_id=carried_from)
-
-        usable, portfolio_rows = quarantine.split_portfolio(
-            portfolio, source_table=names["portfolio"]
-        )
-        ids = usable.select("obligor_id")
-        reports = quarantine.flag_records(
-            reports, key="report_id", date_col="report_date", today=started.date()
-        )
-        start = F.date_sub(F.lit(as_of), conf.scoring.filing_lookback_days)
-        in_window = (F.col("filing_date") <= F.lit(as_of)) & (F.col("filing_date") > start)
-        filings = quarantine.flag_text(
-            quarantine.flag_records(
-                filings, key="filing_id", date_col="filing_date", today=started.date()
-            ),
-            applies=in_window,
-        )
-        documents = assemble_documents(
-            usable,
-            reports,
-            filings.where(F.col("problem").isNull()),
-            as_of=as_of,
-            filing_lookback_days=conf.scoring.filing_lookback_days,
-        )
-        scorable, document_rows = quarantine.split_documents(
-            documents,
-            source_table=names["portfolio"],
-            as_of=as_of,
-            max_chars=conf.scoring.max_document_chars,
-        )
-        scorable = with_feature_columns(scorable, usable, spec).withColumn(
-            "fingerprint",
-            incremental.fingerprint_expr(
-                F.col("document"),
-                model_key=model_key,
-                conf_key=incremental.score_conf_key(conf.scoring, conf.reasons),
-                features=spec.columns if spec is not None else (),
-            ),
-        )
-        spark.conf.set(
-            "spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.scoring.arrow_batch_rows)
-        )
-        broadcast = spark.sparkContext.broadcast(files)
-        partitions = conf.scoring.partitions or spark.sparkContext.defaultParallelism
-        # Scored once: the persisted result feeds the checks and both commits.
-        results = score_and_grade(
-            scorable,
-            conf,
-            broadcast,
-            manifest,
-            model_key,
-            partitions,
-            failpoint,
-            run_id=run_id,
-            previous=previous,
-        ).persist(StorageLevel.MEMORY_AND_DISK)
-        rows_done = results.count()
-        carried_count = results.where(F.col("carried_forward")).count()
-        progress.done(
-            "score",
-            rows_done - carried_count,
-            rows_carried_forward=carried_count,
-        )
-        scored = results.where(F.col("pd").isNotNull())
-        not_scored = results.where(F.col("pd").isNull()).select(
-            F.lit(names["portfolio"]).alias("source_table"),
-            F.col("obligor_id").alias("record_key"),
-            "obligor_id",
-            F.lit("NOT_SCORED").alias("reason_code"),
-            F.lit("the model gave a non-finite probability").alias("detail"),
-        )
-        obligor_rows = portfolio_rows.unionByName(document_rows).unionByName(not_scored)
-        record_rows = quarantine.record_rows(
-            reports.join(ids, "obligor_id", "left_semi"),
-            source_table=names["credit_reports"],
-            key="report_id",
-        ).unionByName(
-            quarantine.record_rows(
-                filings.join(ids, "obligor_id", "left_semi"),
-                source_table=names["filings"],
-                key="filing_id",
-            )
-        )
-
-        check = reconcile(portfolio, scored, obligor_rows)
-        rows_in = portfolio.count()
-        progress.done("reconcile", rows_in)
-        if not check.holds:
-            raise ReconciliationError(
-                f"run {run_id}: {check.obligors} obligors, {check.scored} scored, "
-                f"{check.quarantined} quarantined; {check.missing} missing, {check.repeated} "
-                f"more than once, {check.unknown} not in the portfolio; e.g. {check.examples}"
-            )
-        scored_at = dt.datetime.now(dt.UTC)
-        output = scored.select(
-            "obligor_id",
-            F.lit(as_of).alias("as_of_date"),
-            "pd",
-            "grade",
-            "decision",
-            "n_tokens",
-            "truncated",
-            "n_chunks",
-            "n_filings",
-            "report_age_days",
-            F.lit(model_version).alias("model_version"),
-            F.lit(run_id).alias("run_id"),
-            F.lit(scored_at).alias("scored_at"),
-            "fingerprint",
-            "carried_forward",
-            "scored_run_id",
-            "reasons",
-        )
-        set_aside = _with_run(
-            obligor_rows.unionByName(record_rows), run_id=run_id, as_of=as_of, at=scored_at
-        ).persist(StorageLevel.MEMORY_AND_DISK)
-        reason_counts = {
-            f"{r['source_table']}:{r['reason_code']}": int(r["count"])
-            for r in set_aside.groupBy("source_table", "reason_code").count().collect()
-        }
-        grade_counts = {
-            r["grade"]: int(r["count"]) for r in scored.groupBy("grade").count().collect()
-        }
-
-        failpoints.hit(failpoint, "before_commit")
-        before = {t: latest_version(spark, t) for t in (quarantine_table, scored_table)}
-        this_date = F.col("as_of_date") == F.lit(as_of)
-        replace_where(set_aside, quarantine_table, this_date)
-        failpoints.hit(failpoint, "between_commits")
-        replace_where(output, scored_table, this_date)
-        set_aside.unpersist()
-        progress.done("commit", check.scored)
-        monitoring = (
-            monitor_run(
+            carried_from, previous = previous_scores(spark, conf, as_of=as_of, mode=mode)
+            run = replace(run, carried_from_run_id=carried_from)
+            progress.done("inputs", carried_from_run_id=carried_from)
+            run = run_phases(
                 spark,
                 conf,
-                run_id=run_id,
-                as_of=as_of,
-                manifest=manifest,
-                model_dir=Path(conf.scoring.model_dir),
+                inputs,
+                model,
+                run,
+                previous=previous,
+                today=today,
+                lease=lease,
+                committed=committed,
+                failpoint=failpoint,
+                progress=progress,
             )
-            if conf.monitoring.enabled
-            else None
-        )
-        if monitoring is not None:
-            progress.done("monitor", check.scored)
-        failpoints.hit(failpoint, "before_run_log")
-
-        result = RunResult(
-            run_id=run_id,
-            as_of=as_of,
-            status="success",
-            rows_in=rows_in,
-            rows_scored=check.scored,
-            model_version=model_version,
-            input_versions=versions,
-            duration_s=round(time.monotonic() - clock, 3),
-            rows_quarantined=check.quarantined,
-            records_quarantined=sum(reason_counts.values()) - check.quarantined,
-            grade_counts=grade_counts,
-            reason_counts=reason_counts,
-            monitoring=monitoring,
-            mode=mode,
-            rows_carried_forward=carried_count,
-            carried_from_run_id=carried_from,
-        )
-        append(_run_row(spark, result, started, None), tables.qualified("score_runs"))
-        progress.done("done", check.scored, status="success")
-        return result
+            run = replace(run, duration_s=round(time.monotonic() - clock, 3))
+            lease.check()
+            append(_run_row(spark, run, started, None), conf.tables.qualified("score_runs"))
+            progress.done("done", run.rows_scored, status="success")
     except Exception as exc:
-        for table, version in before.items():
-            try:
-                restore(spark, table, version)
-            except Exception as undo:
-                log.error(
-                    "run %s: could not restore %s to version %d (%s)",
-                    run_id,
-                    table,
-                    version,
-                    type(undo).__name__,
-                )
-        failed = RunResult(
-            run_id=run_id,
-            as_of=as_of,
-            status="failed",
-            rows_in=rows_in,
-            rows_scored=0,
-            model_version=model_version,
-            input_versions=versions,
-            duration_s=round(time.monotonic() - clock, 3),
-            mode=mode,
-            carried_from_run_id=carried_from,
-        )
-        progress.done("failed", None, error=type(exc).__name__)
-        try:
-            append(
-                _run_row(spark, failed, started, type(exc).__name__), tables.qualified("score_runs")
-            )
-        except Exception as lost:  # the original error matters more than the log row
-            log.error("run %s: could not record the failed run (%s)", run_id, type(lost).__name__)
+        undo(spark, committed, as_of=as_of, run_id=run_id)
+        _record_failure(spark, conf, run, started, clock, exc, progress)
         raise
-    finally:
-        if results is not None:
-            results.unpersist()
-        if broadcast is not None:
-            broadcast.unpersist()
-        if locked:
-            runlock.release(spark, locks, as_of=as_of, run_id=run_id)
+    return monitor_published(spark, conf, run, model.manifest, progress)
+
+
+def monitor_published(
+    spark: SparkSession, conf: RiskConf, run: RunResult, manifest: Manifest, progress: Progress
+) -> RunResult:
+    """After publication: monitoring of the run. Its failure is logged and returned in
+    ``monitoring_status``; the published scores stay."""
+    if not conf.monitoring.enabled:
+        return run
+    try:
+        summary = monitor_run(
+            spark,
+            conf,
+            run_id=run.run_id,
+            as_of=run.as_of,
+            manifest=manifest,
+            model_dir=Path(conf.scoring.model_dir),
+        )
+    except Exception as exc:
+        log.error("run %s: monitoring failed (%s); the scores stay", run.run_id, type(exc).__name__)
+        return replace(run, monitoring_status="failed")
+    progress.done("monitor", run.rows_scored)
+    return replace(run, monitoring=summary, monitoring_status="success")
 
 
 def backfill(
