@@ -249,3 +249,15 @@ def test_lease_conf_takes_fractions_and_a_heartbeat_within_half() -> None:
     data["scoring"] |= {"lock_lease_minutes": 1, "lock_heartbeat_seconds": 31}
     with pytest.raises(ConfigError, match=r"lock_heartbeat_seconds \(31\) must be at most half"):
         parse_config(data)
+
+
+def test_a_heartbeat_over_half_the_lease_is_refused(spark, tables) -> None:
+    day = dt.date(2021, 8, 1)
+    with (
+        pytest.raises(ValueError, match="at most half the lease"),
+        runlock.hold(
+            spark, tables, as_of=day, run_id="x", lease_minutes=SECOND, heartbeat_seconds=0.6
+        ),
+    ):
+        pass
+    assert runlock.current_lease(spark, tables, day) is None
