@@ -25,7 +25,7 @@ export HF_HUB_OFFLINE := 1
 export PATH := $(VENV)/bin:$(PATH)
 
 .PHONY: install demo data model baseline score backfill submit-check test bench lint clean-lakehouse \
-  metastore metastore-stop bi bi-stop
+  metastore metastore-stop bi bi-stop leases lease-release
 
 install: $(VENV)/.installed $(JARS)
 
@@ -79,6 +79,24 @@ score: install lakehouse metastore
 # make backfill FROM=2026-11-01 TO=2026-11-28 [MODE=incremental]: one Spark application.
 backfill: install lakehouse metastore
 	$(SUBMIT) jobs/score_portfolio.py --from $(FROM) --to $(TO) --mode $(MODE) --conf $(CONF)
+
+# The run leases on as-of dates (scoring_locks): who holds which date, until when.
+leases: install lakehouse metastore
+	$(SUBMIT) jobs/leases.py list --conf $(CONF)
+
+# make lease-release AS_OF=2026-11-28 REASON="driver host lost" [BY=name]: force-release a stuck
+# date (recorded with the reason in scoring_lock_releases). AS_OF must be given, not defaulted.
+ifneq ($(filter lease-release,$(MAKECMDGOALS)),)
+ifeq ($(origin AS_OF),file)
+$(error lease-release: give AS_OF=YYYY-MM-DD)
+endif
+ifeq ($(strip $(REASON)),)
+$(error lease-release: give REASON="why")
+endif
+endif
+lease-release: install lakehouse metastore
+	$(SUBMIT) jobs/leases.py release --as-of $(AS_OF) --reason "$$REASON" \
+	  $(if $(BY),--by "$$BY") --conf $(CONF)
 
 # Prints the spark-submit command line of the nightly job for CONF (its submit section),
 # without running anything: make submit-check CONF=conf/cluster.yaml MODE=incremental

@@ -41,6 +41,7 @@ class TablesConf(_Conf):
     score_runs: str = "score_runs"
     scoring_quarantine: str = "scoring_quarantine"
     scoring_locks: str = "scoring_locks"
+    scoring_lock_releases: str = "scoring_lock_releases"
     monitor_alerts: str = "monitor_alerts"
     model_registry: str = "model_registry"
 
@@ -108,12 +109,25 @@ class ScoringConf(_Conf):
     max_document_chars: int = Field(
         default=200_000, gt=0, description="hard cap; longer documents are quarantined"
     )
-    lock_lease_minutes: int = Field(
+    lock_lease_minutes: float = Field(
         default=360, gt=0, description="a run's hold on its as-of date lapses after this"
+    )
+    lock_heartbeat_seconds: float = Field(
+        default=60, gt=0, description="a live run renews its hold this often"
     )
     timezone: str = Field(
         default="UTC", description="the lender's time zone: its business date is 'today'"
     )
+
+    @model_validator(mode="after")
+    def _check_heartbeat(self) -> ScoringConf:
+        # At most half the lease: one slow or failed renewal must not cost the run its date.
+        if self.lock_heartbeat_seconds * 2 > self.lock_lease_minutes * 60:
+            raise ValueError(
+                f"lock_heartbeat_seconds ({self.lock_heartbeat_seconds:g}) must be at most half "
+                f"of lock_lease_minutes ({self.lock_lease_minutes:g} min)"
+            )
+        return self
 
     @field_validator("timezone")
     @classmethod

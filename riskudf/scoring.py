@@ -55,7 +55,6 @@ from riskudf.tables import (
     SCORED_PORTFOLIO_COLUMNS,
     SCORED_PORTFOLIO_COMMENT,
     SCORED_PORTFOLIO_PROPERTIES,
-    SCORING_LOCKS_COLUMNS,
     SCORING_QUARANTINE_COLUMNS,
     SCORING_QUARANTINE_COMMENT,
     InputError,
@@ -143,11 +142,10 @@ def ensure_output_tables(spark: SparkSession, conf: RiskConf) -> None:
         comment=SCORE_RUNS_COMMENT,
         properties=RETENTION_PROPERTIES,
     )
-    ensure_table(
+    runlock.ensure_tables(
         spark,
-        tables.qualified("scoring_locks"),
-        SCORING_LOCKS_COLUMNS,
-        comment="internal: which run holds which as-of date",
+        locks=tables.qualified("scoring_locks"),
+        releases=tables.qualified("scoring_lock_releases"),
     )
 
 
@@ -571,7 +569,7 @@ def publish(
     settled: Settled,
     *,
     as_of: dt.date,
-    lease: runlock.Held,
+    lease: runlock.Hold,
     committed: dict[str, int],
     failpoint: Failpoint | None,
 ) -> None:
@@ -650,7 +648,7 @@ def run_phases(
     *,
     previous: DataFrame | None,
     today: dt.date,
-    lease: runlock.Held,
+    lease: runlock.Hold,
     committed: dict[str, int],
     failpoint: Failpoint | None,
     progress: Progress,
@@ -798,7 +796,7 @@ def score_portfolio(
             as_of=as_of,
             run_id=run_id,
             lease_minutes=conf.scoring.lock_lease_minutes,
-            heartbeat_seconds=60,  # TODO conf.scoring.lock_heartbeat_seconds
+            heartbeat_seconds=conf.scoring.lock_heartbeat_seconds,
         ) as lease:
             failpoints.hit(failpoint, "after_lock")
             log.info(

@@ -308,6 +308,18 @@ SCORING_LOCKS_COLUMNS: tuple[Column_, ...] = (
     ("expires_at", "TIMESTAMP", True, "after this the lock counts as abandoned (UTC)"),
 )
 
+SCORING_LOCK_RELEASES_COLUMNS: tuple[Column_, ...] = (
+    ("as_of_date", "DATE", True, "the as-of date whose lease an operator released"),
+    ("run_id", "STRING", True, "the run that held it"),
+    ("holder", "STRING", True, "host and process id of that run's driver"),
+    ("released_by", "STRING", True, "who released it"),
+    ("reason", "STRING", True, "why, as the operator gave it"),
+    ("released_at", "TIMESTAMP", True, "when (UTC)"),
+)
+SCORING_LOCK_RELEASES_COMMENT = (
+    "leases on as-of dates that an operator force-released (jobs/leases.py release), with why"
+)
+
 
 def ddl(columns: tuple[Column_, ...]) -> str:
     """Column list for CREATE TABLE, with NOT NULL constraints and comments."""
