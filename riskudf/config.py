@@ -34,6 +34,8 @@ class TablesConf(_Conf):
     scoring_quarantine: str = "scoring_quarantine"
     scoring_locks: str = "scoring_locks"
     monitor_alerts: str = "monitor_alerts"
+    monitor_runs: str = "monitor_runs"
+    alert_actions: str = "alert_actions"
     model_registry: str = "model_registry"
 
     def qualified(self, table: str) -> str:
