@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -42,7 +42,8 @@ from riskudf.model.artifact import (
     require_pd_model,
 )
 from riskudf.model.features import FeatureSpec, feature_spec_of
-from riskudf.monitoring.run import MonitorSummary, monitor_run
+from riskudf.monitoring.phase import run_monitoring
+from riskudf.monitoring.run import MonitorSummary
 from riskudf.progress import Progress
 from riskudf.tables import (
     CREDIT_REPORT_COLUMNS,
@@ -92,6 +93,7 @@ class RunResult:
     mode: str = "full"
     rows_carried_forward: int = 0
     carried_from_run_id: str | None = None
+    monitoring_status: str | None = None  # success, failed, skipped; None: not monitored
 
 
 class ReconciliationError(RuntimeError):
@@ -321,7 +323,7 @@ def _run_row(
         result.input_versions,
         result.duration_s,
         error,
-        result.monitoring.alerts_fired if result.monitoring else None,
+        None,  # alerts_fired: monitoring comes after publication, see monitor_runs
         result.mode,
         result.rows_carried_forward,
         result.carried_from_run_id,
@@ -553,20 +555,6 @@ def score_portfolio(
         replace_where(output, scored_table, this_date)
         set_aside.unpersist()
         progress.done("commit", check.scored)
-        monitoring = (
-            monitor_run(
-                spark,
-                conf,
-                run_id=run_id,
-                as_of=as_of,
-                manifest=manifest,
-                model_dir=Path(conf.scoring.model_dir),
-            )
-            if conf.monitoring.enabled
-            else None
-        )
-        if monitoring is not None:
-            progress.done("monitor", check.scored)
         failpoints.hit(failpoint, "before_run_log")
 
         result = RunResult(
@@ -582,14 +570,24 @@ def score_portfolio(
             records_quarantined=sum(reason_counts.values()) - check.quarantined,
             grade_counts=grade_counts,
             reason_counts=reason_counts,
-            monitoring=monitoring,
             mode=mode,
             rows_carried_forward=carried_count,
             carried_from_run_id=carried_from,
         )
         append(_run_row(spark, result, started, None), tables.qualified("score_runs"))
+        # Published. Monitoring is a phase of its own: it never raises (so nothing above is
+        # undone by it) and records its outcome in monitor_runs; the date stays held meanwhile.
+        monitoring = run_monitoring(
+            spark,
+            conf,
+            run_id=run_id,
+            as_of=as_of,
+            manifest=manifest,
+            model_dir=Path(conf.scoring.model_dir),
+        )
+        progress.done("monitor", check.scored, status=monitoring.status)
         progress.done("done", check.scored, status="success")
-        return result
+        return replace(result, monitoring=monitoring.summary, monitoring_status=monitoring.status)
     except Exception as exc:
         for table, version in before.items():
             try:
