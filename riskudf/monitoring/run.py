@@ -779,10 +779,10 @@ def compute_monitoring(
 def write_monitoring(spark: SparkSession, conf: RiskConf, result: MonitorResult) -> MonitorSummary:
     """Write a computed run: each monitor table's rows of the run (one commit each, replacing
     the rows of an earlier monitoring of it, in the run's as_of_date partition), then the report.
+    The tables exist (ensure_monitor_tables).
     """
     phases = _Phases()
     run_id, as_of = result.run_id, result.as_of
-    ensure_monitor_tables(spark, conf)
     # monitor_profile is written first and is never empty: without rows there, no table holds
     # rows of this run, and empty results need no Delta commit.
     first_time = (
@@ -863,6 +863,7 @@ def monitor_run(
     Rows are keyed by as_of_date and run_id and replaced when the run is monitored again.
     Errors propagate; riskudf.monitoring.phase.run_monitoring is the caller that contains them.
     """
+    ensure_monitor_tables(spark, conf)  # before computing: drift reads stored histograms
     result = compute_monitoring(
         spark, conf, run_id=run_id, as_of=as_of, manifest=manifest, model_dir=model_dir
     )
