@@ -60,7 +60,8 @@ def rows(spark, sql: str) -> list[tuple]:
 @pytest.fixture(scope="module")
 def lake(spark, tiny_model, tmp_path_factory) -> dict[str, Any]:
     """D1 scored by run a and rerun by run b (after a failed run f of D1 with an open alert, as
-    older releases left them); D2 scored by the job, its report directory blocked by a file."""
+    older releases left them); D2 scored by run c, then by the job with its report directory
+    blocked by a file."""
     base = tmp_path_factory.mktemp("mon_phase")
     write_demo_tables(
         spark, database=DB, n_obligors=40, spec=DemoSpec(seed=5), filing_lookback_days=730
@@ -95,11 +96,13 @@ def lake(spark, tiny_model, tmp_path_factory) -> dict[str, Any]:
         f"{DB}.monitor_alerts"
     ).append()
     b = score_portfolio(spark, conf, as_of=D1)
+    score_portfolio(spark, conf, as_of=D2)
     code = job("score_portfolio").main(["--as-of", D2.isoformat(), "--conf", str(blocked)])
     publish_bi_objects(spark, conf)
     d2 = (
         spark.table(f"{DB}.score_runs")
         .where(F.col("as_of_date") == D2)
+        .orderBy(F.desc("finished_at"))
         .select("run_id", "status", "alerts_fired")
         .first()
     )
@@ -129,9 +132,9 @@ def test_a_failed_monitoring_keeps_the_run_published_and_the_job_says_so(spark, 
     assert [r["run_id"] for r in scored.select("run_id").distinct().collect()] == [d2["run_id"]]
     assert rows(
         spark,
-        f"SELECT run_id, status, error, alerts_fired FROM {DB}.monitor_runs "
-        f"WHERE as_of_date = DATE'{D2}'",
-    ) == [(d2["run_id"], "failed", "NotADirectoryError", None)]
+        f"SELECT as_of_date, status, error, alerts_fired FROM {DB}.monitor_runs "
+        f"WHERE run_id = '{d2['run_id']}'",
+    ) == [(D2, "failed", "NotADirectoryError", None)]
     assert rows(
         spark,
         f"SELECT status, monitoring_status FROM {DB}.v_run_history WHERE run_id = '{d2['run_id']}'",
@@ -165,11 +168,11 @@ def test_the_monitor_job_reruns_monitoring_of_a_published_run_only(spark, lake) 
 def test_a_rerun_closes_the_alerts_of_superseded_and_failed_runs(spark, lake) -> None:
     a, b = lake["a"].run_id, lake["b"].run_id
     assert lake["open_after_a"] == [(i,) for i in alert_ids(spark, a)] != []
-    assert lake["b"].monitoring_status == "success"
     b_alerts = alert_ids(spark, b)
     assert b_alerts != []
     open_d1 = rows(spark, f"SELECT alert_id FROM {DB}.v_alerts_open WHERE as_of_date = DATE'{D1}'")
     assert open_d1 == [(i,) for i in b_alerts]
+    assert lake["b"].monitoring_status == "success"
     closures = rows(
         spark,
         f"SELECT alert_id, run_id, action, acted_by, note FROM {DB}.alert_actions "
@@ -211,7 +214,12 @@ def test_an_analyst_acknowledges_or_closes_an_alert_with_a_record(spark, lake) -
 
 def test_two_dates_are_monitored_at_the_same_time(spark, lake, tiny_model) -> None:
     conf = lake["conf"]
-    runs = {D1: lake["b"].run_id, D2: lake["d2"]["run_id"]}
+    current = spark.sql(
+        f"SELECT as_of_date, max_by(run_id, finished_at) AS run_id FROM {DB}.score_runs "
+        "WHERE status = 'success' GROUP BY as_of_date"
+    ).collect()
+    runs = {r["as_of_date"]: r["run_id"] for r in current}
+    assert set(runs) == {D1, D2}
     manifest = read_manifest(tiny_model)
     start = threading.Barrier(len(runs))
     done: dict[dt.date, Any] = {}
