@@ -24,8 +24,8 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export HF_HUB_OFFLINE := 1
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: install demo data model baseline score backfill submit-check test bench lint clean-lakehouse \
-  metastore metastore-stop bi bi-stop leases lease-release
+.PHONY: install demo data model baseline score monitor alert backfill submit-check test bench lint \
+  clean-lakehouse metastore metastore-stop bi bi-stop leases lease-release
 
 install: $(VENV)/.installed $(JARS)
 
@@ -75,6 +75,18 @@ baseline: install lakehouse metastore
 
 score: install lakehouse metastore
 	$(SUBMIT) jobs/score_portfolio.py --as-of $(AS_OF) --mode $(MODE) --conf $(CONF)
+
+# make monitor RUN_ID=...: monitor a published run again (after exit code 4, monitoring failed).
+monitor: install lakehouse metastore
+	test -n "$(RUN_ID)" || { echo "usage: make monitor RUN_ID=<run_id of score_runs>"; exit 2; }
+	$(SUBMIT) jobs/monitor.py --run-id $(RUN_ID) --conf $(CONF)
+
+# make alert ACTION=ack|close ALERT_ID=... BY=... [NOTE=...]: recorded in risk.alert_actions.
+ACTION ?= ack
+alert: install lakehouse metastore
+	test -n "$(ALERT_ID)" -a -n "$(BY)" || { echo "usage: make alert ACTION=ack|close ALERT_ID=.. BY=.."; exit 2; }
+	$(SUBMIT) jobs/alerts.py $(ACTION) --alert-id $(ALERT_ID) --by "$(BY)" --note "$(NOTE)" \
+	  --conf $(CONF)
 
 # make backfill FROM=2026-11-01 TO=2026-11-28 [MODE=incremental]: one Spark application.
 backfill: install lakehouse metastore

@@ -19,6 +19,7 @@ from riskudf.cli import (
     EXIT_ALERTS,
     EXIT_BAD_INPUT,
     EXIT_FAILED,
+    EXIT_MONITORING_FAILED,
     EXIT_OK,
     grade_lines,
     iso_date,
@@ -110,6 +111,14 @@ def after_run(spark: SparkSession, conf: RiskConf, result: RunResult) -> int:
         f'query:  source .venv/bin/activate && spark-sql -e "SELECT grade, decision, count(*) '
         f"FROM {scored} WHERE as_of_date = '{result.as_of}' GROUP BY grade, decision\""
     )
+    if result.monitoring_status == "failed":
+        log.error(
+            "run %s: scores published, but their monitoring failed (see monitor_runs); rerun it "
+            "with `make monitor RUN_ID=%s`",
+            result.run_id,
+            result.run_id,
+        )
+        return EXIT_MONITORING_FAILED
     monitoring = result.monitoring
     if monitoring is not None:
         warnings = len(monitoring.alerts) - monitoring.alerts_fired

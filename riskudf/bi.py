@@ -23,9 +23,16 @@ from pyspark.sql import SparkSession
 
 from riskudf.config import BiConf, RiskConf, TablesConf
 from riskudf.metastore import is_listening
+from riskudf.monitoring.lifecycle import current_runs_sql
+from riskudf.monitoring.run import ensure_monitor_tables
 from riskudf.scoring import ensure_output_tables
 from riskudf.tables import (
+    ALERT_ACTIONS_COLUMNS,
+    ALERT_ACTIONS_COMMENT,
     MONITOR_ALERTS_COLUMNS,
+    MONITOR_ALERTS_COMMENT,
+    MONITOR_RUNS_COLUMNS,
+    MONITOR_RUNS_COMMENT,
     RETENTION_PROPERTIES,
     SCORE_RUNS_COLUMNS,
     SCORE_RUNS_COMMENT,
@@ -36,17 +43,11 @@ from riskudf.tables import (
     SCORING_QUARANTINE_COMMENT,
     Column_,
     MissingTableError,
-    ensure_table,
     properties_sql,
     sql_string,
 )
 
 log = logging.getLogger(__name__)
-
-MONITOR_ALERTS_COMMENT = (
-    "alerts raised by portfolio monitoring (drift, calibration, fairness); status open until "
-    "acknowledged or closed"
-)
 
 
 class BiServerError(RuntimeError):
@@ -80,6 +81,18 @@ def documented_tables(tables: TablesConf) -> tuple[DocumentedTable, ...]:
             tables.qualified("monitor_alerts"),
             MONITOR_ALERTS_COLUMNS,
             MONITOR_ALERTS_COMMENT,
+            RETENTION_PROPERTIES,
+        ),
+        DocumentedTable(
+            tables.qualified("monitor_runs"),
+            MONITOR_RUNS_COLUMNS,
+            MONITOR_RUNS_COMMENT,
+            RETENTION_PROPERTIES,
+        ),
+        DocumentedTable(
+            tables.qualified("alert_actions"),
+            ALERT_ACTIONS_COLUMNS,
+            ALERT_ACTIONS_COMMENT,
             RETENTION_PROPERTIES,
         ),
         DocumentedTable(
@@ -117,7 +130,7 @@ PORTFOLIO_SUMMARY_COLUMNS: tuple[ViewColumn, ...] = (
 )
 ALERTS_OPEN_COLUMNS: tuple[ViewColumn, ...] = (
     ("alert_id", "unique id of the alert"),
-    ("run_id", "scoring run the alert was raised on"),
+    ("run_id", "scoring run the alert was raised on: the current run of its date"),
     ("as_of_date", "as-of date of that run"),
     ("rule", "monitoring rule"),
     ("severity", "one of warn, alert"),
@@ -142,6 +155,16 @@ RUN_HISTORY_COLUMNS: tuple[ViewColumn, ...] = (
     ("model_version", "model used"),
     ("input_versions", "JSON object: Delta version read of each input table"),
     ("error", "exception class of a failed run, else null"),
+    (
+        "monitoring_status",
+        "latest monitoring of the run: success, failed or skipped; null when not recorded "
+        "(failed scoring runs, runs before monitor_runs)",
+    ),
+    (
+        "alerts_fired",
+        "alerts of severity alert raised by that monitoring (monitor_runs; older runs: "
+        "score_runs.alerts_fired)",
+    ),
 )
 
 
@@ -188,17 +211,25 @@ def view_queries(conf: RiskConf) -> dict[str, str]:
             "GROUP BY s.as_of_date, coalesce(p.segment, 'unknown'), s.grade"
         ),
         "v_alerts_open": (
-            "SELECT alert_id, run_id, as_of_date, rule, severity, metric, slice_key, slice_value, "
-            f"value, threshold, created_at FROM {t.qualified('monitor_alerts')} "
-            "WHERE status = 'open'"
+            "SELECT a.alert_id, a.run_id, a.as_of_date, a.rule, a.severity, a.metric, "
+            "a.slice_key, a.slice_value, a.value, a.threshold, a.created_at "
+            f"FROM {t.qualified('monitor_alerts')} a "
+            f"LEFT SEMI JOIN ({current_runs_sql(t.qualified('score_runs'))}) c "
+            "ON a.run_id = c.run_id AND a.as_of_date = c.as_of_date "
+            f"LEFT ANTI JOIN {t.qualified('alert_actions')} x ON a.alert_id = x.alert_id "
+            "WHERE a.status = 'open'"
         ),
         "v_run_history": (
             "SELECT r.run_id, r.as_of_date, r.status, c.run_id IS NOT NULL AS is_current, "
             "r.started_at, r.finished_at, r.duration_s, r.rows_in, r.rows_scored, "
             "r.rows_quarantined, r.model_version, to_json(r.input_versions) AS input_versions, "
-            "r.error "
+            "r.error, m.monitoring_status, "
+            "coalesce(m.alerts_fired, r.alerts_fired) AS alerts_fired "
             f"FROM {t.qualified('score_runs')} r LEFT JOIN (SELECT DISTINCT run_id FROM "
-            f"{t.qualified('scored_portfolio')}) c ON r.run_id = c.run_id"
+            f"{t.qualified('scored_portfolio')}) c ON r.run_id = c.run_id "
+            "LEFT JOIN (SELECT run_id, max_by(status, finished_at) AS monitoring_status, "
+            "max_by(alerts_fired, finished_at) AS alerts_fired "
+            f"FROM {t.qualified('monitor_runs')} GROUP BY run_id) m ON r.run_id = m.run_id"
         ),
     }
 
@@ -214,9 +245,13 @@ VIEW_DOCS: dict[str, tuple[str, tuple[ViewColumn, ...]]] = {
         "portfolio table",
         PORTFOLIO_SUMMARY_COLUMNS,
     ),
-    "v_alerts_open": ("monitoring alerts still open", ALERTS_OPEN_COLUMNS),
+    "v_alerts_open": (
+        "monitoring alerts of each date's current run (its latest successful run) that nobody "
+        "acknowledged or closed (alert_actions); alerts of failed or superseded runs are closed",
+        ALERTS_OPEN_COLUMNS,
+    ),
     "v_run_history": (
-        "every scoring run: status, counts, duration, input versions",
+        "every scoring run: status, counts, duration, input versions, and its monitoring",
         RUN_HISTORY_COLUMNS,
     ),
 }
@@ -266,18 +301,13 @@ def document_table(spark: SparkSession, table: DocumentedTable) -> list[str]:
 
 
 def publish_bi_objects(spark: SparkSession, conf: RiskConf) -> None:
-    """Create or update everything BI reads: the output tables' docs, monitor_alerts, views."""
+    """Create or update everything BI reads: the output tables' docs, the monitor and alert
+    tables, views."""
     portfolio = conf.tables.qualified("portfolio")
     if not spark.catalog.tableExists(portfolio):
         raise MissingTableError(f"table {portfolio} does not exist (run `make demo` first)")
     ensure_output_tables(spark, conf)
-    ensure_table(
-        spark,
-        conf.tables.qualified("monitor_alerts"),
-        MONITOR_ALERTS_COLUMNS,
-        comment=MONITOR_ALERTS_COMMENT,
-        properties=RETENTION_PROPERTIES,
-    )
+    ensure_monitor_tables(spark, conf)
     for table in documented_tables(conf.tables):
         changes = document_table(spark, table)
         if changes:

@@ -19,6 +19,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_ALERTS = 3  # monitoring raised an alert and conf says alerts fail the run
+EXIT_MONITORING_FAILED = 4  # scores published; their monitoring failed (jobs/monitor.py reruns it)
 BAD_INPUT = (ConfigError, SchemaError, MissingTableError, ArtifactError, InputError)
 
 

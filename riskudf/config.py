@@ -43,6 +43,8 @@ class TablesConf(_Conf):
     scoring_locks: str = "scoring_locks"
     scoring_lock_releases: str = "scoring_lock_releases"
     monitor_alerts: str = "monitor_alerts"
+    monitor_runs: str = "monitor_runs"
+    alert_actions: str = "alert_actions"
     model_registry: str = "model_registry"
 
     def qualified(self, table: str) -> str:

@@ -43,7 +43,8 @@ from riskudf.model.artifact import (
     require_pd_model,
 )
 from riskudf.model.features import FeatureSpec, feature_spec_of
-from riskudf.monitoring.run import MonitorSummary, monitor_run
+from riskudf.monitoring.phase import run_monitoring
+from riskudf.monitoring.run import MonitorSummary
 from riskudf.progress import Progress
 from riskudf.tables import (
     CREDIT_REPORT_COLUMNS,
@@ -320,7 +321,7 @@ def _run_row(
         result.input_versions,
         result.duration_s,
         error,
-        result.monitoring.alerts_fired if result.monitoring else None,
+        None,  # alerts_fired: monitoring comes after publication, see monitor_runs
         result.mode,
         result.rows_carried_forward,
         result.carried_from_run_id,
@@ -836,24 +837,18 @@ def score_portfolio(
 def monitor_published(
     spark: SparkSession, conf: RiskConf, run: RunResult, manifest: Manifest, progress: Progress
 ) -> RunResult:
-    """After publication: monitoring of the run. Its failure is logged and returned in
-    ``monitoring_status``; the published scores stay."""
-    if not conf.monitoring.enabled:
-        return run
-    try:
-        summary = monitor_run(
-            spark,
-            conf,
-            run_id=run.run_id,
-            as_of=run.as_of,
-            manifest=manifest,
-            model_dir=Path(conf.scoring.model_dir),
-        )
-    except Exception as exc:
-        log.error("run %s: monitoring failed (%s); the scores stay", run.run_id, type(exc).__name__)
-        return replace(run, monitoring_status="failed")
-    progress.done("monitor", run.rows_scored)
-    return replace(run, monitoring=summary, monitoring_status="success")
+    """After publication, outside the lease: monitoring of the run, its own phase. A failure is
+    recorded in monitor_runs and returned in ``monitoring_status``; the published scores stay."""
+    outcome = run_monitoring(
+        spark,
+        conf,
+        run_id=run.run_id,
+        as_of=run.as_of,
+        manifest=manifest,
+        model_dir=Path(conf.scoring.model_dir),
+    )
+    progress.done("monitor", run.rows_scored, status=outcome.status)
+    return replace(run, monitoring=outcome.summary, monitoring_status=outcome.status)
 
 
 def backfill(

@@ -78,15 +78,23 @@ SCORE_RUNS_COLUMNS: tuple[Column_, ...] = (
     ("input_versions", "MAP<STRING, BIGINT>", False, "Delta version read of each input table"),
     ("duration_s", "DOUBLE", False, "wall time of the run in seconds"),
     ("error", "STRING", False, "exception class of a failed run; never input text"),
-    ("alerts_fired", "INT", False, "monitoring alerts of severity alert raised on the run"),
+    (
+        "alerts_fired",
+        "INT",
+        False,
+        "runs before monitoring became its own phase only: alerts of severity alert; since then "
+        "null, see monitor_runs.alerts_fired",
+    ),
     ("mode", "STRING", False, "full or incremental, as requested"),
     ("rows_carried_forward", "BIGINT", False, "of rows_scored, copied from carried_from_run_id"),
     ("carried_from_run_id", "STRING", False, "the earlier run reused; null when none"),
 )
 
 # Monitoring tables: every row carries the run it describes (run_id, as_of_date); a rerun of the
-# monitoring of a run replaces that run's rows. A whole-table row has slice_key and slice_value
-# null; an attribute that is null for an obligor is the slice value ':null'.
+# monitoring of a run replaces that run's rows. They are partitioned by as_of_date
+# (MONITOR_PARTITION) so that runs of different dates write disjoint files and never conflict.
+# A whole-table row has slice_key and slice_value null; an attribute that is null for an obligor
+# is the slice value ':null'.
 _RUN_KEY: tuple[Column_, ...] = (
     ("run_id", "STRING", True, "the scoring run described, see score_runs"),
     ("as_of_date", "DATE", True, "as-of date of that run"),
@@ -253,9 +261,42 @@ MONITOR_ALERTS_COLUMNS: tuple[Column_, ...] = (
     ("value", "DOUBLE", True, "the measured value, in the unit of the metric"),
     ("threshold", "DOUBLE", True, "the threshold the value crossed, same unit"),
     ("created_at", "TIMESTAMP", True, "when the alert was raised (UTC)"),
-    ("status", "STRING", True, "one of open, acknowledged, closed"),
-    ("acknowledged_at", "TIMESTAMP", False, "when the alert was acknowledged (UTC), else null"),
+    ("status", "STRING", True, "open when raised; acknowledgements and closures: alert_actions"),
+    ("acknowledged_at", "TIMESTAMP", False, "legacy, null: see alert_actions"),
 )
+MONITOR_ALERTS_COMMENT = (
+    "alerts raised by portfolio monitoring (drift, calibration, fairness); who acknowledged or "
+    "closed one, and automatic closures, are in alert_actions"
+)
+
+MONITOR_RUNS_COLUMNS: tuple[Column_, ...] = (
+    *_RUN_KEY,
+    ("status", "STRING", True, "one of success, failed, skipped (monitoring disabled)"),
+    ("started_at", "TIMESTAMP", True, "when monitoring of the run started (UTC)"),
+    ("finished_at", "TIMESTAMP", True, "when it ended (UTC)"),
+    ("error", "STRING", False, "exception class of a failed monitoring; never input text"),
+    ("alerts_fired", "INT", False, "alerts of severity alert raised; null unless success"),
+    ("warnings", "INT", False, "alerts of severity warn raised; null unless success"),
+)
+MONITOR_RUNS_COMMENT = (
+    "one row per monitoring of a published scoring run (after its score_runs success row); "
+    "append-only: monitoring a run again adds a row"
+)
+
+ALERT_ACTIONS_COLUMNS: tuple[Column_, ...] = (
+    ("alert_id", "STRING", True, "the alert, see monitor_alerts"),
+    ("run_id", "STRING", True, "the run the alert was raised on"),
+    ("as_of_date", "DATE", True, "as-of date of that run"),
+    ("action", "STRING", True, "ack (seen, being handled) or close"),
+    ("acted_by", "STRING", True, "who: an analyst's name, or riskudf for automatic closures"),
+    ("acted_at", "TIMESTAMP", True, "when (UTC)"),
+    ("note", "STRING", False, "why; for automatic closures the reason, e.g. superseded by run"),
+)
+ALERT_ACTIONS_COMMENT = (
+    "append-only log of acknowledgements and closures of monitor_alerts; an alert with any "
+    "action here is no longer in v_alerts_open"
+)
+MONITOR_PARTITION = "as_of_date"
 
 SCORED_PORTFOLIO_COMMENT = (
     "PD, grade and decision per obligor and as-of date; one row each, from the latest run of "
@@ -419,6 +460,33 @@ def ensure_table(
     missing = tuple((n, k, False, c) for n, k, _, c in columns if n not in present)
     if missing:
         spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({ddl(missing)})")
+
+
+def partition_by(spark: SparkSession, table: str, column: str) -> bool:
+    """Rewrite an unpartitioned Delta table partitioned by ``column``, in one atomic commit
+    that keeps its rows, column comments, table comment, properties and history; False when it
+    is partitioned so already.
+
+    REPLACE ... AS SELECT makes every column nullable: the NOT NULL constraints of the old table
+    are not kept (its writers fill those columns anyway). A metadata change: writers of the
+    table at that moment fail (and may retry).
+    """
+    detail = spark.sql(f"DESCRIBE DETAIL {table}").first()
+    assert detail is not None
+    current = list(detail["partitionColumns"])
+    if current == [column]:
+        return False
+    if current:
+        raise SchemaError(f"table {table} is partitioned by {current}, expected [{column}]")
+    version = latest_version(spark, table)
+    properties = dict(detail["properties"])
+    props = f"TBLPROPERTIES ({properties_sql(properties)})" if properties else ""
+    comment = f"COMMENT {sql_string(detail['description'])}" if detail["description"] else ""
+    spark.sql(
+        f"REPLACE TABLE {table} USING DELTA PARTITIONED BY ({column}) {comment} {props} "
+        f"AS SELECT * FROM {table} VERSION AS OF {version}"
+    )
+    return True
 
 
 def restore(spark: SparkSession, table: str, version: int) -> None:

@@ -196,9 +196,11 @@ def test_two_dates_fill_every_monitor_table_with_exact_aggregates(
     assert "OBL" not in page and "CREDIT REPORT" not in page
     assert page.count("<svg") >= 5
 
-    # The run log records the alerts; monitoring the run again replaces, never duplicates.
-    logged = spark.table(f"{lakehouse}.score_runs").where(F.col("run_id") == run).first()
-    assert logged["alerts_fired"] == second.monitoring.alerts_fired
+    # The monitoring log records the alerts; monitoring the run again replaces, never duplicates.
+    logged = spark.table(f"{lakehouse}.monitor_runs").where(F.col("run_id") == run).collect()
+    assert [(r["status"], r["alerts_fired"]) for r in logged] == [
+        ("success", second.monitoring.alerts_fired)
+    ]
     again = monitor_run(
         spark,
         conf,
@@ -300,7 +302,7 @@ def test_drift_is_zero_against_itself_and_raised_by_a_population_shift(
     )
     assert job("score_portfolio").main(["--as-of", day.isoformat(), "--conf", str(failing)]) == 3
     shifted_run = (
-        spark.table(f"{database}.score_runs")
+        spark.table(f"{database}.monitor_runs")
         .orderBy(F.col("finished_at").desc())
         .select("run_id", "status", "alerts_fired")
         .first()

@@ -1,9 +1,13 @@
 """Monitoring of one scoring run: read what scoring wrote, aggregate on Spark, write the monitor
 tables and the report, and say whether an alert fails the run.
 
-Only aggregates reach the driver: histograms, per-bin sums and counts, bounded by slices x columns
-x fine bins whatever the portfolio's size. Every monitor table is written with ``replace_where``
-on the run_id, so monitoring a run again replaces its rows.
+Two phases: ``compute_monitoring`` reads and aggregates and returns every record (a
+``MonitorResult``); ``write_monitoring`` writes them. Only aggregates reach the driver: histograms,
+per-bin sums and counts, bounded by slices x columns x fine bins whatever the portfolio's size.
+The monitor tables are partitioned by as_of_date and each is written with ``replace_where`` on
+(as_of_date, run_id): monitoring a run again replaces its rows, and runs of different dates
+write disjoint files, so they can be monitored at the same time (Delta checks conflicts by the
+files a commit read). ``riskudf.monitoring.phase`` runs monitoring after publication.
 """
 
 from __future__ import annotations
@@ -22,11 +26,11 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from riskudf.config import RiskConf
+from riskudf.config import MonitoringConf, RiskConf
 from riskudf.monitoring import aggregate as agg
 from riskudf.monitoring.alerts import Alert, RunShares, evaluate_alerts
 from riskudf.monitoring.backtest import BacktestRecord, backtest_records, outcome_decisions
-from riskudf.monitoring.baseline import BASELINE_NAME, Histograms, load_baseline
+from riskudf.monitoring.baseline import BASELINE_NAME, Baseline, Histograms, load_baseline
 from riskudf.monitoring.columns import (
     TABLE_COLUMN,
     add_derived_columns,
@@ -39,19 +43,27 @@ from riskudf.monitoring.metrics import Grid, frequent_items
 from riskudf.monitoring.migration import MigrationRecord, migration_records
 from riskudf.monitoring.report import ReportData, write_report
 from riskudf.tables import (
+    ALERT_ACTIONS_COLUMNS,
+    ALERT_ACTIONS_COMMENT,
     MONITOR_ALERTS_COLUMNS,
+    MONITOR_ALERTS_COMMENT,
     MONITOR_BACKTEST_COLUMNS,
     MONITOR_DRIFT_COLUMNS,
     MONITOR_FAIRNESS_COLUMNS,
     MONITOR_HISTOGRAM_COLUMNS,
     MONITOR_MIGRATION_COLUMNS,
+    MONITOR_PARTITION,
     MONITOR_PROFILE_COLUMNS,
+    MONITOR_RUNS_COLUMNS,
+    MONITOR_RUNS_COMMENT,
     OUTCOME_COLUMNS,
+    RETENTION_PROPERTIES,
     Column_,
     MissingTableError,
     check_columns,
     ensure_database,
     ensure_table,
+    partition_by,
     replace_where,
     schema,
 )
@@ -68,7 +80,12 @@ MONITOR_TABLES: dict[str, tuple[tuple[Column_, ...], str]] = {
     "monitor_migration": (MONITOR_MIGRATION_COLUMNS, "grade migration against the last run"),
     "monitor_backtest": (MONITOR_BACKTEST_COLUMNS, "matured cohorts: PD against outcomes"),
     "monitor_fairness": (MONITOR_FAIRNESS_COLUMNS, "approval rates per protected group"),
-    "monitor_alerts": (MONITOR_ALERTS_COLUMNS, "breached monitoring rules, one row each"),
+    "monitor_alerts": (MONITOR_ALERTS_COLUMNS, MONITOR_ALERTS_COMMENT),
+}
+# The run logs of monitoring: append-only (blind appends never conflict), not partitioned.
+LOG_TABLES: dict[str, tuple[tuple[Column_, ...], str]] = {
+    "monitor_runs": (MONITOR_RUNS_COLUMNS, MONITOR_RUNS_COMMENT),
+    "alert_actions": (ALERT_ACTIONS_COLUMNS, ALERT_ACTIONS_COMMENT),
 }
 # Quarantine reasons (riskudf.quarantine) that mean the obligor had no usable document.
 EMPTY_DOCUMENT_REASONS = ("NO_REPORT", "EMPTY_TEXT")
@@ -118,9 +135,29 @@ def monitor_table(conf: RiskConf, name: str) -> str:
 
 
 def ensure_monitor_tables(spark: SparkSession, conf: RiskConf) -> None:
+    """Create the monitor and log tables; a monitor table of an older release, unpartitioned,
+    is rewritten partitioned by as_of_date (once, one commit; see tables.partition_by)."""
     ensure_database(spark, conf.tables.database)
     for name, (columns, comment) in MONITOR_TABLES.items():
-        ensure_table(spark, monitor_table(conf, name), columns, comment=comment)
+        table = monitor_table(conf, name)
+        ensure_table(
+            spark,
+            table,
+            columns,
+            partitioned_by=MONITOR_PARTITION,
+            comment=comment,
+            properties=RETENTION_PROPERTIES,
+        )
+        if partition_by(spark, table, MONITOR_PARTITION):
+            log.warning("%s: rewritten partitioned by %s (upgrade)", table, MONITOR_PARTITION)
+    ensure_log_tables(spark, conf)
+
+
+def ensure_log_tables(spark: SparkSession, conf: RiskConf) -> None:
+    ensure_database(spark, conf.tables.database)
+    for name, (columns, comment) in LOG_TABLES.items():
+        table = conf.tables.qualified(name)
+        ensure_table(spark, table, columns, comment=comment, properties=RETENTION_PROPERTIES)
 
 
 def add_months(day: dt.date, months: int) -> dt.date:
@@ -149,7 +186,8 @@ def write_records(
     *,
     skip_if_empty: bool = False,
 ) -> int:
-    """Replace the run's rows of a monitor table with ``records`` (dataclasses or dicts).
+    """Replace the run's rows of a monitor table with ``records`` (dataclasses or dicts): the
+    rows of its as_of_date partition with its run_id, so other dates' writers never conflict.
 
     ``skip_if_empty``: the table holds no rows of the run, so nothing needs replacing and an
     empty list costs no commit.
@@ -173,7 +211,10 @@ def write_records(
         frame = spark.createDataFrame(frame_pd, schema(columns))
     else:
         frame = spark.createDataFrame([], schema(columns))
-    replace_where(frame, table, F.col("run_id") == F.lit(common["run_id"]))
+    run = (F.col("as_of_date") == F.lit(common["as_of_date"])) & (
+        F.col("run_id") == F.lit(common["run_id"])
+    )
+    replace_where(frame, table, run)
     return len(rows)
 
 
@@ -430,7 +471,230 @@ def _backtest(
     return backtest_records(bins, horizon_months=horizon), bins
 
 
-def monitor_run(
+@dataclass(frozen=True)
+class TableRows:
+    """A monitor table's rows of one run: records (dataclasses or dicts) and shared values."""
+
+    columns: tuple[Column_, ...]
+    records: list[Any]
+    common: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    """Everything monitoring computed for a run, before anything is written."""
+
+    run_id: str
+    as_of: dt.date
+    tables: dict[str, TableRows]  # keyed by monitor table name, in writing order
+    report: ReportData
+    fails_run: bool
+    started: float  # time.monotonic() at the start of the computation
+    phase_s: dict[str, float]
+
+
+@dataclass(frozen=True)
+class _Drift:
+    records: list[DriftRecord]
+    baseline: Baseline | None
+    previous: PreviousRun | None
+    previous_rows: DataFrame | None
+
+
+def _slices(portfolio: DataFrame, mon: MonitoringConf, notes: list[str]) -> list[str]:
+    wanted = list(dict.fromkeys([*mon.slice_columns, *(a.column for a in mon.fairness)]))
+    slices = [c for c in wanted if c in portfolio.columns]
+    if len(slices) < len(wanted):
+        missing = sorted(set(wanted) - set(slices))
+        notes.append(f"portfolio lacks slice or fairness columns {missing}: not sliced by them")
+    return slices
+
+
+def _drift(
+    spark: SparkSession,
+    conf: RiskConf,
+    run: tuple[str, dt.date],
+    histograms: Histograms,
+    numeric: dict[str, Grid],
+    portfolio: DataFrame,
+    slices: list[str],
+    manifest: Manifest,
+    model_dir: Path,
+    notes: list[str],
+) -> _Drift:
+    """Drift against the model's baseline and the previous successful run."""
+    run_id, as_of = run
+    records: list[DriftRecord] = []
+    baseline = load_baseline(
+        model_dir,
+        expected_sha256=manifest.files.get(BASELINE_NAME),
+        model_version=manifest.model_version,
+    )
+    if baseline is None:
+        notes.append("model has no baseline: BASELINE drift skipped")
+    else:
+        reference = Reference(
+            "BASELINE", baseline.histograms, baseline.edges, model_version=manifest.model_version
+        )
+        records += drift_records(histograms, reference)
+    previous = previous_run(spark, conf, run_id=run_id, as_of=as_of)
+    prev_rows = previous_rows(spark, conf, previous) if previous else None
+    if previous is None:
+        notes.append("no previous successful run: CONSECUTIVE drift and migration skipped")
+        return _Drift(records, baseline, None, None)
+    stored = _stored_histograms(spark, conf, previous.run_id, numeric)
+    if not stored and prev_rows is not None:
+        # A run from before monitoring; its table may lack columns added since.
+        prev = agg.with_attributes(add_derived_columns(prev_rows), portfolio, slices)
+        prev_numeric = present_numeric(prev)
+        stored = agg.collect_histograms(
+            agg.histograms(
+                prev,
+                slice_columns=slices,
+                numeric=prev_numeric,
+                categorical=present_categorical(prev),
+            ).collect(),
+            prev_numeric,
+        )
+    records += drift_records(
+        histograms,
+        Reference(
+            "CONSECUTIVE",
+            stored,
+            baseline.edges if baseline else {},
+            run_id=previous.run_id,
+            as_of=previous.as_of,
+            model_version=previous.model_version,
+        ),
+    )
+    return _Drift(records, baseline, previous, prev_rows)
+
+
+def _fairness(
+    mon: MonitoringConf,
+    slices: list[str],
+    histograms: Histograms,
+    outcome_bins: list[Any],
+    as_of: dt.date,
+) -> list[FairnessRecord]:
+    """Approval rates per group: of this run, and of each matured cohort with outcomes."""
+    fairness: list[FairnessRecord] = []
+    matured = outcome_decisions(outcome_bins, [a.column for a in mon.fairness])
+    for attribute in mon.fairness:
+        if attribute.column not in slices:
+            continue
+        fairness += fairness_records(
+            decisions_from_histograms(histograms, attribute.column), attribute, as_of
+        )
+        for cohort in sorted({k[0] for k in matured if k[1] == attribute.column}):
+            groups = {k[2]: v for k, v in matured.items() if k[:2] == (cohort, attribute.column)}
+            fairness += fairness_records(groups, attribute, cohort)
+    return fairness
+
+
+def _cohort_backtest(
+    spark: SparkSession,
+    conf: RiskConf,
+    portfolio: DataFrame,
+    slices: list[str],
+    as_of: dt.date,
+    notes: list[str],
+) -> tuple[list[BacktestRecord], list[Any]]:
+    cohorts = _matured_cohorts(spark, conf, as_of)
+    if not cohorts:
+        months = conf.monitoring.outcome_horizon_months
+        notes.append(f"no cohort scored {months} months before {as_of}: backtest skipped")
+        return [], []
+    try:
+        return _backtest(spark, conf, portfolio, slices, cohorts)
+    except MissingTableError as exc:
+        notes.append(f"{exc}: backtest skipped")
+        return [], []
+
+
+def _alert_rows(alerts: list[Alert], run_id: str, at: dt.datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "alert_id": a.alert_id(run_id),
+            "rule": a.rule,
+            "severity": a.severity,
+            "metric": a.metric,
+            "slice_key": a.slice_key,
+            "slice_value": a.slice_value,
+            "value": float(a.value),
+            "threshold": float(a.threshold),
+            "created_at": at,
+            "status": "open",
+            "acknowledged_at": None,
+        }
+        for a in alerts
+    ]
+
+
+def _migration(
+    conf: RiskConf,
+    rows: DataFrame,
+    drift: _Drift,
+    portfolio: DataFrame,
+    slices: list[str],
+    notes: list[str],
+) -> list[MigrationRecord]:
+    """Grade migration from the previous successful run's rows to this run's."""
+    previous = drift.previous
+    if previous is None:
+        return []
+    if drift.previous_rows is None:
+        notes.append(f"rows of previous run {previous.run_id} unreadable: migration skipped")
+        return []
+    counts = agg.migration_counts(rows, drift.previous_rows, portfolio, slice_columns=slices)
+    return migration_records(
+        counts.collect(),
+        [band.grade for band in conf.grading.master_scale],
+        notches_threshold=conf.monitoring.migration_notches,
+    )
+
+
+def _table_rows(
+    report: ReportData,
+    previous: PreviousRun | None,
+    profile: list[Any],
+    numeric: dict[str, Grid],
+    monitored_at: dt.datetime,
+    model_version: str,
+) -> dict[str, TableRows]:
+    """Each monitor table's records of the run, monitor_profile first (see write_monitoring)."""
+    as_of = report.as_of
+    common: dict[str, Any] = {
+        "run_id": report.run_id,
+        "as_of_date": as_of,
+        "monitored_at": monitored_at,
+    }
+    window = {
+        "window_start": as_of,
+        "window_end": as_of + dt.timedelta(days=1),
+        "granularity": "1 day",
+        "model_version": model_version,
+    }
+    previous_key = {
+        "previous_run_id": previous.run_id if previous else None,
+        "previous_as_of_date": previous.as_of if previous else None,
+    }
+    records: dict[str, tuple[list[Any], dict[str, Any]]] = {
+        "monitor_profile": (_profile_records(profile, report.histograms, numeric), common | window),
+        "monitor_histogram": (_histogram_records(report.histograms), common),
+        "monitor_drift": (report.drift, common),
+        "monitor_migration": (report.migration, common | previous_key),
+        "monitor_backtest": (report.backtest, common),
+        "monitor_fairness": (report.fairness, common),
+        "monitor_alerts": (_alert_rows(report.alerts, report.run_id, monitored_at), common),
+    }
+    return {
+        name: TableRows(MONITOR_TABLES[name][0], rows, values)
+        for name, (rows, values) in records.items()
+    }
+
+
+def compute_monitoring(
     spark: SparkSession,
     conf: RiskConf,
     *,
@@ -438,264 +702,131 @@ def monitor_run(
     as_of: dt.date,
     manifest: Manifest,
     model_dir: str | Path,
-) -> MonitorSummary:
-    """Monitor the scored rows of one run (``scored_portfolio`` where run_id and as_of_date).
-
-    Writes every monitor table (rows keyed by run_id, replaced on a rerun) and the HTML report;
-    returns the alerts and whether conf says they fail the run.
-    """
-    clock = time.monotonic()
-    phases = _Phases()
-    mon = conf.monitoring
+) -> MonitorResult:
+    """Monitor the scored rows of one run (``scored_portfolio`` where run_id and as_of_date):
+    every record of every monitor table and the report's data, computed; nothing written."""
+    clock, phases, mon = time.monotonic(), _Phases(), conf.monitoring
     notes: list[str] = []
-    ensure_monitor_tables(spark, conf)
-    # monitor_profile is written first and is never empty: without rows there, no table holds
-    # rows of this run, and empty results need no Delta commit.
-    first_time = (
-        spark.table(monitor_table(conf, "monitor_profile"))
-        .where(F.col("run_id") == run_id)
-        .limit(1)
-        .count()
-        == 0
-    )
     monitored_at = dt.datetime.now(dt.UTC)
-    common = {"run_id": run_id, "as_of_date": as_of, "monitored_at": monitored_at}
-
     portfolio = spark.table(conf.tables.qualified("portfolio"))
-    wanted = list(dict.fromkeys([*mon.slice_columns, *(a.column for a in mon.fairness)]))
-    slices = [c for c in wanted if c in portfolio.columns]
-    if len(slices) < len(wanted):
-        missing = sorted(set(wanted) - set(slices))
-        notes.append(f"portfolio lacks slice or fairness columns {missing}: not sliced by them")
+    slices = _slices(portfolio, mon, notes)
     scored = spark.table(conf.tables.qualified("scored_portfolio")).where(
         (F.col("run_id") == run_id) & (F.col("as_of_date") == F.lit(as_of))
     )
     rows = agg.with_attributes(add_derived_columns(scored), portfolio, slices).persist()
-    written: dict[str, int] = {}
     try:
-        numeric = present_numeric(rows)
-        categorical = present_categorical(rows)
+        numeric, categorical = present_numeric(rows), present_categorical(rows)
         histograms = agg.collect_histograms(
             agg.histograms(
                 rows, slice_columns=slices, numeric=numeric, categorical=categorical
             ).collect(),
             numeric,
         )
-        profile_rows = agg.numeric_profile(rows, slice_columns=slices, numeric=numeric).collect()
+        profile = agg.numeric_profile(rows, slice_columns=slices, numeric=numeric).collect()
         phases.lap("aggregate")
-        profile_common = common | {
-            "window_start": as_of,
-            "window_end": as_of + dt.timedelta(days=1),
-            "granularity": "1 day",
-            "model_version": manifest.model_version,
-        }
-        written["monitor_profile"] = write_records(
-            spark,
-            monitor_table(conf, "monitor_profile"),
-            MONITOR_PROFILE_COLUMNS,
-            _profile_records(profile_rows, histograms, numeric),
-            profile_common,
-        )
-        written["monitor_histogram"] = write_records(
-            spark,
-            monitor_table(conf, "monitor_histogram"),
-            MONITOR_HISTOGRAM_COLUMNS,
-            _histogram_records(histograms),
-            common,
-        )
-
-        phases.lap("write_profile")
-        # Drift against the model's baseline and the previous successful run.
-        drift: list[DriftRecord] = []
-        baseline = load_baseline(
-            Path(model_dir),
-            expected_sha256=manifest.files.get(BASELINE_NAME),
-            model_version=manifest.model_version,
-        )
-        if baseline is None:
-            notes.append("model has no baseline: BASELINE drift skipped")
-        else:
-            drift += drift_records(
-                histograms,
-                Reference(
-                    "BASELINE",
-                    baseline.histograms,
-                    baseline.edges,
-                    model_version=manifest.model_version,
-                ),
-            )
-        previous = previous_run(spark, conf, run_id=run_id, as_of=as_of)
-        prev_rows = previous_rows(spark, conf, previous) if previous else None
-        if previous is None:
-            notes.append("no previous successful run: CONSECUTIVE drift and migration skipped")
-        else:
-            reference = _stored_histograms(spark, conf, previous.run_id, numeric)
-            if not reference and prev_rows is not None:
-                # A run from before monitoring; its table may lack columns added since.
-                prev = agg.with_attributes(add_derived_columns(prev_rows), portfolio, slices)
-                prev_numeric = present_numeric(prev)
-                reference = agg.collect_histograms(
-                    agg.histograms(
-                        prev,
-                        slice_columns=slices,
-                        numeric=prev_numeric,
-                        categorical=present_categorical(prev),
-                    ).collect(),
-                    prev_numeric,
-                )
-            drift += drift_records(
-                histograms,
-                Reference(
-                    "CONSECUTIVE",
-                    reference,
-                    baseline.edges if baseline else {},
-                    run_id=previous.run_id,
-                    as_of=previous.as_of,
-                    model_version=previous.model_version,
-                ),
-            )
+        drift = _drift(
+            spark, conf, (run_id, as_of), histograms, numeric, portfolio, slices, manifest,
+            Path(model_dir), notes,
+        )  # fmt: skip
         phases.lap("drift")
-        written["monitor_drift"] = write_records(
-            spark,
-            monitor_table(conf, "monitor_drift"),
-            MONITOR_DRIFT_COLUMNS,
-            drift,
-            common,
-            skip_if_empty=first_time,
-        )
-
-        phases.lap("write_drift")
-        migration: list[MigrationRecord] = []
-        if previous is not None and prev_rows is not None:
-            counts = agg.migration_counts(rows, prev_rows, portfolio, slice_columns=slices)
-            migration = migration_records(
-                counts.collect(),
-                [band.grade for band in conf.grading.master_scale],
-                notches_threshold=mon.migration_notches,
-            )
-        elif previous is not None:
-            notes.append(f"rows of previous run {previous.run_id} unreadable: migration skipped")
-        written["monitor_migration"] = write_records(
-            spark,
-            monitor_table(conf, "monitor_migration"),
-            MONITOR_MIGRATION_COLUMNS,
-            migration,
-            common
-            | {
-                "previous_run_id": previous.run_id if previous else None,
-                "previous_as_of_date": previous.as_of if previous else None,
-            },
-            skip_if_empty=first_time,
-        )
-
+        migration = _migration(conf, rows, drift, portfolio, slices, notes)
         phases.lap("migration")
-        backtest: list[BacktestRecord] = []
-        outcome_bins: list[Any] = []
-        cohorts = _matured_cohorts(spark, conf, as_of)
-        if not cohorts:
-            notes.append(
-                f"no cohort scored {mon.outcome_horizon_months} months before {as_of}: "
-                "backtest skipped"
-            )
-        else:
-            try:
-                backtest, outcome_bins = _backtest(spark, conf, portfolio, slices, cohorts)
-            except MissingTableError as exc:
-                notes.append(f"{exc}: backtest skipped")
-        written["monitor_backtest"] = write_records(
-            spark,
-            monitor_table(conf, "monitor_backtest"),
-            MONITOR_BACKTEST_COLUMNS,
-            backtest,
-            common,
-            skip_if_empty=first_time,
-        )
-
-        phases.lap("backtest")
-        fairness: list[FairnessRecord] = []
-        matured = outcome_decisions(outcome_bins, [a.column for a in mon.fairness])
-        for attribute in mon.fairness:
-            if attribute.column not in slices:
-                continue
-            fairness += fairness_records(
-                decisions_from_histograms(histograms, attribute.column), attribute, as_of
-            )
-            for cohort in sorted({k[0] for k in matured if k[1] == attribute.column}):
-                groups = {
-                    k[2]: v for k, v in matured.items() if k[:2] == (cohort, attribute.column)
-                }
-                fairness += fairness_records(groups, attribute, cohort)
-        written["monitor_fairness"] = write_records(
-            spark,
-            monitor_table(conf, "monitor_fairness"),
-            MONITOR_FAIRNESS_COLUMNS,
-            fairness,
-            common,
-            skip_if_empty=first_time,
-        )
-
-        phases.lap("fairness")
-        alerts = evaluate_alerts(
-            mon.alerts,
-            as_of=as_of,
-            drift=drift,
-            backtest=backtest,
-            fairness=fairness,
-            shares=_shares(histograms, _quarantined_obligors(spark, conf, run_id)),
-            validation_auc=manifest.metrics.get("validation_auc"),
-        )
-        written["monitor_alerts"] = write_records(
-            spark,
-            monitor_table(conf, "monitor_alerts"),
-            MONITOR_ALERTS_COLUMNS,
-            [
-                {
-                    "alert_id": a.alert_id(run_id),
-                    "rule": a.rule,
-                    "severity": a.severity,
-                    "metric": a.metric,
-                    "slice_key": a.slice_key,
-                    "slice_value": a.slice_value,
-                    "value": float(a.value),
-                    "threshold": float(a.threshold),
-                    "created_at": monitored_at,
-                    "status": "open",
-                    "acknowledged_at": None,
-                }
-                for a in alerts
-            ],
-            {"run_id": run_id, "as_of_date": as_of},
-            skip_if_empty=first_time,
-        )
-        phases.lap("alerts")
     finally:
         rows.unpersist()
-
-    report_path = Path(mon.report_dir) / as_of.isoformat() / f"{run_id}.html"
-    write_report(
-        spark,
-        conf,
-        report_path,
-        ReportData(
-            run_id=run_id,
-            as_of=as_of,
-            model_version=manifest.model_version,
-            histograms=histograms,
-            baseline=baseline.histograms if baseline else None,
-            psi_edges=baseline.edges if baseline else {},
-            drift=drift,
-            migration=migration,
-            backtest=backtest,
-            fairness=fairness,
-            alerts=alerts,
-            notes=notes,
-            previous_run_id=previous.run_id if previous else None,
-        ),
+    backtest, outcome_bins = _cohort_backtest(spark, conf, portfolio, slices, as_of, notes)
+    phases.lap("backtest")
+    fairness = _fairness(mon, slices, histograms, outcome_bins, as_of)
+    alerts = evaluate_alerts(
+        mon.alerts,
+        as_of=as_of,
+        drift=drift.records,
+        backtest=backtest,
+        fairness=fairness,
+        shares=_shares(histograms, _quarantined_obligors(spark, conf, run_id)),
+        validation_auc=manifest.metrics.get("validation_auc"),
     )
+    phases.lap("alerts")
+    baseline, previous = drift.baseline, drift.previous
+    report = ReportData(
+        run_id=run_id,
+        as_of=as_of,
+        model_version=manifest.model_version,
+        histograms=histograms,
+        baseline=baseline.histograms if baseline else None,
+        psi_edges=baseline.edges if baseline else {},
+        drift=drift.records,
+        migration=migration,
+        backtest=backtest,
+        fairness=fairness,
+        alerts=alerts,
+        notes=notes,
+        previous_run_id=previous.run_id if previous else None,
+    )
+    fired = sum(1 for a in alerts if a.severity == "alert")
+    return MonitorResult(
+        run_id=run_id,
+        as_of=as_of,
+        tables=_table_rows(
+            report, previous, profile, numeric, monitored_at, manifest.model_version
+        ),
+        report=report,
+        fails_run=bool(fired and mon.fail_on_alert),
+        started=clock,
+        phase_s=phases.seconds,
+    )
+
+
+def write_monitoring(spark: SparkSession, conf: RiskConf, result: MonitorResult) -> MonitorSummary:
+    """Write a computed run: each monitor table's rows of the run (one commit each, replacing
+    the rows of an earlier monitoring of it, in the run's as_of_date partition), then the report.
+    The tables exist (ensure_monitor_tables).
+    """
+    phases = _Phases()
+    run_id, as_of = result.run_id, result.as_of
+    # monitor_profile is written first and is never empty: without rows there, no table holds
+    # rows of this run, and empty results need no Delta commit.
+    first_time = (
+        spark.table(monitor_table(conf, "monitor_profile"))
+        .where((F.col("as_of_date") == F.lit(as_of)) & (F.col("run_id") == run_id))
+        .limit(1)
+        .count()
+        == 0
+    )
+    written = {
+        name: write_records(
+            spark,
+            monitor_table(conf, name),
+            rows.columns,
+            rows.records,
+            rows.common,
+            skip_if_empty=first_time and name != "monitor_profile",
+        )
+        for name, rows in result.tables.items()
+    }
+    phases.lap("write")
+    report_path = Path(conf.monitoring.report_dir) / as_of.isoformat() / f"{run_id}.html"
+    write_report(spark, conf, report_path, result.report)
     phases.lap("report")
-    for note in notes:
+    summary = MonitorSummary(
+        run_id=run_id,
+        as_of=as_of,
+        alerts=tuple(result.report.alerts),
+        rows_written=written,
+        report_path=report_path,
+        fails_run=result.fails_run,
+        duration_s=round(time.monotonic() - result.started, 3),
+        notes=tuple(result.report.notes),
+        phase_s=result.phase_s | phases.seconds,
+    )
+    _log_summary(summary)
+    return summary
+
+
+def _log_summary(summary: MonitorSummary) -> None:
+    run_id = summary.run_id
+    for note in summary.notes:
         log.info("monitoring run %s: %s", run_id, note)
-    for alert in alerts:
+    for alert in summary.alerts:
         if alert.severity == "alert":
             log.warning(
                 "ALERT run %s: %s %s=%.4g crossed %.4g%s",
@@ -706,27 +837,34 @@ def monitor_run(
                 alert.threshold,
                 f" on {alert.slice_key}={alert.slice_value}" if alert.slice_key else "",
             )
-    fired = sum(1 for a in alerts if a.severity == "alert")
-    fails = bool(fired and mon.fail_on_alert)
-    duration = round(time.monotonic() - clock, 3)
     log.info(
         "monitoring run %s: %d alerts, %d warnings in %.1fs (%s); report %s%s",
         run_id,
-        fired,
-        len(alerts) - fired,
-        duration,
-        ", ".join(f"{name} {seconds:.1f}s" for name, seconds in phases.seconds.items()),
-        report_path,
-        "; conf fails the run on alerts" if fails else "",
+        summary.alerts_fired,
+        len(summary.alerts) - summary.alerts_fired,
+        summary.duration_s,
+        ", ".join(f"{name} {seconds:.1f}s" for name, seconds in summary.phase_s.items()),
+        summary.report_path,
+        "; conf fails the run on alerts" if summary.fails_run else "",
     )
-    return MonitorSummary(
-        run_id=run_id,
-        as_of=as_of,
-        alerts=tuple(alerts),
-        rows_written=written,
-        report_path=report_path,
-        fails_run=fails,
-        duration_s=duration,
-        notes=tuple(notes),
-        phase_s=phases.seconds,
+
+
+def monitor_run(
+    spark: SparkSession,
+    conf: RiskConf,
+    *,
+    run_id: str,
+    as_of: dt.date,
+    manifest: Manifest,
+    model_dir: str | Path,
+) -> MonitorSummary:
+    """Monitor one run: compute everything, then write the monitor tables and the report.
+
+    Rows are keyed by as_of_date and run_id and replaced when the run is monitored again.
+    Errors propagate; riskudf.monitoring.phase.run_monitoring is the caller that contains them.
+    """
+    ensure_monitor_tables(spark, conf)  # before computing: drift reads stored histograms
+    result = compute_monitoring(
+        spark, conf, run_id=run_id, as_of=as_of, manifest=manifest, model_dir=model_dir
     )
+    return write_monitoring(spark, conf, result)
