@@ -8,7 +8,9 @@
 - action ``raise`` (FailpointError), ``kill`` (SIGKILL to the process: the Python worker in
   the UDF, the driver elsewhere), ``oom`` (a real MemoryError: the process's address space is
   capped just above its size and then a large buffer is allocated), ``sleep`` (``arg`` seconds,
-  driver sites only).
+  driver sites only), ``pause`` and ``stall`` (driver sites only; the third part is a file path:
+  the driver creates ``<path>.reached``, waits until ``<path>`` exists, then goes on (pause) or
+  raises FailpointError (stall); drills of runs that overlap).
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ import resource
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 ENV = "RISKUDF_FAILPOINT"
 DRIVER_SITES = ("after_lock", "before_commit", "between_commits", "before_run_log")
 SITES = ("udf", *DRIVER_SITES)
-ACTIONS = ("raise", "kill", "oom", "sleep")
+ACTIONS = ("raise", "kill", "oom", "sleep", "pause", "stall")
+WAITS = ("pause", "stall")
+WAIT_LIMIT_S = 900
 
 
 class FailpointError(RuntimeError):
@@ -34,6 +39,7 @@ class Failpoint:
     site: str
     action: str
     arg: float = 0.0
+    path: str = ""  # pause and stall: the release file
 
 
 def parse(text: str | None) -> Failpoint | None:
@@ -45,8 +51,12 @@ def parse(text: str | None) -> Failpoint | None:
             f"{ENV}={text!r}: expected <site>:<action>[:<arg>] with site in {SITES} "
             f"and action in {ACTIONS}"
         )
-    if parts[1] == "sleep" and parts[0] == "udf":
-        raise ValueError(f"{ENV}={text!r}: sleep is for driver sites only")
+    if parts[1] in ("sleep", *WAITS) and parts[0] == "udf":
+        raise ValueError(f"{ENV}={text!r}: {parts[1]} is for driver sites only")
+    if parts[1] in WAITS:
+        if len(parts) != 3 or not parts[2]:
+            raise ValueError(f"{ENV}={text!r}: {parts[1]} needs a file path")
+        return Failpoint(parts[0], parts[1], path=parts[2])
     arg = float(parts[2]) if len(parts) == 3 else 0.0
     return Failpoint(parts[0], parts[1], arg)
 
@@ -78,6 +88,19 @@ def act(point: Failpoint) -> None:
         _out_of_memory()
     if point.action == "sleep":
         time.sleep(point.arg)
+    if point.action in WAITS:
+        _wait_for_release(point.path)
+        if point.action == "stall":
+            raise FailpointError(f"failpoint {point.site}:{point.action}")
+
+
+def _wait_for_release(path: str) -> None:
+    Path(f"{path}.reached").touch()
+    deadline = time.monotonic() + WAIT_LIMIT_S
+    while not Path(path).exists():
+        if time.monotonic() > deadline:
+            raise FailpointError(f"failpoint: {path} was not created in {WAIT_LIMIT_S}s")
+        time.sleep(0.2)
 
 
 def hit(point: Failpoint | None, site: str) -> None:

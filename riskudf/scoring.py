@@ -593,8 +593,28 @@ def publish(
             failpoints.hit(failpoint, "between_commits")
 
 
-def undo(spark: SparkSession, committed: dict[str, int], *, as_of: dt.date, run_id: str) -> None:
-    """Put back the date's rows of each table this run committed to (see undo_date)."""
+def undo(
+    spark: SparkSession,
+    conf: RiskConf,
+    committed: dict[str, int],
+    *,
+    as_of: dt.date,
+    run_id: str,
+) -> None:
+    """Put back the date's rows of each table this run committed to (see undo_date), unless
+    another run holds the date now: that run replaces the date when it publishes, and its own
+    commits must not be undone."""
+    if not committed:
+        return
+    holder = runlock.current_lease(spark, conf.tables.qualified("scoring_locks"), as_of)
+    if holder is not None and holder.run_id != run_id:
+        log.error(
+            "run %s: %s is held by run %s now; its rows are left to that run",
+            run_id,
+            as_of,
+            holder.run_id,
+        )
+        return
     for table, version in committed.items():
         try:
             if latest_version(spark, table) != version:
@@ -828,7 +848,7 @@ def score_portfolio(
             append(_run_row(spark, run, started, None), conf.tables.qualified("score_runs"))
             progress.done("done", run.rows_scored, status="success")
     except Exception as exc:
-        undo(spark, committed, as_of=as_of, run_id=run_id)
+        undo(spark, conf, committed, as_of=as_of, run_id=run_id)
         _record_failure(spark, conf, run, started, clock, exc, progress)
         raise
     return monitor_published(spark, conf, run, model.manifest, progress)
