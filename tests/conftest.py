@@ -223,6 +223,8 @@ def make_conf(tmp_path: Path):
         data = yaml.safe_load((ROOT / "conf/local.yaml").read_text())
         data["tables"]["database"] = database
         data["scoring"]["model_dir"] = str(model_dir)
+        # Reports go to the test's folder, never the project's lakehouse/.
+        data["monitoring"]["report_dir"] = str(tmp_path / "reports")
         for dotted, value in overrides.items():
             section, key = dotted.split("__")
             data[section][key] = value

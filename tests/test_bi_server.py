@@ -61,6 +61,7 @@ def lakehouse(spark, tiny_model, tmp_path_factory) -> Lakehouse:
     data["scoring"].update(model_dir=str(tiny_model), partitions=2)
     data["bi"].update(port=free_port(), ready_timeout_s=240)
     conf_path = tmp_path_factory.mktemp("bi_wire") / "bi.yaml"
+    data["monitoring"]["report_dir"] = str(conf_path.parent / "reports")
     conf_path.write_text(yaml.safe_dump(data))
     conf = load_config(conf_path)
     write_demo_tables(

@@ -94,6 +94,7 @@ def clean(spark, bad_lakehouse, tiny_model, tmp_path_factory):
     data["scoring"]["model_dir"] = str(tiny_model)
     data["scoring"]["partitions"] = 3
     path = tmp_path_factory.mktemp("conf") / "faults.yaml"
+    data["monitoring"]["report_dir"] = str(path.parent / "reports")
     path.write_text(yaml.safe_dump(data))
     conf = load_config(path)
     result = score_portfolio(spark, conf, as_of=AS_OF)

@@ -36,6 +36,7 @@ def write_conf(path: Path, model_dir: Path, **overrides: Any) -> Path:
     data = yaml.safe_load((ROOT / "conf/local.yaml").read_text())
     data["tables"]["database"] = DB
     data["scoring"]["model_dir"] = str(model_dir)
+    data["monitoring"]["report_dir"] = str(path.parent / "reports")
     for dotted, value in overrides.items():
         section, key = dotted.split("__")
         data[section][key] = value
