@@ -606,7 +606,11 @@ def undo(
     commits must not be undone."""
     if not committed:
         return
-    holder = runlock.current_lease(spark, conf.tables.qualified("scoring_locks"), as_of)
+    try:
+        holder = runlock.current_lease(spark, conf.tables.qualified("scoring_locks"), as_of)
+    except Exception as exc:  # the run's own error matters more; undo as if the date were free
+        log.error("run %s: could not read the lease of %s (%s)", run_id, as_of, type(exc).__name__)
+        holder = None
     if holder is not None and holder.run_id != run_id:
         log.error(
             "run %s: %s is held by run %s now; its rows are left to that run",
