@@ -46,7 +46,7 @@ jars/delta-storage-$(DELTA_VERSION).jar:
 	$(MVN_COPY) -Dartifact=io.delta:delta-storage:$(DELTA_VERSION)
 
 # The metastore's Derby network server (same Derby as the pyspark wheel's): lets the nightly job
-# and the BI server (a second JVM) share lakehouse/metastore_db. See riskudf/metastore.py.
+# and the BI server (a second JVM) share lakehouse/metastore_db. See riskudf/lakehouse/metastore.py.
 jars/derbynet-$(DERBY_VERSION).jar:
 	$(MVN_COPY) -Dartifact=org.apache.derby:derbynet:$(DERBY_VERSION)
 
@@ -57,13 +57,13 @@ lakehouse:
 	mkdir -p lakehouse
 
 metastore: install lakehouse
-	$(PY) -m riskudf.metastore start
+	$(PY) -m riskudf.lakehouse.metastore start
 
 metastore-stop:
-	if test -x $(PY); then $(PY) -m riskudf.metastore stop; fi
+	if test -x $(PY); then $(PY) -m riskudf.lakehouse.metastore stop; fi
 
 data: install lakehouse metastore
-	$(SUBMIT) jobs/make_demo_data.py --obligors $(OBLIGORS) --shift $(SHIFT) --conf $(CONF)
+	$(SUBMIT) demo/make_data.py --obligors $(OBLIGORS) --shift $(SHIFT) --conf $(CONF)
 
 model: install lakehouse metastore
 	$(SUBMIT) jobs/train.py --train-table risk.training_documents --text-col text \
@@ -113,7 +113,7 @@ lease-release: install lakehouse metastore
 # Prints the spark-submit command line of the nightly job for CONF (its submit section),
 # without running anything: make submit-check CONF=conf/cluster.yaml MODE=incremental
 submit-check:
-	$(PY) -m riskudf.submit --conf $(CONF) jobs/score_portfolio.py --as-of $(AS_OF) --mode $(MODE)
+	$(PY) -m riskudf.lakehouse.submit --conf $(CONF) jobs/score_portfolio.py --as-of $(AS_OF) --mode $(MODE)
 
 demo: install lakehouse
 	$(MAKE) --no-print-directory data
@@ -127,7 +127,7 @@ test: install
 # pipeline on the same BENCH_DOCS demo documents (see README, Throughput).
 BENCH_DOCS ?= 600
 bench: install
-	$(PY) jobs/bench.py --docs $(BENCH_DOCS) --conf $(CONF) --workdir build/bench
+	$(PY) benchmarks/bench.py --docs $(BENCH_DOCS) --conf $(CONF) --workdir build/bench
 
 # The BI endpoint: Spark Thrift Server (HiveServer2 protocol) on bi.port; Ctrl-C or bi-stop ends it.
 bi: install lakehouse metastore
@@ -137,7 +137,7 @@ bi-stop:
 	if test -f lakehouse/bi.pid; then kill "$$(cat lakehouse/bi.pid)"; else echo "bi: not running"; fi
 
 lint: install
-	$(PY) -m ruff check riskudf jobs tests
+	$(PY) -m ruff check riskudf jobs tests benchmarks demo
 	$(PY) -m mypy
 
 clean-lakehouse: metastore-stop

@@ -12,10 +12,11 @@ import argparse
 import logging
 import sys
 
-from riskudf.cli import BAD_INPUT, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, safe_message, setup_logging
 from riskudf.config import load_config
+from riskudf.entry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from riskudf.lakehouse.session import build_spark
 from riskudf.monitoring.lifecycle import ACTIONS, record_alert_action
-from riskudf.spark import build_spark
+from riskudf.safe_logging import BAD_INPUT, safe_message, setup_logging
 
 log = logging.getLogger("alerts")
 

@@ -14,18 +14,11 @@ import getpass
 import logging
 import sys
 
-from riskudf import runlock
-from riskudf.cli import (
-    BAD_INPUT,
-    EXIT_BAD_INPUT,
-    EXIT_FAILED,
-    EXIT_OK,
-    iso_date,
-    safe_message,
-    setup_logging,
-)
 from riskudf.config import load_config
-from riskudf.spark import build_spark
+from riskudf.entry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, iso_date
+from riskudf.lakehouse import leases
+from riskudf.lakehouse.session import build_spark
+from riskudf.safe_logging import BAD_INPUT, safe_message, setup_logging
 
 log = logging.getLogger("leases")
 
@@ -51,11 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         spark = build_spark(conf.spark)
         locks = conf.tables.qualified("scoring_locks")
         if args.command == "list":
-            found = runlock.leases(spark, locks)
-            print("\n".join(runlock.lease_lines(found, now=runlock.now_utc())))
+            found = leases.leases(spark, locks)
+            print("\n".join(leases.lease_lines(found, now=leases.now_utc())))
             print(f"{len(found)} leases in {locks}")
             return EXIT_OK
-        lease = runlock.force_release(
+        lease = leases.force_release(
             spark,
             locks,
             releases=conf.tables.qualified("scoring_lock_releases"),
@@ -63,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             reason=args.reason,
             released_by=args.by or getpass.getuser(),
         )
-    except (*BAD_INPUT, runlock.NoLeaseError) as exc:
+    except (*BAD_INPUT, leases.NoLeaseError) as exc:
         log.error("bad input: %s", exc)
         return EXIT_BAD_INPUT
     except Exception as exc:

@@ -13,18 +13,11 @@ import argparse
 import logging
 import sys
 
-from riskudf.cli import (
-    BAD_INPUT,
-    EXIT_ALERTS,
-    EXIT_BAD_INPUT,
-    EXIT_FAILED,
-    EXIT_OK,
-    safe_message,
-    setup_logging,
-)
 from riskudf.config import load_config
+from riskudf.entry import EXIT_ALERTS, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from riskudf.lakehouse.session import build_spark
 from riskudf.monitoring.phase import monitor_published_run
-from riskudf.spark import build_spark
+from riskudf.safe_logging import BAD_INPUT, safe_message, setup_logging
 
 log = logging.getLogger("monitor")
 

@@ -13,9 +13,9 @@ import sys
 from pyspark.sql import SparkSession
 
 from riskudf import failpoints
-from riskudf.bi import after_nightly_write
-from riskudf.cli import (
-    BAD_INPUT,
+from riskudf.bi.views import after_nightly_write
+from riskudf.config import RiskConf, load_config
+from riskudf.entry import (
     EXIT_ALERTS,
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -23,13 +23,11 @@ from riskudf.cli import (
     EXIT_OK,
     grade_lines,
     iso_date,
-    safe_message,
-    setup_logging,
     table_location,
 )
-from riskudf.config import RiskConf, load_config
-from riskudf.scoring import Mode, RunResult, backfill
-from riskudf.spark import build_spark
+from riskudf.lakehouse.session import build_spark
+from riskudf.safe_logging import BAD_INPUT, safe_message, setup_logging
+from riskudf.scoring.pipeline import Mode, RunResult, backfill
 
 log = logging.getLogger("score_portfolio")
 

@@ -17,11 +17,13 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from riskudf.bi import BiServerError, jdbc_url, publish_bi_objects, start_thrift_server
-from riskudf.cli import BAD_INPUT, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, setup_logging
+from riskudf.bi.server import BiServerError, jdbc_url, start_thrift_server
+from riskudf.bi.views import publish_bi_objects
 from riskudf.config import load_config
-from riskudf.metastore import MetastoreError
-from riskudf.spark import build_spark
+from riskudf.entry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from riskudf.lakehouse.metastore import MetastoreError
+from riskudf.lakehouse.session import build_spark
+from riskudf.safe_logging import BAD_INPUT, setup_logging
 
 log = logging.getLogger("serve_bi")
 

@@ -9,16 +9,10 @@ import logging
 import sys
 from pathlib import Path
 
-from riskudf.cli import (
-    BAD_INPUT,
-    EXIT_BAD_INPUT,
-    EXIT_FAILED,
-    EXIT_OK,
-    safe_message,
-    setup_logging,
-)
 from riskudf.config import load_config
-from riskudf.spark import build_spark
+from riskudf.entry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from riskudf.lakehouse.session import build_spark
+from riskudf.safe_logging import BAD_INPUT, safe_message, setup_logging
 from riskudf.training.data import LabelError
 from riskudf.training.pipeline import train_model
 

@@ -68,7 +68,7 @@ def free_port() -> int:
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from pyspark.sql import SparkSession
 
-    from riskudf.metastore import DerbyServer, start_server, stop_server
+    from riskudf.lakehouse.metastore import DerbyServer, start_server, stop_server
 
     if len(DELTA_JARS) != 2 or len(DERBY_CLIENT_JARS) != 1:
         pytest.exit("Delta or Derby jars missing under jars/: run `make install`", returncode=3)
@@ -158,8 +158,8 @@ def tiny_baseline() -> dict:
     import pandas as pd
 
     from riskudf.config import load_config
-    from riskudf.grading import decisions_of, grades_of
     from riskudf.monitoring.baseline import build_baseline
+    from riskudf.scoring.grading import decisions_of, grades_of
 
     grading = load_config(ROOT / "conf/local.yaml").grading
     rng = np.random.default_rng(5)

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from riskudf.bench import BertShape, bert_flops, ratio, result_line, tree_pss_mib
+from benchmarks.harness import BertShape, bert_flops, ratio, result_line, tree_pss_mib
 
 
 def test_bert_flops_counts_projections_feed_forward_and_attention() -> None:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from pyspark.sql import functions as F
 
-from riskudf.bi import (
+from riskudf.bi.views import (
     compact_scored_date,
     document_table,
     documented_tables,
@@ -17,13 +17,11 @@ from riskudf.bi import (
     publish_bi_objects,
 )
 from riskudf.config import BiConf, RiskConf, TablesConf, load_config
-from riskudf.tables import (
+from riskudf.lakehouse.delta import ddl, overwrite_table, schema
+from riskudf.lakehouse.schemas import (
     MONITOR_ALERTS_COLUMNS,
     SCORE_RUNS_COLUMNS,
     SCORED_PORTFOLIO_COLUMNS,
-    ddl,
-    overwrite_table,
-    schema,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

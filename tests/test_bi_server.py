@@ -25,12 +25,12 @@ import pytest
 import yaml
 from conftest import free_port
 
-from riskudf import scoring
-from riskudf.bi import after_nightly_write
+from demo.portfolio import DemoSpec, write_demo_tables
+from riskudf.bi.views import after_nightly_write
 from riskudf.config import RiskConf, load_config
-from riskudf.demo import DemoSpec, write_demo_tables
-from riskudf.metastore import HOME_KEY, URL_KEY, read_spark_defaults
-from riskudf.scoring import score_portfolio
+from riskudf.lakehouse.metastore import HOME_KEY, URL_KEY, read_spark_defaults
+from riskudf.scoring import pipeline
+from riskudf.scoring.pipeline import score_portfolio
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -341,7 +341,7 @@ class HeldRun:
 def held_run(spark, conf: RiskConf, as_of: dt.date, monkeypatch) -> Iterator[HeldRun]:
     """score_portfolio in a thread of the suite's session, held before its score_runs write."""
     committed, release = threading.Event(), threading.Event()
-    real_append = scoring.append
+    real_append = pipeline.append
 
     def gated_append(df: Any, table: str) -> None:
         if table.endswith(".score_runs"):
@@ -350,7 +350,7 @@ def held_run(spark, conf: RiskConf, as_of: dt.date, monkeypatch) -> Iterator[Hel
                 raise TimeoutError("the test never released the run")
         real_append(df, table)
 
-    monkeypatch.setattr(scoring, "append", gated_append)
+    monkeypatch.setattr(pipeline, "append", gated_append)
     outcome: dict[str, Any] = {}
 
     def run() -> None:

@@ -8,8 +8,8 @@ import pytest
 from pyspark.errors import PySparkException
 from pyspark.sql import functions as F
 
-from riskudf.cli import setup_logging
-from riskudf.progress import LOGGER as PROGRESS_LOGGER
+from riskudf.safe_logging import setup_logging
+from riskudf.scoring.progress import LOGGER as PROGRESS_LOGGER
 
 
 @pytest.fixture

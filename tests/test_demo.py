@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from riskudf.demo import DemoSpec, filing_rows, outcome_row, portfolio_row, report_rows
+from demo.portfolio import DemoSpec, filing_rows, outcome_row, portfolio_row, report_rows
 
 SPEC = DemoSpec(seed=11)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from riskudf.documents import assemble_documents
+from riskudf.documents.assemble import assemble_documents
 
 D = dt.date
 AS_OF = D(2026, 11, 28)

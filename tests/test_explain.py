@@ -10,7 +10,7 @@ import pytest
 from conftest import PD_ATOL
 
 from riskudf.config import ConfigError, GradingConf, load_config, parse_config
-from riskudf.explain import (
+from riskudf.scoring.reasons import (
     Occlusion,
     code_of,
     compile_library,
@@ -22,7 +22,7 @@ from riskudf.explain import (
     top_reasons,
     without,
 )
-from riskudf.inference import ExplainOptions, Scorer, ScoringOptions
+from riskudf.scoring.scorer import ExplainOptions, Scorer, ScoringOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = load_config(ROOT / "conf/local.yaml")
@@ -173,8 +173,8 @@ def planted_model(tiny_backbone: Path) -> tuple[object, object]:
     """The tiny BERT fine-tuned for a few seconds on planted_documents (label: planted)."""
     import torch
 
-    from riskudf.inference import pad_batch
     from riskudf.model.load import load_sequence_classifier, load_tokenizer
+    from riskudf.scoring.scorer import pad_batch
 
     torch.manual_seed(3)
     tokenizer = load_tokenizer(tiny_backbone)

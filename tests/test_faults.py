@@ -13,13 +13,13 @@ import yaml
 from conftest import PD_ATOL, reasons_close
 from pyspark.sql import functions as F
 
-from riskudf import runlock
+from demo.portfolio import DemoSpec, write_demo_tables
 from riskudf.config import load_config
-from riskudf.demo import DemoSpec, write_demo_tables
+from riskudf.documents.quarantine import REASONS
 from riskudf.failpoints import Failpoint, FailpointError, parse
-from riskudf.quarantine import REASONS
-from riskudf.scoring import score_portfolio
-from riskudf.tables import InputError
+from riskudf.lakehouse import leases
+from riskudf.lakehouse.delta import InputError
+from riskudf.scoring.pipeline import score_portfolio
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = dt.date(2026, 11, 28)
@@ -204,7 +204,7 @@ def test_two_runs_for_one_date_one_wins(spark, bad_lakehouse, clean) -> None:
         time.sleep(0.5)
     run("late", None)
     slow.join()
-    assert isinstance(outcome["late"], runlock.RunLockedError)
+    assert isinstance(outcome["late"], leases.RunLockedError)
     assert "is being scored by run" in str(outcome["late"])
     winner = outcome["slow"]
     assert not isinstance(winner, Exception), winner
@@ -227,9 +227,9 @@ def test_simultaneous_claims_have_one_winner(spark, bad_lakehouse, clean) -> Non
     def claim(run_id: str) -> None:
         barrier.wait()
         try:
-            runlock.acquire(spark, table, as_of=day, run_id=run_id, lease_minutes=5)
+            leases.acquire(spark, table, as_of=day, run_id=run_id, lease_minutes=5)
             results[run_id] = "won"
-        except runlock.RunLockedError:
+        except leases.RunLockedError:
             results[run_id] = "lost"
 
     threads = [threading.Thread(target=claim, args=(f"claimant-{i}",)) for i in range(2)]
@@ -239,10 +239,10 @@ def test_simultaneous_claims_have_one_winner(spark, bad_lakehouse, clean) -> Non
         t.join()
     assert sorted(results.values()) == ["lost", "won"]
     winner = next(k for k, v in results.items() if v == "won")
-    holder = runlock.current_lease(spark, table, day)
+    holder = leases.current_lease(spark, table, day)
     assert holder is not None and holder.run_id == winner
-    runlock.release(spark, table, as_of=day, run_id=winner)
-    assert runlock.current_lease(spark, table, day) is None
+    leases.release(spark, table, as_of=day, run_id=winner)
+    assert leases.current_lease(spark, table, day) is None
 
 
 def test_an_abandoned_hold_is_taken_over(spark, bad_lakehouse, clean) -> None:
@@ -255,10 +255,10 @@ def test_an_abandoned_hold_is_taken_over(spark, bad_lakehouse, clean) -> None:
         "as_of_date date, run_id string, holder string, acquired_at timestamp, "
         "expires_at timestamp",
     ).writeTo(table).append()
-    runlock.acquire(spark, table, as_of=day, run_id="next", lease_minutes=5)
-    lease = runlock.current_lease(spark, table, day)
+    leases.acquire(spark, table, as_of=day, run_id="next", lease_minutes=5)
+    lease = leases.current_lease(spark, table, day)
     assert lease is not None and lease.run_id == "next" and lease.expires_at > now
-    runlock.release(spark, table, as_of=day, run_id="next")
+    leases.release(spark, table, as_of=day, run_id="next")
 
 
 def test_bad_dates_and_an_empty_portfolio_fail_before_any_write(

@@ -12,9 +12,9 @@ import pytest
 from conftest import PD_ATOL, reasons_close
 
 from riskudf.config import ConfigError, FeaturesConf, LoraConf, TrainingConf, parse_config
-from riskudf.inference import Scorer, ScoringOptions
 from riskudf.model.features import FeatureError, FeatureSpec, encode_features, fit_features
 from riskudf.model.load import load_artifact
+from riskudf.scoring.scorer import Scorer, ScoringOptions
 from riskudf.training.data import split_stratified
 from riskudf.training.evaluate import evaluate_split
 from riskudf.training.finetune import calibrate_and_evaluate, fine_tune, publish_model
@@ -188,8 +188,8 @@ def test_published_fused_model_scores_its_manifest_figures(
     # The mapInPandas form (the GPU stage) reads the feature columns of its frames by name.
     from types import SimpleNamespace
 
-    from riskudf.inference import make_pd_mapper
     from riskudf.model.artifact import artifact_key, load_artifact_bytes
+    from riskudf.scoring.udf import make_pd_mapper
 
     _, files = load_artifact_bytes(trained.output)
     mapper = make_pd_mapper(
@@ -213,10 +213,10 @@ def test_reason_codes_of_a_fused_model_occlude_with_each_rows_features(
     from transformers import AutoTokenizer
 
     from riskudf.config import GradingConf, load_config
-    from riskudf.explain import mapped_spans, top_reasons, without
-    from riskudf.inference import ExplainOptions
     from riskudf.model.fused import FusedClassifier
     from riskudf.model.load import load_encoder
+    from riskudf.scoring.reasons import mapped_spans, top_reasons, without
+    from riskudf.scoring.scorer import ExplainOptions
 
     conf = load_config(Path(__file__).resolve().parents[1] / "conf/local.yaml")
     frame = pd.DataFrame({"exposure": [500.0, 1500.0]})

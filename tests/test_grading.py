@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from riskudf.config import GradeBand, GradingConf
-from riskudf.grading import add_grade_and_decision
+from riskudf.scoring.grading import add_grade_and_decision
 
 CONF = GradingConf(
     master_scale=(

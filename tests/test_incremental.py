@@ -13,9 +13,10 @@ from conftest import PD_ATOL, publish_tiny, reasons_close
 from pyspark.sql import functions as F
 
 from riskudf.config import GpuConf, RiskConf, ScoringConf, load_config
-from riskudf.incremental import score_conf_key
-from riskudf.scoring import backfill, score_portfolio
-from riskudf.tables import SCORED_PORTFOLIO_COLUMNS, overwrite_table
+from riskudf.lakehouse.delta import overwrite_table
+from riskudf.lakehouse.schemas import SCORED_PORTFOLIO_COLUMNS
+from riskudf.scoring.incremental import score_conf_key
+from riskudf.scoring.pipeline import backfill, score_portfolio
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,7 +104,9 @@ def test_score_conf_key_changes_with_precision_device_and_reason_library_only(
 
 
 def inputs_line(caplog: pytest.LogCaptureFixture, run_id: str) -> dict[str, object]:
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "riskudf.progress"]
+    lines = [
+        json.loads(r.getMessage()) for r in caplog.records if r.name == "riskudf.scoring.progress"
+    ]
     return next(x for x in lines if x["run_id"] == run_id and x["stage"] == "inputs")
 
 
@@ -115,9 +118,9 @@ def test_incremental_rescores_changed_obligors_only_and_matches_a_full_run(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="riskudf.progress")
+    caplog.set_level(logging.INFO, logger="riskudf.scoring.progress")
     # A job's logging setup (run by an earlier test) stops propagation to caplog's root handler.
-    monkeypatch.setattr(logging.getLogger("riskudf.progress"), "propagate", True)
+    monkeypatch.setattr(logging.getLogger("riskudf.scoring.progress"), "propagate", True)
     write_inputs(spark, "incr_test")
     conf = small_conf(make_conf, "incr_test", tiny_model)
     first = score_portfolio(spark, conf, as_of=D1, mode="incremental")
@@ -240,8 +243,8 @@ def test_a_feature_model_scores_with_portfolio_columns_and_rescores_a_changed_on
 ) -> None:
     import hashlib
 
-    from riskudf.incremental import fingerprint_expr
-    from riskudf.tables import SchemaError
+    from riskudf.lakehouse.delta import SchemaError
+    from riskudf.scoring.incremental import fingerprint_expr
 
     # Text-only fingerprints are those of earlier releases: sha256(model \n conf \n document).
     old = spark.createDataFrame([("doc",)], "document string").select(

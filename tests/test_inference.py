@@ -11,24 +11,21 @@ import pandas as pd
 import pytest
 from conftest import PD_ATOL, reasons_close
 
-from riskudf import inference
 from riskudf.config import load_config
-from riskudf.inference import (
-    ExplainOptions,
-    Scorer,
-    ScoringOptions,
-    cpu_flags,
-    cuda_index,
-    cut_to_window,
-    make_pd_mapper,
-    make_pd_udf,
-    pad_batch,
-    plan_batches,
-    resolve_precision,
-)
 from riskudf.model.artifact import artifact_key, load_artifact_bytes
 from riskudf.model.calibration import calibrate, fit_platt
 from riskudf.model.load import load_artifact, load_tokenizer
+from riskudf.scoring import worker
+from riskudf.scoring.device import cpu_flags, cuda_index, resolve_precision
+from riskudf.scoring.scorer import (
+    ExplainOptions,
+    Scorer,
+    ScoringOptions,
+    cut_to_window,
+    pad_batch,
+    plan_batches,
+)
+from riskudf.scoring.udf import make_pd_mapper, make_pd_udf
 
 
 def test_plan_batches_sorts_and_respects_the_budget() -> None:
@@ -129,7 +126,7 @@ def test_udf_loads_the_model_once_per_worker(spark, tiny_model: Path, tmp_path: 
     def probe(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for _ in batches:
             pass
-        yield pd.DataFrame({"pid": [os.getpid()], "loads": [inference.worker_load_count(key)]})
+        yield pd.DataFrame({"pid": [os.getpid()], "loads": [worker.worker_load_count(key)]})
 
     probes = spark.range(0, 12, numPartitions=12).mapInPandas(probe, "pid long, loads int")
     loads = {row["pid"]: row["loads"] for row in probes.collect()}

@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def job(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"jobs_{name}", ROOT / "jobs" / f"{name}.py")
+    """A job's module by name (jobs/<name>.py), or by path from the root ("demo/make_data")."""
+    path = ROOT / f"{name}.py" if "/" in name else ROOT / "jobs" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"jobs_{name.replace('/', '_')}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -32,7 +34,7 @@ def test_demo_data_train_and_score(spark, tiny_backbone, make_conf, tmp_path, ca
         training__max_train_rows=0,
     )
     # 120 obligors: enough defaults for a stratified train / validation / test split
-    assert job("make_demo_data").main(["--obligors", "120", "--conf", str(conf)]) == 0
+    assert job("demo/make_data").main(["--obligors", "120", "--conf", str(conf)]) == 0
     assert (
         job("train").main(
             [

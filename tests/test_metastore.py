@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import free_port
 
-from riskudf.metastore import (
+from riskudf.lakehouse.metastore import (
     DerbyServer,
     MetastoreError,
     ensure_metastore,

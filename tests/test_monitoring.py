@@ -18,12 +18,13 @@ import pytest
 from pyspark.sql import functions as F
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
+from demo.portfolio import DemoSpec, write_demo_tables
 from riskudf.config import load_config
-from riskudf.demo import DemoSpec, write_demo_tables
+from riskudf.lakehouse.schemas import MONITOR_TABLES
 from riskudf.model.artifact import read_manifest, write_manifest
 from riskudf.monitoring.report import SECTIONS
-from riskudf.monitoring.run import MONITOR_TABLES, monitor_run
-from riskudf.scoring import score_portfolio
+from riskudf.monitoring.run import monitor_run
+from riskudf.scoring.pipeline import score_portfolio
 
 COHORT = dt.date(2025, 11, 28)  # the demo's outcome observation date
 LATER = dt.date(2026, 11, 28)

@@ -17,13 +17,14 @@ import pytest
 import yaml
 from pyspark.sql import functions as F
 
-from riskudf.bi import publish_bi_objects
+from demo.portfolio import DemoSpec, write_demo_tables
+from riskudf.bi.views import publish_bi_objects
 from riskudf.config import load_config
-from riskudf.demo import DemoSpec, write_demo_tables
+from riskudf.lakehouse.delta import ddl, schema
+from riskudf.lakehouse.schemas import MONITOR_ALERTS_COLUMNS, MONITOR_TABLES, SCORE_RUNS_COLUMNS
 from riskudf.model.artifact import read_manifest
-from riskudf.monitoring.run import MONITOR_TABLES, ensure_monitor_tables, monitor_run
-from riskudf.scoring import score_portfolio
-from riskudf.tables import MONITOR_ALERTS_COLUMNS, SCORE_RUNS_COLUMNS, ddl, schema
+from riskudf.monitoring.run import ensure_monitor_tables, monitor_run
+from riskudf.scoring.pipeline import score_portfolio
 
 ROOT = Path(__file__).resolve().parents[1]
 DB = "mon_phase"

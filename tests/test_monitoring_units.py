@@ -13,7 +13,6 @@ from pyspark.sql import Row
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from riskudf.config import AlertRulesConf, FairnessAttribute, Threshold, load_config
-from riskudf.grading import decisions_of, grades_of
 from riskudf.monitoring.alerts import Alert, RunShares, breach, evaluate_alerts
 from riskudf.monitoring.backtest import GroupDecisions, backtest_records
 from riskudf.monitoring.baseline import ColumnHistogram, build_baseline, parse_baseline
@@ -23,6 +22,7 @@ from riskudf.monitoring.metrics import PD_GRID, Histogram
 from riskudf.monitoring.migration import migration_records
 from riskudf.monitoring.report import SECTIONS, ReportData, TrendPoint, render_report
 from riskudf.monitoring.run import add_months
+from riskudf.scoring.grading import decisions_of, grades_of
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = load_config(ROOT / "conf/local.yaml")

@@ -4,8 +4,8 @@ import datetime as dt
 
 from pyspark.sql import functions as F
 
-from riskudf.documents import assemble_documents
-from riskudf.quarantine import (
+from riskudf.documents.assemble import assemble_documents
+from riskudf.documents.quarantine import (
     flag_records,
     flag_text,
     record_rows,
@@ -13,7 +13,7 @@ from riskudf.quarantine import (
     split_portfolio,
     text_problem,
 )
-from riskudf.scoring import reconcile
+from riskudf.scoring.pipeline import reconcile
 
 D = dt.date
 

@@ -17,12 +17,12 @@ import yaml
 from pyspark.sql import functions as F
 from test_spark_submit import project, submit
 
-from riskudf import runlock
+from demo.portfolio import DemoSpec, write_demo_tables
 from riskudf.config import load_config
-from riskudf.demo import DemoSpec, write_demo_tables
 from riskudf.failpoints import Failpoint
-from riskudf.scoring import business_date, score_portfolio
-from riskudf.tables import InputError, MissingTableError
+from riskudf.lakehouse import leases
+from riskudf.lakehouse.delta import InputError, MissingTableError
+from riskudf.scoring.pipeline import business_date, score_portfolio
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = dt.date(2026, 11, 28)
@@ -108,7 +108,7 @@ def test_a_run_whose_lease_was_taken_aborts_before_commit(
     try:
         wait_for(Path(f"{gate}.reached"))
         # An operator clears the hold and another run claims the date mid-run.
-        runlock.force_release(
+        leases.force_release(
             spark,
             locks,
             releases=conf.tables.qualified("scoring_lock_releases"),
@@ -116,11 +116,11 @@ def test_a_run_whose_lease_was_taken_aborts_before_commit(
             reason="test: hold cleared mid-run",
             released_by="tester",
         )
-        runlock.acquire(spark, locks, as_of=AS_OF, run_id="other", lease_minutes=10)
+        leases.acquire(spark, locks, as_of=AS_OF, run_id="other", lease_minutes=10)
     finally:
         gate.touch()
         thread.join(600)
-    assert isinstance(outcome.get("error"), runlock.LeaseLostError)
+    assert isinstance(outcome.get("error"), leases.LeaseLostError)
     assert outputs(spark, lease_lakehouse) == before
     runs = spark.table(conf.tables.qualified("score_runs")).orderBy("started_at").collect()
     assert [(r["status"], r["error"]) for r in runs] == [
@@ -129,8 +129,8 @@ def test_a_run_whose_lease_was_taken_aborts_before_commit(
     ]
     assert runs[0]["run_id"] == first.run_id
     # The other run's hold is untouched by the aborted run.
-    assert runlock.current_lease(spark, locks, AS_OF).run_id == "other"
-    runlock.release(spark, locks, as_of=AS_OF, run_id="other")
+    assert leases.current_lease(spark, locks, AS_OF).run_id == "other"
+    leases.release(spark, locks, as_of=AS_OF, run_id="other")
 
 
 @pytest.mark.slow
@@ -146,7 +146,7 @@ def test_a_failed_run_leaves_another_dates_run_intact(spark, tiny_model, tmp_pat
     conf.write_text(yaml.safe_dump(data))
     gate = tmp_path / "release"
     with project(tmp_path):
-        made = submit(tmp_path, "jobs/make_demo_data.py", "--obligors", "20", "--conf", str(conf))
+        made = submit(tmp_path, "demo/make_data.py", "--obligors", "20", "--conf", str(conf))
         assert made.returncode == 0, made.stderr[-3000:]
         env = {
             **os.environ,

@@ -13,8 +13,8 @@ import yaml
 from delta.tables import DeltaTable
 from test_jobs import ROOT, job
 
-from riskudf import runlock
 from riskudf.config import ConfigError, parse_config
+from riskudf.lakehouse import leases
 
 DB = "leases"
 LOCKS = f"{DB}.scoring_locks"
@@ -26,7 +26,7 @@ SECOND = 1 / 60  # lease_minutes
 @pytest.fixture(scope="module")
 def tables(spark) -> str:
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {DB}")
-    runlock.ensure_tables(spark, locks=LOCKS, releases=RELEASES)
+    leases.ensure_tables(spark, locks=LOCKS, releases=RELEASES)
     return LOCKS
 
 
@@ -50,7 +50,7 @@ def plant(spark, day: dt.date, run_id: str, expires_in: dt.timedelta) -> None:
     """A lease row of ``run_id`` by this (live) process, written with aware UTC datetimes."""
     now = dt.datetime.now(dt.UTC)
     spark.createDataFrame(
-        [(day, run_id, runlock.this_holder(), now - dt.timedelta(hours=1), now + expires_in)],
+        [(day, run_id, leases.this_holder(), now - dt.timedelta(hours=1), now + expires_in)],
         "as_of_date date, run_id string, holder string, acquired_at timestamp, "
         "expires_at timestamp",
     ).writeTo(LOCKS).append()
@@ -66,7 +66,7 @@ def take_over(spark, day: dt.date, *, run_id: str) -> None:
             )
             return
         except Exception as exc:
-            if not runlock._is_conflict(exc):
+            if not leases._is_conflict(exc):
                 raise
     raise AssertionError("the takeover kept conflicting")
 
@@ -80,14 +80,14 @@ def test_a_fresh_lease_is_not_taken_over_in_any_driver_zone(spark, tables, zone)
     day = dt.date(2021, 1, 1 + ZONES.index(zone))
     with driver_zone(zone):
         start = dt.datetime.now(dt.UTC)
-        runlock.acquire(spark, tables, as_of=day, run_id="first", lease_minutes=60)
-        with pytest.raises(runlock.RunLockedError, match="is being scored by run first"):
-            runlock.acquire(spark, tables, as_of=day, run_id="second", lease_minutes=60)
-        held = runlock.current_lease(spark, tables, day)
+        leases.acquire(spark, tables, as_of=day, run_id="first", lease_minutes=60)
+        with pytest.raises(leases.RunLockedError, match="is being scored by run first"):
+            leases.acquire(spark, tables, as_of=day, run_id="second", lease_minutes=60)
+        held = leases.current_lease(spark, tables, day)
     assert held is not None and held.run_id == "first"
     assert near(held.acquired_at, start)
     assert near(held.expires_at, start + dt.timedelta(minutes=60))
-    runlock.release(spark, tables, as_of=day, run_id="first")
+    leases.release(spark, tables, as_of=day, run_id="first")
 
 
 @pytest.mark.parametrize("zone", ZONES)
@@ -96,70 +96,70 @@ def test_an_expired_lease_is_taken_over_in_any_driver_zone(spark, tables, zone) 
     plant(spark, day, "crashed", expires_in=-dt.timedelta(minutes=10))
     with driver_zone(zone):
         start = dt.datetime.now(dt.UTC)
-        runlock.acquire(spark, tables, as_of=day, run_id="next", lease_minutes=60)
-        held = runlock.current_lease(spark, tables, day)
+        leases.acquire(spark, tables, as_of=day, run_id="next", lease_minutes=60)
+        held = leases.current_lease(spark, tables, day)
     assert held is not None and held.run_id == "next"
     assert near(held.acquired_at, start)
     assert near(held.expires_at, start + dt.timedelta(minutes=60))
-    runlock.release(spark, tables, as_of=day, run_id="next")
+    leases.release(spark, tables, as_of=day, run_id="next")
 
 
 def test_a_lapsed_lease_fails_the_check(spark, tables) -> None:
     day = dt.date(2021, 3, 1)
     plant(spark, day, "slow", expires_in=-dt.timedelta(seconds=1))
-    with pytest.raises(runlock.LeaseLostError, match=r"lease lapsed at .* without renewal"):
-        runlock.ensure_held(spark, tables, as_of=day, run_id="slow")
-    with pytest.raises(runlock.LeaseLostError, match="lease lapsed"):
-        runlock.renew(spark, tables, as_of=day, run_id="slow", lease_minutes=60)
+    with pytest.raises(leases.LeaseLostError, match=r"lease lapsed at .* without renewal"):
+        leases.ensure_held(spark, tables, as_of=day, run_id="slow")
+    with pytest.raises(leases.LeaseLostError, match="lease lapsed"):
+        leases.renew(spark, tables, as_of=day, run_id="slow", lease_minutes=60)
     # A lapsed lease is not revived by a late renewal.
-    held = runlock.current_lease(spark, tables, day)
-    assert held is not None and held.expired(runlock.now_utc())
-    runlock.release(spark, tables, as_of=day, run_id="slow")
+    held = leases.current_lease(spark, tables, day)
+    assert held is not None and held.expired(leases.now_utc())
+    leases.release(spark, tables, as_of=day, run_id="slow")
 
 
 def test_the_heartbeat_keeps_a_lease_past_its_lease_time(spark, tables) -> None:
     day = dt.date(2021, 4, 1)
     # Long enough for a Delta UPDATE on a loaded two-core machine (seconds each).
     lease = 15 * SECOND
-    with runlock.hold(
+    with leases.hold(
         spark, tables, as_of=day, run_id="long", lease_minutes=lease, heartbeat_seconds=1
     ) as held:
         first = held.check()
-        while runlock.now_utc() < first.expires_at + dt.timedelta(seconds=2):
+        while leases.now_utc() < first.expires_at + dt.timedelta(seconds=2):
             time.sleep(0.5)
-        with pytest.raises(runlock.RunLockedError, match="is being scored by run long"):
-            runlock.acquire(spark, tables, as_of=day, run_id="other", lease_minutes=lease)
+        with pytest.raises(leases.RunLockedError, match="is being scored by run long"):
+            leases.acquire(spark, tables, as_of=day, run_id="other", lease_minutes=lease)
         renewed = held.check()
         assert held.lost is None
     assert (renewed.run_id, renewed.acquired_at) == ("long", first.acquired_at)
     assert renewed.expires_at > first.expires_at + dt.timedelta(seconds=2)
-    assert runlock.current_lease(spark, tables, day) is None
+    assert leases.current_lease(spark, tables, day) is None
 
 
 def test_a_lease_taken_over_fails_the_check(spark, tables) -> None:
     day = dt.date(2021, 5, 1)
-    with runlock.hold(
+    with leases.hold(
         spark, tables, as_of=day, run_id="mine", lease_minutes=1, heartbeat_seconds=1
     ) as held:
         held.check()
         take_over(spark, day, run_id="theirs")
-        with pytest.raises(runlock.LeaseLostError, match="taken over by run theirs"):
+        with pytest.raises(leases.LeaseLostError, match="taken over by run theirs"):
             held.check()
         deadline = time.monotonic() + 60
         while held.lost is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert held.lost is not None and "taken over by run theirs" in held.lost
     # Leaving the block releases only this run's lease: theirs stays.
-    after = runlock.current_lease(spark, tables, day)
+    after = leases.current_lease(spark, tables, day)
     assert after is not None and after.run_id == "theirs"
-    runlock.release(spark, tables, as_of=day, run_id="theirs")
+    leases.release(spark, tables, as_of=day, run_id="theirs")
 
 
 def test_a_forced_release_is_recorded_and_frees_the_date(spark, tables) -> None:
     day = dt.date(2021, 6, 1)
-    stuck = runlock.acquire(spark, tables, as_of=day, run_id="stuck", lease_minutes=60)
+    stuck = leases.acquire(spark, tables, as_of=day, run_id="stuck", lease_minutes=60)
     start = dt.datetime.now(dt.UTC)
-    released = runlock.force_release(
+    released = leases.force_release(
         spark, tables, releases=RELEASES, as_of=day, reason="driver host lost", released_by="ops"
     )
     assert released == stuck
@@ -168,7 +168,7 @@ def test_a_forced_release_is_recorded_and_frees_the_date(spark, tables) -> None:
         {
             "as_of_date": day,
             "run_id": "stuck",
-            "holder": runlock.this_holder(),
+            "holder": leases.this_holder(),
             "released_by": "ops",
             "reason": "driver host lost",
             "released_at": None,
@@ -181,27 +181,27 @@ def test_a_forced_release_is_recorded_and_frees_the_date(spark, tables) -> None:
         .first()["us"]
     )
     assert near(dt.datetime.fromtimestamp(released_at / 1e6, dt.UTC), start)
-    with pytest.raises(runlock.NoLeaseError, match="no lease on as-of date 2021-06-01"):
-        runlock.force_release(
+    with pytest.raises(leases.NoLeaseError, match="no lease on as-of date 2021-06-01"):
+        leases.force_release(
             spark, tables, releases=RELEASES, as_of=day, reason="again", released_by="ops"
         )
-    runlock.acquire(spark, tables, as_of=day, run_id="rerun", lease_minutes=60)
-    assert runlock.current_lease(spark, tables, day).run_id == "rerun"
-    runlock.release(spark, tables, as_of=day, run_id="rerun")
+    leases.acquire(spark, tables, as_of=day, run_id="rerun", lease_minutes=60)
+    assert leases.current_lease(spark, tables, day).run_id == "rerun"
+    leases.release(spark, tables, as_of=day, run_id="rerun")
 
 
 def test_the_leases_job_lists_and_releases(spark, make_conf, tmp_path, capsys) -> None:
     conf = str(make_conf(database="lease_job", model_dir=tmp_path))
     locks = "lease_job.scoring_locks"
-    leases = job("leases")
-    assert leases.main(["list", "--conf", conf]) == 0
+    lease_job = job("leases")
+    assert lease_job.main(["list", "--conf", conf]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == f"0 leases in {locks}"
 
     spark.sql("CREATE DATABASE IF NOT EXISTS lease_job")
-    runlock.ensure_tables(spark, locks=locks, releases="lease_job.scoring_lock_releases")
+    leases.ensure_tables(spark, locks=locks, releases="lease_job.scoring_lock_releases")
     day = dt.date(2021, 7, 1)
-    held = runlock.acquire(spark, locks, as_of=day, run_id="run-7", lease_minutes=60)
-    assert leases.main(["list", "--conf", conf]) == 0
+    held = leases.acquire(spark, locks, as_of=day, run_id="run-7", lease_minutes=60)
+    assert lease_job.main(["list", "--conf", conf]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == [
         "as_of_date",
@@ -216,7 +216,7 @@ def test_the_leases_job_lists_and_releases(spark, make_conf, tmp_path, capsys) -
     assert out[1].split() == [
         "2021-07-01",
         "run-7",
-        runlock.this_holder(),
+        leases.this_holder(),
         *f"{held.acquired_at:%Y-%m-%d %H:%M:%S}".split(),
         *f"{held.expires_at:%Y-%m-%d %H:%M:%S}".split(),
         "no",
@@ -224,17 +224,17 @@ def test_the_leases_job_lists_and_releases(spark, make_conf, tmp_path, capsys) -
     assert out[2] == f"1 leases in {locks}"
 
     argv = ["release", "--as-of", "2021-07-01", "--reason", "stuck", "--by", "ops"]
-    assert leases.main([*argv, "--conf", conf]) == 0
+    assert lease_job.main([*argv, "--conf", conf]) == 0
     assert capsys.readouterr().out == (
-        f"released the lease of run run-7 ({runlock.this_holder()}) on 2021-07-01\n"
+        f"released the lease of run run-7 ({leases.this_holder()}) on 2021-07-01\n"
     )
     record = spark.table("lease_job.scoring_lock_releases").collect()
     assert [(r["run_id"], r["released_by"], r["reason"]) for r in record] == [
         ("run-7", "ops", "stuck")
     ]
-    assert runlock.current_lease(spark, locks, day) is None
+    assert leases.current_lease(spark, locks, day) is None
     # Nothing left to release: bad input.
-    assert leases.main([*argv, "--conf", conf]) == 2
+    assert lease_job.main([*argv, "--conf", conf]) == 2
 
 
 def test_lease_conf_takes_fractions_and_a_heartbeat_within_half() -> None:
@@ -255,9 +255,9 @@ def test_a_heartbeat_over_half_the_lease_is_refused(spark, tables) -> None:
     day = dt.date(2021, 8, 1)
     with (
         pytest.raises(ValueError, match="at most half the lease"),
-        runlock.hold(
+        leases.hold(
             spark, tables, as_of=day, run_id="x", lease_minutes=SECOND, heartbeat_seconds=0.6
         ),
     ):
         pass
-    assert runlock.current_lease(spark, tables, day) is None
+    assert leases.current_lease(spark, tables, day) is None

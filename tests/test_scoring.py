@@ -9,10 +9,10 @@ import pytest
 from conftest import PD_ATOL
 from pyspark.sql import functions as F
 
+from demo.portfolio import DemoSpec, write_demo_tables
 from riskudf.config import load_config
-from riskudf.demo import DemoSpec, write_demo_tables
 from riskudf.model.artifact import ArtifactError
-from riskudf.scoring import score_portfolio
+from riskudf.scoring.pipeline import score_portfolio
 
 AS_OF = dt.date(2026, 11, 28)
 
@@ -133,7 +133,7 @@ def test_tampered_or_truncated_model_fails_before_writing(
 
 
 def test_a_table_that_is_not_delta_is_named_in_the_error(spark) -> None:
-    from riskudf.tables import SchemaError, latest_version
+    from riskudf.lakehouse.delta import SchemaError, latest_version
 
     spark.sql("CREATE DATABASE IF NOT EXISTS plain")
     spark.sql("CREATE TABLE IF NOT EXISTS plain.portfolio (obligor_id STRING) USING parquet")
@@ -144,7 +144,8 @@ def test_a_table_that_is_not_delta_is_named_in_the_error(spark) -> None:
 def test_an_older_scored_table_gets_the_reasons_column(spark) -> None:
     """A scored_portfolio made before reason codes gets the column (nullable) on the next run,
     its rows keep null reasons."""
-    from riskudf.tables import SCORED_PORTFOLIO_COLUMNS, ensure_table
+    from riskudf.lakehouse.delta import ensure_table
+    from riskudf.lakehouse.schemas import SCORED_PORTFOLIO_COLUMNS
 
     table = "older_scored.scored_portfolio"
     spark.sql("CREATE DATABASE IF NOT EXISTS older_scored")

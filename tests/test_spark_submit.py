@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import free_port
 
-from riskudf.metastore import read_spark_defaults, server_from_spark_conf, stop_server
+from riskudf.lakehouse.metastore import read_spark_defaults, server_from_spark_conf, stop_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,7 +89,7 @@ def run_jobs_twice(spark, tiny_model: Path, tmp_path: Path) -> None:
         .replace("model_dir: models/demo", f"model_dir: {tiny_model}")
     )
 
-    made = submit(tmp_path, "jobs/make_demo_data.py", "--obligors", "25", "--conf", str(conf))
+    made = submit(tmp_path, "demo/make_data.py", "--obligors", "25", "--conf", str(conf))
     assert made.returncode == 0, made.stderr[-3000:]
     for _ in range(2):
         run = submit(
@@ -165,7 +165,7 @@ def killed_driver_then_rerun(spark, tiny_model: Path, tmp_path: Path) -> None:
     )
     warehouse = tmp_path / "lakehouse/warehouse/risk.db"
     score = ("jobs/score_portfolio.py", "--as-of", "2026-11-28", "--conf", str(conf))
-    made = submit(tmp_path, "jobs/make_demo_data.py", "--obligors", "20", "--conf", str(conf))
+    made = submit(tmp_path, "demo/make_data.py", "--obligors", "20", "--conf", str(conf))
     assert made.returncode == 0, made.stderr[-3000:]
     plant_sentinels(spark, warehouse)
 

@@ -6,7 +6,7 @@ import pytest
 from test_jobs import ROOT, job
 
 from riskudf.config import load_config
-from riskudf.submit import render, submit_command
+from riskudf.lakehouse.submit import render, submit_command
 
 JOB = "jobs/score_portfolio.py"
 

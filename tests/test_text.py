@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import PD_ATOL
 
-from riskudf.inference import Prepared, Scorer, ScoringOptions
+from riskudf.documents.windows import ChunkingError, aggregate, check_chunking, chunk_windows
 from riskudf.model.load import load_artifact
-from riskudf.text import ChunkingError, aggregate, check_chunking, chunk_windows
+from riskudf.scoring.scorer import Prepared, Scorer, ScoringOptions
 
 DOC = [101, *range(1, 11), 102]  # [CLS] ten body tokens [SEP]
 
@@ -79,7 +79,7 @@ def test_scorer_scores_every_window_and_keeps_the_max(tiny_model: Path) -> None:
 
 
 def test_serialise_row_writes_fields_in_order_and_leaves_out_nulls() -> None:
-    from riskudf.text import serialise_row
+    from riskudf.documents.windows import serialise_row
 
     row = {"segment": "retail", "dpd_90": "2", "income": None, "utilisation": "0.83", "x": "y"}
     assert serialise_row(row, ["segment", "income", "utilisation", "dpd_90"]) == (

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from riskudf.config import ChunkingConf, LoraConf, TrainingConf
-from riskudf.inference import Scorer, ScoringOptions
 from riskudf.model.load import load_artifact
+from riskudf.scoring.scorer import Scorer, ScoringOptions
 from riskudf.training.data import split_stratified
 from riskudf.training.evaluate import evaluate_split
 from riskudf.training.finetune import (

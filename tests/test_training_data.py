@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from riskudf.tables import SchemaError
+from riskudf.lakehouse.delta import SchemaError
 from riskudf.training.data import LabelError, load_labelled
 
 ROWS = [

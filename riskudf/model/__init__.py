@@ -1,0 +1,1 @@
+"""The model: artifact, loading, features, the fused classifier, calibration, registry."""

@@ -1,0 +1,1 @@
+"""Monitoring of a published run: profiles, drift, migration, backtest, fairness, alerts."""

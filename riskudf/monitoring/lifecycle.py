@@ -19,7 +19,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from riskudf.config import RiskConf
-from riskudf.tables import ALERT_ACTIONS_COLUMNS, InputError, MissingTableError, append, schema
+from riskudf.lakehouse.delta import InputError, MissingTableError, append, schema
+from riskudf.lakehouse.schemas import ALERT_ACTIONS_COLUMNS
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,14 @@ from typing import Literal
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from riskudf import runlock
-from riskudf.cli import safe_message
 from riskudf.config import RiskConf
+from riskudf.lakehouse import leases
+from riskudf.lakehouse.delta import InputError, MissingTableError, append, schema
+from riskudf.lakehouse.schemas import MONITOR_RUNS_COLUMNS
 from riskudf.model.artifact import Manifest, read_manifest
 from riskudf.monitoring.lifecycle import close_stale_alerts, current_run
 from riskudf.monitoring.run import MonitorSummary, ensure_log_tables, monitor_run
-from riskudf.tables import MONITOR_RUNS_COLUMNS, InputError, MissingTableError, append, schema
+from riskudf.safe_logging import safe_message
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +124,10 @@ def monitor_published_run(spark: SparkSession, conf: RiskConf, *, run_id: str) -
         )
     locks, holder = conf.tables.qualified("scoring_locks"), f"{run_id}:monitor"
     lease = conf.scoring.lock_lease_minutes
-    runlock.acquire(spark, locks, as_of=as_of, run_id=holder, lease_minutes=lease)
+    leases.acquire(spark, locks, as_of=as_of, run_id=holder, lease_minutes=lease)
     try:
         return run_monitoring(
             spark, conf, run_id=run_id, as_of=as_of, manifest=manifest, model_dir=model_dir
         )
     finally:
-        runlock.release(spark, locks, as_of=as_of, run_id=holder)
+        leases.release(spark, locks, as_of=as_of, run_id=holder)

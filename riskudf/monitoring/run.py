@@ -27,6 +27,23 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from riskudf.config import MonitoringConf, RiskConf
+from riskudf.lakehouse.delta import (
+    MissingTableError,
+    check_columns,
+    ensure_database,
+    ensure_table,
+    partition_by,
+    replace_where,
+    schema,
+)
+from riskudf.lakehouse.schemas import (
+    LOG_TABLES,
+    MONITOR_PARTITION,
+    MONITOR_TABLES,
+    OUTCOME_COLUMNS,
+    RETENTION_PROPERTIES,
+    ColumnSpec,
+)
 from riskudf.monitoring import aggregate as agg
 from riskudf.monitoring.alerts import Alert, RunShares, evaluate_alerts
 from riskudf.monitoring.backtest import BacktestRecord, backtest_records, outcome_decisions
@@ -42,52 +59,13 @@ from riskudf.monitoring.fairness import FairnessRecord, decisions_from_histogram
 from riskudf.monitoring.metrics import Grid, frequent_items
 from riskudf.monitoring.migration import MigrationRecord, migration_records
 from riskudf.monitoring.report import ReportData, write_report
-from riskudf.tables import (
-    ALERT_ACTIONS_COLUMNS,
-    ALERT_ACTIONS_COMMENT,
-    MONITOR_ALERTS_COLUMNS,
-    MONITOR_ALERTS_COMMENT,
-    MONITOR_BACKTEST_COLUMNS,
-    MONITOR_DRIFT_COLUMNS,
-    MONITOR_FAIRNESS_COLUMNS,
-    MONITOR_HISTOGRAM_COLUMNS,
-    MONITOR_MIGRATION_COLUMNS,
-    MONITOR_PARTITION,
-    MONITOR_PROFILE_COLUMNS,
-    MONITOR_RUNS_COLUMNS,
-    MONITOR_RUNS_COMMENT,
-    OUTCOME_COLUMNS,
-    RETENTION_PROPERTIES,
-    Column_,
-    MissingTableError,
-    check_columns,
-    ensure_database,
-    ensure_table,
-    partition_by,
-    replace_where,
-    schema,
-)
 
 if TYPE_CHECKING:  # monitoring reads the manifest's metadata; it never loads the model
     from riskudf.model.artifact import Manifest
 
-log = logging.getLogger(__name__)
 
-MONITOR_TABLES: dict[str, tuple[tuple[Column_, ...], str]] = {
-    "monitor_profile": (MONITOR_PROFILE_COLUMNS, "per run, slice and column: profile metrics"),
-    "monitor_histogram": (MONITOR_HISTOGRAM_COLUMNS, "per run, slice and column: fine bins"),
-    "monitor_drift": (MONITOR_DRIFT_COLUMNS, "drift against the model baseline and last run"),
-    "monitor_migration": (MONITOR_MIGRATION_COLUMNS, "grade migration against the last run"),
-    "monitor_backtest": (MONITOR_BACKTEST_COLUMNS, "matured cohorts: PD against outcomes"),
-    "monitor_fairness": (MONITOR_FAIRNESS_COLUMNS, "approval rates per protected group"),
-    "monitor_alerts": (MONITOR_ALERTS_COLUMNS, MONITOR_ALERTS_COMMENT),
-}
-# The run logs of monitoring: append-only (blind appends never conflict), not partitioned.
-LOG_TABLES: dict[str, tuple[tuple[Column_, ...], str]] = {
-    "monitor_runs": (MONITOR_RUNS_COLUMNS, MONITOR_RUNS_COMMENT),
-    "alert_actions": (ALERT_ACTIONS_COLUMNS, ALERT_ACTIONS_COMMENT),
-}
-# Quarantine reasons (riskudf.quarantine) that mean the obligor had no usable document.
+log = logging.getLogger(__name__)
+# Quarantine reasons (riskudf.documents.quarantine) that mean the obligor had no usable document.
 EMPTY_DOCUMENT_REASONS = ("NO_REPORT", "EMPTY_TEXT")
 
 
@@ -180,7 +158,7 @@ def _plain(value: Any) -> Any:
 def write_records(
     spark: SparkSession,
     table: str,
-    columns: tuple[Column_, ...],
+    columns: tuple[ColumnSpec, ...],
     records: Sequence[Any],
     common: dict[str, Any],
     *,
@@ -475,7 +453,7 @@ def _backtest(
 class TableRows:
     """A monitor table's rows of one run: records (dataclasses or dicts) and shared values."""
 
-    columns: tuple[Column_, ...]
+    columns: tuple[ColumnSpec, ...]
     records: list[Any]
     common: dict[str, Any]
 

@@ -1,0 +1,1 @@
+"""Training: data split, fine-tuning, evaluation, the TF-IDF baseline, the model card."""

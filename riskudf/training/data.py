@@ -10,8 +10,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from sklearn.model_selection import train_test_split
 
-from riskudf.tables import MissingTableError, SchemaError
-from riskudf.text import serialise_row
+from riskudf.documents.windows import serialise_row
+from riskudf.lakehouse.delta import MissingTableError, SchemaError
 
 
 class LabelError(ValueError):

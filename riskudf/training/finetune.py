@@ -17,13 +17,13 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from riskudf.config import TrainingConf
-from riskudf.inference import Scorer, ScoringOptions
+from riskudf.documents.windows import aggregate, chunk_windows
 from riskudf.model.artifact import Manifest, publish_directory, sha256_file, write_manifest
 from riskudf.model.calibration import IDENTITY, apply_calibration, fit_calibration
 from riskudf.model.features import FeatureSpec, encode_features, feature_spec_of, fit_features
 from riskudf.model.load import load_sequence_classifier, load_tokenizer
 from riskudf.monitoring.baseline import write_baseline
-from riskudf.text import aggregate, chunk_windows
+from riskudf.scoring.scorer import Scorer, ScoringOptions
 from riskudf.training.data import Splits
 from riskudf.training.evaluate import evaluate_grades, evaluate_split
 

@@ -12,9 +12,10 @@ import pandas as pd
 from pyspark.sql import SparkSession
 
 from riskudf.config import GradingConf, TrainingConf
-from riskudf.grading import decisions_of, grades_of
 from riskudf.model.artifact import ArtifactError, read_manifest
+from riskudf.model.registry import register_model
 from riskudf.monitoring.baseline import build_baseline
+from riskudf.scoring.grading import decisions_of, grades_of
 from riskudf.training.card import model_card
 from riskudf.training.data import (
     Splits,
@@ -34,7 +35,6 @@ from riskudf.training.finetune import (
     fine_tune,
     publish_model,
 )
-from riskudf.training.registry import register_model
 from riskudf.training.tfidf import tfidf_benchmark
 
 log = logging.getLogger(__name__)

@@ -35,12 +35,12 @@ from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from riskudf.tables import (
+from riskudf.lakehouse.delta import ensure_table
+from riskudf.lakehouse.schemas import (
     RETENTION_PROPERTIES,
     SCORING_LOCK_RELEASES_COLUMNS,
     SCORING_LOCK_RELEASES_COMMENT,
     SCORING_LOCKS_COLUMNS,
-    ensure_table,
 )
 
 log = logging.getLogger(__name__)

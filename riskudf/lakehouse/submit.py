@@ -1,6 +1,6 @@
 """The spark-submit command line of a job for a given conf, rendered without running it.
 
-``python -m riskudf.submit --conf conf/cluster.yaml -- jobs/score_portfolio.py --as-of ...``
+``python -m riskudf.lakehouse.submit --conf conf/cluster.yaml -- jobs/score_portfolio.py ...``
 prints it (``make submit-check``). In cluster deploy mode the driver runs on the cluster: the
 YAML conf travels with ``--files`` and the job reads it by its file name.
 """

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 
-LOGGER = "riskudf.progress"
+LOGGER = "riskudf.scoring.progress"
 
 
 class Progress:

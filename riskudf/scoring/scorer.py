@@ -1,15 +1,7 @@
-"""The scoring pandas UDF: a factory, a per-worker model cache, device choice and batching.
-
-The factory's closure holds only the broadcast artifact and plain options. The model is
-materialised, verified and loaded on first use in each Python worker and cached in this module,
-so that a reused worker (``spark.python.worker.reuse``) serves every later task without
-loading it again.
-"""
+"""The scorer: options, token windows in length-sorted batches, forward passes, PDs and reasons."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -17,56 +9,21 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pyspark import Broadcast
-from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import (
-    ArrayType,
-    BooleanType,
-    DoubleType,
-    IntegerType,
-    StringType,
-    StructField,
-    StructType,
-)
 
 from riskudf.config import GradingConf, ReasonsConf
-from riskudf.explain import compile_library, mapped_spans, occlusion_weights, top_reasons
-from riskudf.failpoints import Failpoint, act
-from riskudf.grading import decisions_of
-from riskudf.model.artifact import materialize_artifact
+from riskudf.documents.windows import aggregate, check_chunking, chunk_windows
+from riskudf.failpoints import Failpoint
 from riskudf.model.calibration import apply_calibration
 from riskudf.model.features import FeatureError, encode_features, feature_spec_of
-from riskudf.text import aggregate, check_chunking, chunk_windows
-
-REASONS_TYPE = ArrayType(
-    StructType(
-        [
-            StructField("code", StringType()),
-            StructField("description", StringType()),
-            StructField("weight", DoubleType()),
-        ]
-    )
-)
-SCORE_TYPE = StructType(
-    [
-        StructField("pd", DoubleType()),
-        StructField("n_tokens", IntegerType()),
-        StructField("truncated", BooleanType()),
-        StructField("n_chunks", IntegerType()),
-        StructField("reasons", REASONS_TYPE),
-    ]
-)
-
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
-# CPU flags (as /proc/cpuinfo spells them) of native bf16 matrix arithmetic.
-NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+from riskudf.scoring.device import device_precision, quantize_int8
+from riskudf.scoring.grading import decisions_of
+from riskudf.scoring.reasons import compile_library, mapped_spans, occlusion_weights, top_reasons
 
 
 @dataclass(frozen=True)
 class ExplainOptions:
     """Reason codes in the scoring pass: which decisions get them (from the grading
-    thresholds) and the code library. See riskudf/explain.py."""
+    thresholds) and the code library. See riskudf/scoring/reasons.py."""
 
     reasons: ReasonsConf
     grading: GradingConf
@@ -80,66 +37,6 @@ class ScoringOptions:
     failpoint: Failpoint | None = None
     local_gpu: bool = False  # local mode with a GPU: Spark assigns none, use cuda:0
     explain: ExplainOptions | None = None  # None: reasons is null on every row
-
-
-def resolve_precision(
-    requested: str, *, device: str, cpu_flags: frozenset[str], cuda_bf16: bool = False
-) -> str:
-    """The precision to score in: ``requested``, or for ``auto`` the fastest one that stays
-    within 1e-3 of fp32 on the demo portfolio on this hardware.
-
-    bf16 autocast qualifies where the hardware computes in bf16 natively (AVX512-BF16 or AMX
-    CPUs, GPUs from Ampere on); fp16 on older GPUs; otherwise fp32. int8 dynamic quantisation
-    is never the default: it moved PDs by 5.6e-3 here (README, Throughput).
-    """
-    if requested not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
-    gpu = device.startswith("cuda")
-    if requested == "auto":
-        if gpu:
-            return "bf16" if cuda_bf16 else "fp16"
-        return "bf16" if NATIVE_BF16_FLAGS & cpu_flags else "fp32"
-    if gpu and requested == "int8":
-        raise ValueError("int8 dynamic quantisation runs on the CPU only")
-    if not gpu and requested == "fp16":
-        raise ValueError("fp16 autocast is for GPUs; use bf16 or fp32 on the CPU")
-    return requested
-
-
-def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
-    """The CPU's feature flags (empty where /proc/cpuinfo is not readable)."""
-    try:
-        with open(cpuinfo) as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def device_precision(requested: str, device: str) -> str:
-    """resolve_precision for this process's hardware."""
-    cuda_bf16 = False
-    if device.startswith("cuda"):
-        import torch
-
-        cuda_bf16 = bool(torch.cuda.is_bf16_supported())
-    return resolve_precision(requested, device=device, cpu_flags=cpu_flags(), cuda_bf16=cuda_bf16)
-
-
-def quantize_int8(model: Any) -> Any:
-    """Dynamic int8 quantisation of the Linear layers (weights int8, activations per batch)."""
-    import warnings
-
-    import torch
-
-    with warnings.catch_warnings():
-        # torch.ao.quantization is deprecated for torchao from torch 2.10; torch is pinned < 2.10.
-        warnings.simplefilter("ignore")
-        from torch.ao.quantization import quantize_dynamic
-
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def plan_batches(lengths: np.ndarray, token_budget: int) -> list[np.ndarray]:
@@ -401,180 +298,3 @@ class Scorer:
                 pending = following
             if pending is not None:
                 yield self.run(pending.result())
-
-
-_SCORERS: dict[str, Scorer] = {}
-_LOADS: dict[str, int] = {}
-
-
-def worker_load_count(key: str) -> int:
-    """How many times this Python process has loaded the model ``key`` (should be once)."""
-    return _LOADS.get(key, 0)
-
-
-def cuda_index(address: str, visible: str | None, device_count: int) -> int:
-    """The torch device index of the GPU Spark assigned by its physical address.
-
-    Where the cluster manager hides the other GPUs (CUDA_VISIBLE_DEVICES), the assigned one is
-    numbered by its position in that list.
-    """
-    if visible:
-        ids = [part.strip() for part in visible.split(",")]
-        if address in ids:
-            return ids.index(address)
-    index = int(address)
-    return index if index < device_count else 0
-
-
-def task_device(local_gpu: bool = False) -> str:
-    """The GPU Spark assigned to the running task when there is one, else the CPU.
-
-    ``local_gpu``: Spark in local mode assigns no GPUs; use the first one when there is one.
-    """
-    import torch
-    from pyspark import TaskContext
-
-    context = TaskContext.get()
-    gpus = context.resources().get("gpu") if context is not None else None
-    if gpus is not None and gpus.addresses and torch.cuda.is_available():
-        index = cuda_index(
-            gpus.addresses[0], os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count()
-        )
-        return f"cuda:{index}"
-    if local_gpu and torch.cuda.is_available():
-        return "cuda:0"
-    return "cpu"
-
-
-def set_task_threads() -> None:
-    """Give torch the task's cores as threads (PySpark's OMP_NUM_THREADS alone is not enough)."""
-    import torch
-    from pyspark import TaskContext
-
-    context = TaskContext.get()
-    cpus = context.cpus() if context is not None else 1
-    if torch.get_num_threads() != cpus:
-        torch.set_num_threads(max(1, cpus))
-
-
-def get_scorer(key: str, artifact: Broadcast[dict[str, bytes]], options: ScoringOptions) -> Scorer:
-    """The worker's cached scorer for ``key``; loads it from the broadcast on first use.
-
-    A worker keeps one model: a different model, device or options replaces it, so that a
-    reused worker never holds two copies (on a GPU, or on the CPU).
-    """
-    device = task_device(options.local_gpu)
-    cache_key = f"{key}|{device}|{options}"
-    scorer = _SCORERS.get(cache_key)
-    if scorer is None:
-        from riskudf.model.load import load_artifact
-
-        _SCORERS.clear()
-        local_dir = materialize_artifact(artifact.value)
-        try:
-            manifest, tokenizer, model = load_artifact(local_dir)
-        finally:
-            shutil.rmtree(local_dir, ignore_errors=True)
-        scorer = Scorer(
-            tokenizer,
-            model,
-            positive_label=manifest.positive_label,
-            device=device,
-            options=options,
-            calibration=manifest.calibration,
-            chunking=manifest.chunking or None,
-            features=manifest.features or None,
-        )
-        _SCORERS[cache_key] = scorer
-        _LOADS[key] = _LOADS.get(key, 0) + 1
-    return scorer
-
-
-def _score_stream(
-    batches: Iterator[Batch],
-    artifact: Broadcast[dict[str, bytes]],
-    key: str,
-    options: ScoringOptions,
-) -> Iterator[pd.DataFrame]:
-    """The body shared by the UDF and the mapInPandas mapper: threads, model, failpoint."""
-    set_task_threads()
-    scorer = get_scorer(key, artifact, options)
-    point = options.failpoint if options.failpoint and options.failpoint.site == "udf" else None
-    done = 0
-
-    def counted() -> Iterator[Batch]:
-        nonlocal done
-        for batch in batches:
-            if point is not None and done >= point.arg:
-                act(point)
-            yield batch
-            done += len(batch[0])
-
-    yield from scorer.score_all(counted())
-    if point is not None and done >= point.arg:
-        act(point)
-
-
-def _texts(documents: pd.Series) -> list[str]:
-    return documents.fillna("").astype(str).tolist()
-
-
-def make_pd_udf(
-    artifact: Broadcast[dict[str, bytes]],
-    *,
-    key: str,
-    options: ScoringOptions,
-    with_features: bool = False,
-) -> Any:
-    """A pandas UDF mapping a document column to struct<pd, n_tokens, truncated, n_chunks,
-    reasons> (SCORE_TYPE; reasons only for flagged decisions when ``options.explain`` is set).
-
-    ``artifact`` is a Broadcast of the model directory's files (see load_artifact_bytes) and
-    ``key`` identifies the model (artifact_key: the manifest's sha256) in the worker cache.
-    ``with_features``: for a fused model, the UDF takes a second argument, a struct of the
-    manifest's feature columns (by name).
-    """
-    if with_features:
-
-        @pandas_udf(SCORE_TYPE)  # type: ignore[call-overload]
-        def score_with_features(
-            batches: Iterator[tuple[pd.Series, pd.DataFrame]],
-        ) -> Iterator[pd.DataFrame]:
-            pairs = ((_texts(docs), frame) for docs, frame in batches)
-            yield from _score_stream(pairs, artifact, key, options)
-
-        return score_with_features
-
-    @pandas_udf(SCORE_TYPE)  # type: ignore[call-overload]
-    def score_documents(documents: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        texts: Iterator[Batch] = ((_texts(batch), None) for batch in documents)
-        yield from _score_stream(texts, artifact, key, options)
-
-    return score_documents
-
-
-def make_pd_mapper(
-    artifact: Broadcast[dict[str, bytes]],
-    *,
-    key: str,
-    options: ScoringOptions,
-    keep: list[str],
-    features: tuple[str, ...] = (),
-) -> Any:
-    """The same scoring as make_pd_udf for ``mapInPandas`` (which takes a ResourceProfile):
-    frames with ``document``, the ``keep`` and the ``features`` columns in (a fused model reads
-    the latter), ``keep`` + SCORE_TYPE's fields out."""
-
-    def score_frames(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        kept: list[pd.DataFrame] = []
-
-        def texts() -> Iterator[Batch]:
-            for frame in frames:
-                kept.append(frame[keep].reset_index(drop=True))
-                columns = frame[list(features)].reset_index(drop=True) if features else None
-                yield _texts(frame["document"]), columns
-
-        for scores in _score_stream(texts(), artifact, key, options):
-            yield pd.concat([kept.pop(0), scores], axis=1)
-
-    return score_frames

@@ -1,4 +1,4 @@
-"""What BI tools see: documented Delta tables, four analyst views and the JDBC endpoint.
+"""What BI tools see: documented Delta tables and four analyst views (server.py serves them).
 
 Analysts connect with Tableau, Power BI, Superset or DBeaver to a HiveServer2-compatible endpoint
 (the Spark Thrift Server, started in the same JVM as :func:`publish_bi_objects` by
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,18 +21,19 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from riskudf.config import BiConf, RiskConf, TablesConf
-from riskudf.metastore import is_listening
-from riskudf.monitoring.lifecycle import current_runs_sql
-from riskudf.monitoring.run import ensure_monitor_tables
-from riskudf.scoring import ensure_output_tables
-from riskudf.tables import (
+from riskudf.lakehouse.delta import MissingTableError, properties_sql, sql_string
+from riskudf.lakehouse.schemas import (
     ALERT_ACTIONS_COLUMNS,
     ALERT_ACTIONS_COMMENT,
+    ALERTS_OPEN_COLUMNS,
+    LATEST_SCORES_COLUMNS,
     MONITOR_ALERTS_COLUMNS,
     MONITOR_ALERTS_COMMENT,
     MONITOR_RUNS_COLUMNS,
     MONITOR_RUNS_COMMENT,
+    PORTFOLIO_SUMMARY_COLUMNS,
     RETENTION_PROPERTIES,
+    RUN_HISTORY_COLUMNS,
     SCORE_RUNS_COLUMNS,
     SCORE_RUNS_COMMENT,
     SCORED_PORTFOLIO_COLUMNS,
@@ -41,23 +41,20 @@ from riskudf.tables import (
     SCORED_PORTFOLIO_PROPERTIES,
     SCORING_QUARANTINE_COLUMNS,
     SCORING_QUARANTINE_COMMENT,
-    Column_,
-    MissingTableError,
-    properties_sql,
-    sql_string,
+    ColumnSpec,
+    ViewColumn,
 )
+from riskudf.monitoring.lifecycle import current_runs_sql
+from riskudf.monitoring.run import ensure_monitor_tables
+from riskudf.scoring.pipeline import ensure_output_tables
 
 log = logging.getLogger(__name__)
-
-
-class BiServerError(RuntimeError):
-    """The Thrift server did not come up (port taken, Delta or metastore misconfigured)."""
 
 
 @dataclass(frozen=True)
 class DocumentedTable:
     name: str
-    columns: tuple[Column_, ...]
+    columns: tuple[ColumnSpec, ...]
     comment: str
     properties: Mapping[str, str]
 
@@ -102,70 +99,6 @@ def documented_tables(tables: TablesConf) -> tuple[DocumentedTable, ...]:
             RETENTION_PROPERTIES,
         ),
     )
-
-
-# --- views -------------------------------------------------------------------------------------
-
-ViewColumn = tuple[str, str]  # (name, comment)
-
-LATEST_SCORES_COLUMNS: tuple[ViewColumn, ...] = (
-    ("obligor_id", "obligor key (pseudonymous)"),
-    ("as_of_date", "as-of date of the latest successful run that scored the obligor"),
-    ("pd", "probability of default within 12 months, a fraction from 0 to 1"),
-    ("grade", "grade on the master scale, e.g. AAA (best) to CC (worst)"),
-    ("decision", "one of approve, review, decline"),
-    ("model_version", "model that produced the score"),
-    ("run_id", "scoring run, see v_run_history"),
-    ("scored_at", "when the run wrote the score (UTC)"),
-)
-PORTFOLIO_SUMMARY_COLUMNS: tuple[ViewColumn, ...] = (
-    ("as_of_date", "as-of date of a successful run"),
-    ("segment", "retail or corporate, from the current portfolio table; unknown if gone"),
-    ("grade", "grade on the master scale"),
-    ("obligors", "number of obligors"),
-    ("exposure", "sum of exposure at default, in the portfolio currency"),
-    ("mean_pd", "mean probability of default, a fraction from 0 to 1 (not weighted)"),
-    ("lgd", "loss given default applied to the segment, a fraction (conf bi.lgd)"),
-    ("expected_loss", "sum of PD x exposure x LGD, in the portfolio currency"),
-)
-ALERTS_OPEN_COLUMNS: tuple[ViewColumn, ...] = (
-    ("alert_id", "unique id of the alert"),
-    ("run_id", "scoring run the alert was raised on: the current run of its date"),
-    ("as_of_date", "as-of date of that run"),
-    ("rule", "monitoring rule"),
-    ("severity", "one of warn, alert"),
-    ("metric", "measured metric"),
-    ("slice_key", "slicing column, null for the whole portfolio"),
-    ("slice_value", "slice, null for the whole portfolio"),
-    ("value", "measured value, in the unit of the metric"),
-    ("threshold", "threshold crossed, same unit"),
-    ("created_at", "when the alert was raised (UTC)"),
-)
-RUN_HISTORY_COLUMNS: tuple[ViewColumn, ...] = (
-    ("run_id", "unique id of the scoring run"),
-    ("as_of_date", "as-of date scored"),
-    ("status", "one of success, failed"),
-    ("is_current", "true when the scored table holds this run's rows for its date"),
-    ("started_at", "UTC"),
-    ("finished_at", "UTC"),
-    ("duration_s", "wall time in seconds"),
-    ("rows_in", "obligors in the portfolio"),
-    ("rows_scored", "rows written"),
-    ("rows_quarantined", "portfolio rows set aside, see scoring_quarantine"),
-    ("model_version", "model used"),
-    ("input_versions", "JSON object: Delta version read of each input table"),
-    ("error", "exception class of a failed run, else null"),
-    (
-        "monitoring_status",
-        "latest monitoring of the run: success, failed or skipped; null when not recorded "
-        "(failed scoring runs, runs before monitor_runs)",
-    ),
-    (
-        "alerts_fired",
-        "alerts of severity alert raised by that monitoring (monitor_runs; older runs: "
-        "score_runs.alerts_fired)",
-    ),
-)
 
 
 def _double(value: float) -> str:
@@ -342,54 +275,3 @@ def after_nightly_write(spark: SparkSession, conf: RiskConf, *, as_of: dt.date) 
     if conf.bi.zorder_after_write:
         compact_scored_date(spark, conf, as_of=as_of)
     publish_bi_objects(spark, conf)
-
-
-# --- the JDBC endpoint -------------------------------------------------------------------------
-
-
-def jdbc_url(bi: BiConf, database: str) -> str:
-    return f"jdbc:hive2://{bi.host}:{bi.port}/{database}"
-
-
-@dataclass
-class ThriftServer:
-    """A Spark Thrift Server running in this SparkSession's JVM."""
-
-    handle: Any
-    host: str
-    port: int
-
-    def stop(self) -> None:
-        self.handle.stop()
-
-
-def start_thrift_server(spark: SparkSession, bi: BiConf) -> ThriftServer:
-    """Start the HiveServer2-protocol server on ``bi.host:bi.port`` over this session.
-
-    JDBC sessions are new sessions of ``spark``: same catalog (metastore), same Delta settings.
-    """
-    if is_listening(bi.host, bi.port):
-        raise BiServerError(f"port {bi.host}:{bi.port} is already in use")
-    jvm: Any = spark._jvm
-    # The server takes its HiveConf from the execution Hive client, which reuses this thread's
-    # Hive SessionState when one exists (it does once the catalog was used, e.g. by
-    # publish_bi_objects): set the keys there, and in the session for a fresh state.
-    hive_settings = {
-        "hive.server2.thrift.bind.host": bi.host,
-        "hive.server2.thrift.port": str(bi.port),
-        "hive.server2.transport.mode": "binary",
-    }
-    state = jvm.org.apache.hadoop.hive.ql.session.SessionState.get()
-    for key, value in hive_settings.items():
-        spark.conf.set(key, value)
-        if state is not None:
-            state.getConf().set(key, value)
-    server_class = jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2
-    handle = server_class.startWithSparkSession(spark._jsparkSession, False)
-    deadline = time.monotonic() + bi.ready_timeout_s
-    while not is_listening(bi.host, bi.port):
-        if time.monotonic() > deadline:
-            handle.stop()
-            raise BiServerError(f"Thrift server not listening on {bi.host}:{bi.port}")
-        time.sleep(0.5)
-    return ThriftServer(handle=handle, host=bi.host, port=bi.port)

@@ -9,5 +9,5 @@ cd "$(dirname "$0")/.."
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 mkdir -p build
-.venv/bin/python jobs/bench.py --device cuda --conf conf/gpu.yaml --docs "${BENCH_DOCS:-20000}" \
+.venv/bin/python benchmarks/bench.py --device cuda --conf conf/gpu.yaml --docs "${BENCH_DOCS:-20000}" \
   --check-docs 0 --workdir build/bench-gpu "$@" 2>&1 | tee build/bench-gpu.log

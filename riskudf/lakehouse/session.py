@@ -10,7 +10,7 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 
 from riskudf.config import GpuConf, SparkConf
-from riskudf.metastore import ensure_metastore
+from riskudf.lakehouse.metastore import ensure_metastore
 
 
 def build_spark(conf: SparkConf, gpu: GpuConf | None = None) -> SparkSession:
@@ -21,7 +21,7 @@ def build_spark(conf: SparkConf, gpu: GpuConf | None = None) -> SparkSession:
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    # The local lakehouse's metastore is a Derby network server (see riskudf.metastore); start
+    # The local lakehouse's metastore is a Derby network server (riskudf.lakehouse.metastore): start
     # it if the defaults name one and it is down. The Hive catalog connects lazily, on the first
     # catalog access, so this runs before it. A no-op for embedded or remote metastores.
     ensure_metastore(dict(spark.sparkContext.getConf().getAll()))

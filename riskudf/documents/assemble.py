@@ -7,7 +7,7 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from riskudf.quarantine import text_detail, text_problem
+from riskudf.documents.quarantine import text_detail, text_problem
 
 DOCUMENT_COLUMNS = (
     "obligor_id",

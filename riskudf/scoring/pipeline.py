@@ -23,30 +23,24 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType, StructType
 
-from riskudf import failpoints, incremental, quarantine, runlock
+from riskudf import failpoints
 from riskudf.config import GpuConf, RiskConf
-from riskudf.documents import assemble_documents
+from riskudf.documents import quarantine
+from riskudf.documents.assemble import assemble_documents
 from riskudf.failpoints import Failpoint
-from riskudf.grading import add_grade_and_decision, decision_expr
-from riskudf.inference import (
-    REASONS_TYPE,
-    SCORE_TYPE,
-    ExplainOptions,
-    ScoringOptions,
-    make_pd_mapper,
-    make_pd_udf,
+from riskudf.lakehouse import leases
+from riskudf.lakehouse.delta import (
+    InputError,
+    SchemaError,
+    append,
+    ensure_database,
+    ensure_table,
+    latest_version,
+    read_versioned,
+    replace_where,
+    schema,
 )
-from riskudf.model.artifact import (
-    Manifest,
-    artifact_key,
-    load_artifact_bytes,
-    require_pd_model,
-)
-from riskudf.model.features import FeatureSpec, feature_spec_of
-from riskudf.monitoring.phase import run_monitoring
-from riskudf.monitoring.run import MonitorSummary
-from riskudf.progress import Progress
-from riskudf.tables import (
+from riskudf.lakehouse.schemas import (
     CREDIT_REPORT_COLUMNS,
     FILING_COLUMNS,
     PORTFOLIO_COLUMNS,
@@ -58,16 +52,21 @@ from riskudf.tables import (
     SCORED_PORTFOLIO_PROPERTIES,
     SCORING_QUARANTINE_COLUMNS,
     SCORING_QUARANTINE_COMMENT,
-    InputError,
-    SchemaError,
-    append,
-    ensure_database,
-    ensure_table,
-    latest_version,
-    read_versioned,
-    replace_where,
-    schema,
 )
+from riskudf.model.artifact import (
+    Manifest,
+    artifact_key,
+    load_artifact_bytes,
+    require_pd_model,
+)
+from riskudf.model.features import FeatureSpec, feature_spec_of
+from riskudf.monitoring.phase import run_monitoring
+from riskudf.monitoring.run import MonitorSummary
+from riskudf.scoring import incremental
+from riskudf.scoring.grading import add_grade_and_decision, decision_expr
+from riskudf.scoring.progress import Progress
+from riskudf.scoring.scorer import ExplainOptions, ScoringOptions
+from riskudf.scoring.udf import REASONS_TYPE, SCORE_TYPE, make_pd_mapper, make_pd_udf
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +142,7 @@ def ensure_output_tables(spark: SparkSession, conf: RiskConf) -> None:
         comment=SCORE_RUNS_COMMENT,
         properties=RETENTION_PROPERTIES,
     )
-    runlock.ensure_tables(
+    leases.ensure_tables(
         spark,
         locks=tables.qualified("scoring_locks"),
         releases=tables.qualified("scoring_lock_releases"),
@@ -570,7 +569,7 @@ def publish(
     settled: Settled,
     *,
     as_of: dt.date,
-    lease: runlock.Hold,
+    lease: leases.Hold,
     committed: dict[str, int],
     failpoint: Failpoint | None,
 ) -> None:
@@ -607,7 +606,7 @@ def undo(
     if not committed:
         return
     try:
-        holder = runlock.current_lease(spark, conf.tables.qualified("scoring_locks"), as_of)
+        holder = leases.current_lease(spark, conf.tables.qualified("scoring_locks"), as_of)
     except Exception as exc:  # the run's own error matters more; undo as if the date were free
         log.error("run %s: could not read the lease of %s (%s)", run_id, as_of, type(exc).__name__)
         holder = None
@@ -673,7 +672,7 @@ def run_phases(
     *,
     previous: DataFrame | None,
     today: dt.date,
-    lease: runlock.Hold,
+    lease: leases.Hold,
     committed: dict[str, int],
     failpoint: Failpoint | None,
     progress: Progress,
@@ -815,7 +814,7 @@ def score_portfolio(
     )
     committed: dict[str, int] = {}
     try:
-        with runlock.hold(
+        with leases.hold(
             spark,
             conf.tables.qualified("scoring_locks"),
             as_of=as_of,

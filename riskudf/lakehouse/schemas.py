@@ -1,11 +1,6 @@
-"""Table schemas, schema checks, versioned Delta reads and the output tables' DDL."""
+"""Every table's columns, comments and properties, from the inputs to the BI views, in one place."""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-
-from pyspark.errors import AnalysisException
-from pyspark.sql import Column, DataFrame, SparkSession
 
 # Required input columns and their Spark types; extra columns are allowed and ignored.
 PORTFOLIO_COLUMNS = {"obligor_id": "string", "segment": "string", "exposure": "double"}
@@ -25,9 +20,9 @@ FILING_COLUMNS = {
 OUTCOME_COLUMNS = {"obligor_id": "string", "observation_date": "date", "default_12m": "int"}
 
 # Output columns: (name, type, not null, comment). The comments land in the metastore.
-Column_ = tuple[str, str, bool, str]
+ColumnSpec = tuple[str, str, bool, str]
 
-SCORED_PORTFOLIO_COLUMNS: tuple[Column_, ...] = (
+SCORED_PORTFOLIO_COLUMNS: tuple[ColumnSpec, ...] = (
     ("obligor_id", "STRING", True, "obligor key (pseudonymous), as in the portfolio table"),
     ("as_of_date", "DATE", True, "the date the portfolio was scored as of"),
     ("pd", "DOUBLE", True, "probability of default within 12 months, a fraction from 0 to 1"),
@@ -64,7 +59,7 @@ SCORED_PORTFOLIO_COLUMNS: tuple[Column_, ...] = (
     ),
 )
 
-SCORE_RUNS_COLUMNS: tuple[Column_, ...] = (
+SCORE_RUNS_COLUMNS: tuple[ColumnSpec, ...] = (
     ("run_id", "STRING", True, "unique id of the scoring run"),
     ("as_of_date", "DATE", True, "the as-of date scored"),
     ("started_at", "TIMESTAMP", True, "when the run started (UTC)"),
@@ -95,17 +90,22 @@ SCORE_RUNS_COLUMNS: tuple[Column_, ...] = (
 # (MONITOR_PARTITION) so that runs of different dates write disjoint files and never conflict.
 # A whole-table row has slice_key and slice_value null; an attribute that is null for an obligor
 # is the slice value ':null'.
-_RUN_KEY: tuple[Column_, ...] = (
+_RUN_KEY: tuple[ColumnSpec, ...] = (
     ("run_id", "STRING", True, "the scoring run described, see score_runs"),
     ("as_of_date", "DATE", True, "as-of date of that run"),
 )
-_MONITORED_AT: Column_ = ("monitored_at", "TIMESTAMP", True, "when monitoring wrote the row (UTC)")
-_SLICE: tuple[Column_, ...] = (
+_MONITORED_AT: ColumnSpec = (
+    "monitored_at",
+    "TIMESTAMP",
+    True,
+    "when monitoring wrote the row (UTC)",
+)
+_SLICE: tuple[ColumnSpec, ...] = (
     ("slice_key", "STRING", False, "the slicing column, e.g. segment; null for the whole table"),
     ("slice_value", "STRING", False, "the slice, e.g. retail; null for the whole table"),
 )
 
-MONITOR_PROFILE_COLUMNS: tuple[Column_, ...] = (
+MONITOR_PROFILE_COLUMNS: tuple[ColumnSpec, ...] = (
     *_RUN_KEY,
     ("window_start", "DATE", True, "first day of the profiled window (the as-of date)"),
     ("window_end", "DATE", True, "day after the window, exclusive"),
@@ -143,7 +143,7 @@ MONITOR_PROFILE_COLUMNS: tuple[Column_, ...] = (
     _MONITORED_AT,
 )
 
-MONITOR_HISTOGRAM_COLUMNS: tuple[Column_, ...] = (
+MONITOR_HISTOGRAM_COLUMNS: tuple[ColumnSpec, ...] = (
     *_RUN_KEY,
     *_SLICE,
     ("column_name", "STRING", True, "the column"),
@@ -155,7 +155,7 @@ MONITOR_HISTOGRAM_COLUMNS: tuple[Column_, ...] = (
     _MONITORED_AT,
 )
 
-MONITOR_DRIFT_COLUMNS: tuple[Column_, ...] = (
+MONITOR_DRIFT_COLUMNS: tuple[ColumnSpec, ...] = (
     *_RUN_KEY,
     ("drift_type", "STRING", True, "BASELINE (model reference) or CONSECUTIVE (previous run)"),
     ("reference_run_id", "STRING", False, "the previous run compared with; null for BASELINE"),
@@ -181,7 +181,7 @@ MONITOR_DRIFT_COLUMNS: tuple[Column_, ...] = (
     _MONITORED_AT,
 )
 
-MONITOR_MIGRATION_COLUMNS: tuple[Column_, ...] = (
+MONITOR_MIGRATION_COLUMNS: tuple[ColumnSpec, ...] = (
     *_RUN_KEY,
     ("previous_run_id", "STRING", True, "the previous successful run"),
     ("previous_as_of_date", "DATE", True, "its as-of date"),
@@ -202,7 +202,7 @@ MONITOR_MIGRATION_COLUMNS: tuple[Column_, ...] = (
     _MONITORED_AT,
 )
 
-MONITOR_BACKTEST_COLUMNS: tuple[Column_, ...] = (
+MONITOR_BACKTEST_COLUMNS: tuple[ColumnSpec, ...] = (
     *_RUN_KEY,
     ("cohort_date", "DATE", True, "as-of date of the scores whose outcomes matured"),
     ("cohort_run_id", "STRING", True, "the run that wrote those scores"),
@@ -228,7 +228,7 @@ MONITOR_BACKTEST_COLUMNS: tuple[Column_, ...] = (
     _MONITORED_AT,
 )
 
-MONITOR_FAIRNESS_COLUMNS: tuple[Column_, ...] = (
+MONITOR_FAIRNESS_COLUMNS: tuple[ColumnSpec, ...] = (
     *_RUN_KEY,
     ("cohort_date", "DATE", True, "as-of date of the decisions: this run, or a matured cohort"),
     ("attribute", "STRING", True, "protected or proxy attribute, e.g. age_band"),
@@ -249,7 +249,7 @@ MONITOR_FAIRNESS_COLUMNS: tuple[Column_, ...] = (
     _MONITORED_AT,
 )
 
-MONITOR_ALERTS_COLUMNS: tuple[Column_, ...] = (
+MONITOR_ALERTS_COLUMNS: tuple[ColumnSpec, ...] = (
     ("alert_id", "STRING", True, "unique id of the alert"),
     ("run_id", "STRING", True, "the scoring run the alert was raised on, see score_runs"),
     ("as_of_date", "DATE", True, "as-of date of that run"),
@@ -269,7 +269,7 @@ MONITOR_ALERTS_COMMENT = (
     "closed one, and automatic closures, are in alert_actions"
 )
 
-MONITOR_RUNS_COLUMNS: tuple[Column_, ...] = (
+MONITOR_RUNS_COLUMNS: tuple[ColumnSpec, ...] = (
     *_RUN_KEY,
     ("status", "STRING", True, "one of success, failed, skipped (monitoring disabled)"),
     ("started_at", "TIMESTAMP", True, "when monitoring of the run started (UTC)"),
@@ -283,7 +283,7 @@ MONITOR_RUNS_COMMENT = (
     "append-only: monitoring a run again adds a row"
 )
 
-ALERT_ACTIONS_COLUMNS: tuple[Column_, ...] = (
+ALERT_ACTIONS_COLUMNS: tuple[ColumnSpec, ...] = (
     ("alert_id", "STRING", True, "the alert, see monitor_alerts"),
     ("run_id", "STRING", True, "the run the alert was raised on"),
     ("as_of_date", "DATE", True, "as-of date of that run"),
@@ -324,24 +324,23 @@ SCORED_PORTFOLIO_PROPERTIES = {
 }
 
 
-def sql_string(text: str) -> str:
-    """A SQL string literal (single quotes, backslashes and quotes escaped)."""
-    escaped = text.replace("\\", "\\\\").replace("'", "\\'")
-    return f"'{escaped}'"
-
-
-SCORING_QUARANTINE_COLUMNS: tuple[Column_, ...] = (
+SCORING_QUARANTINE_COLUMNS: tuple[ColumnSpec, ...] = (
     ("run_id", "STRING", True, "the scoring run, see score_runs"),
     ("as_of_date", "DATE", True, "the as-of date of that run"),
     ("source_table", "STRING", True, "the input table the row or record came from"),
     ("record_key", "STRING", False, "its key there (obligor_id, report_id or filing_id)"),
     ("obligor_id", "STRING", False, "the obligor concerned; null when the key itself is null"),
-    ("reason_code", "STRING", True, "why it was set aside, see riskudf/quarantine.py REASONS"),
+    (
+        "reason_code",
+        "STRING",
+        True,
+        "why it was set aside, see riskudf/documents/quarantine.py REASONS",
+    ),
     ("detail", "STRING", False, "counts and ids only; never input text"),
     ("quarantined_at", "TIMESTAMP", True, "when the run wrote this row (UTC)"),
 )
 
-SCORING_LOCKS_COLUMNS: tuple[Column_, ...] = (
+SCORING_LOCKS_COLUMNS: tuple[ColumnSpec, ...] = (
     ("as_of_date", "DATE", True, "the as-of date a run is scoring"),
     ("run_id", "STRING", True, "the run that holds the date"),
     ("holder", "STRING", True, "host and process id of that run's driver"),
@@ -349,7 +348,7 @@ SCORING_LOCKS_COLUMNS: tuple[Column_, ...] = (
     ("expires_at", "TIMESTAMP", True, "after this the lock counts as abandoned (UTC)"),
 )
 
-SCORING_LOCK_RELEASES_COLUMNS: tuple[Column_, ...] = (
+SCORING_LOCK_RELEASES_COLUMNS: tuple[ColumnSpec, ...] = (
     ("as_of_date", "DATE", True, "the as-of date whose lease an operator released"),
     ("run_id", "STRING", True, "the run that held it"),
     ("holder", "STRING", True, "host and process id of that run's driver"),
@@ -362,148 +361,96 @@ SCORING_LOCK_RELEASES_COMMENT = (
 )
 
 
-def ddl(columns: tuple[Column_, ...]) -> str:
-    """Column list for CREATE TABLE, with NOT NULL constraints and comments."""
-    return ", ".join(
-        f"{name} {kind}{' NOT NULL' if required else ''} COMMENT {sql_string(comment)}"
-        for name, kind, required, comment in columns
-    )
+MODEL_REGISTRY_COLUMNS: tuple[ColumnSpec, ...] = (
+    ("model_version", "STRING", True, "model_version of the manifest"),
+    ("created_at", "TIMESTAMP", True, "when the model was published (UTC)"),
+    ("model_dir", "STRING", True, "where the model directory was published"),
+    ("backbone", "STRING", True, "the pretrained encoder it was fine-tuned from"),
+    ("method", "STRING", False, "full or lora"),
+    ("training_table", "STRING", True, "the Delta table it was trained on (name or path)"),
+    ("training_table_version", "BIGINT", False, "that table's Delta version"),
+    ("parent_model", "STRING", False, "the model version it replaced at model_dir, if any"),
+    ("calibration", "STRING", True, "calibration method: none, temperature, platt, isotonic"),
+    ("metrics", "MAP<STRING, DOUBLE>", True, "validation_* and test_* figures of the manifest"),
+)
+MODEL_REGISTRY_COMMENT = "one row per trained model, written when the model is published"
 
 
-def properties_sql(properties: Mapping[str, str]) -> str:
-    return ", ".join(f"{sql_string(k)} = {sql_string(v)}" for k, v in properties.items())
+MONITOR_TABLES: dict[str, tuple[tuple[ColumnSpec, ...], str]] = {
+    "monitor_profile": (MONITOR_PROFILE_COLUMNS, "per run, slice and column: profile metrics"),
+    "monitor_histogram": (MONITOR_HISTOGRAM_COLUMNS, "per run, slice and column: fine bins"),
+    "monitor_drift": (MONITOR_DRIFT_COLUMNS, "drift against the model baseline and last run"),
+    "monitor_migration": (MONITOR_MIGRATION_COLUMNS, "grade migration against the last run"),
+    "monitor_backtest": (MONITOR_BACKTEST_COLUMNS, "matured cohorts: PD against outcomes"),
+    "monitor_fairness": (MONITOR_FAIRNESS_COLUMNS, "approval rates per protected group"),
+    "monitor_alerts": (MONITOR_ALERTS_COLUMNS, MONITOR_ALERTS_COMMENT),
+}
+# The run logs of monitoring: append-only (blind appends never conflict), not partitioned.
+LOG_TABLES: dict[str, tuple[tuple[ColumnSpec, ...], str]] = {
+    "monitor_runs": (MONITOR_RUNS_COLUMNS, MONITOR_RUNS_COMMENT),
+    "alert_actions": (ALERT_ACTIONS_COLUMNS, ALERT_ACTIONS_COMMENT),
+}
 
 
-def schema(columns: tuple[Column_, ...]) -> str:
-    """Column list as a DataFrame schema string (nullable), for createDataFrame."""
-    return ", ".join(f"{name} {kind}" for name, kind, _, _ in columns)
+# --- views -------------------------------------------------------------------------------------
 
+ViewColumn = tuple[str, str]  # (name, comment)
 
-class SchemaError(ValueError):
-    """An input table lacks a required column or holds it with the wrong type."""
-
-
-class MissingTableError(ValueError):
-    """An input table does not exist."""
-
-
-class InputError(ValueError):
-    """The inputs cannot make a run: an empty portfolio, an as-of date in the future."""
-
-
-def check_columns(df: DataFrame, table: str, required: Mapping[str, str]) -> None:
-    """Raise SchemaError naming the table and every missing or mistyped column."""
-    actual = {field.name: field.dataType.simpleString() for field in df.schema.fields}
-    missing = sorted(col for col in required if col not in actual)
-    mistyped = sorted(
-        f"{col} is {actual[col]}, expected {kind}"
-        for col, kind in required.items()
-        if col in actual and actual[col] != kind
-    )
-    if missing or mistyped:
-        parts = []
-        if missing:
-            parts.append(f"missing columns {missing}")
-        if mistyped:
-            parts.append("; ".join(mistyped))
-        raise SchemaError(f"table {table}: {'; '.join(parts)}")
-
-
-def latest_version(spark: SparkSession, table: str) -> int:
-    """The current Delta version of a table."""
-    if not spark.catalog.tableExists(table):
-        raise MissingTableError(f"table {table} does not exist")
-    try:
-        row = spark.sql(f"DESCRIBE HISTORY {table} LIMIT 1").select("version").first()
-    except AnalysisException:
-        raise SchemaError(f"table {table} is not a Delta table") from None
-    if row is None:
-        raise MissingTableError(f"table {table} has no Delta history")
-    return int(row["version"])
-
-
-def read_versioned(
-    spark: SparkSession, table: str, required: Mapping[str, str]
-) -> tuple[DataFrame, int]:
-    """Read a Delta table pinned at its current version and check its columns."""
-    version = latest_version(spark, table)
-    df = spark.sql(f"SELECT * FROM {table} VERSION AS OF {version}")
-    check_columns(df, table, required)
-    return df, version
-
-
-def ensure_database(spark: SparkSession, database: str) -> None:
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
-
-
-def ensure_table(
-    spark: SparkSession,
-    table: str,
-    columns: tuple[Column_, ...],
-    *,
-    partitioned_by: str | None = None,
-    comment: str = "",
-    properties: Mapping[str, str] | None = None,
-) -> None:
-    """Create a Delta table with the given columns if it does not exist yet.
-
-    A table made by an older release gets the columns it lacks (nullable: Delta cannot add a
-    NOT NULL column to a table that has rows).
-    """
-    partition = f"PARTITIONED BY ({partitioned_by})" if partitioned_by else ""
-    props = f"TBLPROPERTIES ({properties_sql(properties)})" if properties else ""
-    spark.sql(
-        f"CREATE TABLE IF NOT EXISTS {table} ({ddl(columns)}) USING DELTA {partition} "
-        f"COMMENT {sql_string(comment)} {props}"
-    )
-    present = set(spark.table(table).columns)
-    missing = tuple((n, k, False, c) for n, k, _, c in columns if n not in present)
-    if missing:
-        spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({ddl(missing)})")
-
-
-def partition_by(spark: SparkSession, table: str, column: str) -> bool:
-    """Rewrite an unpartitioned Delta table partitioned by ``column``, in one atomic commit
-    that keeps its rows, column comments, table comment, properties and history; False when it
-    is partitioned so already.
-
-    REPLACE ... AS SELECT makes every column nullable: the NOT NULL constraints of the old table
-    are not kept (its writers fill those columns anyway). A metadata change: writers of the
-    table at that moment fail (and may retry).
-    """
-    detail = spark.sql(f"DESCRIBE DETAIL {table}").first()
-    assert detail is not None
-    current = list(detail["partitionColumns"])
-    if current == [column]:
-        return False
-    if current:
-        raise SchemaError(f"table {table} is partitioned by {current}, expected [{column}]")
-    version = latest_version(spark, table)
-    properties = dict(detail["properties"])
-    props = f"TBLPROPERTIES ({properties_sql(properties)})" if properties else ""
-    comment = f"COMMENT {sql_string(detail['description'])}" if detail["description"] else ""
-    spark.sql(
-        f"REPLACE TABLE {table} USING DELTA PARTITIONED BY ({column}) {comment} {props} "
-        f"AS SELECT * FROM {table} VERSION AS OF {version}"
-    )
-    return True
-
-
-def restore(spark: SparkSession, table: str, version: int) -> None:
-    """Put a Delta table back to an earlier version (one new commit), if it moved since."""
-    if latest_version(spark, table) != version:
-        spark.sql(f"RESTORE TABLE {table} TO VERSION AS OF {version}")
-
-
-def replace_where(df: DataFrame, table: str, condition: Column) -> None:
-    """Atomically replace the rows of ``table`` matching ``condition`` with ``df``."""
-    df.writeTo(table).overwrite(condition)
-
-
-def append(df: DataFrame, table: str) -> None:
-    df.writeTo(table).append()
-
-
-def overwrite_table(df: DataFrame, table: str) -> None:
-    """Create or atomically replace a whole Delta table (demo data, training sets)."""
-    df.writeTo(table).using("delta").createOrReplace()
+LATEST_SCORES_COLUMNS: tuple[ViewColumn, ...] = (
+    ("obligor_id", "obligor key (pseudonymous)"),
+    ("as_of_date", "as-of date of the latest successful run that scored the obligor"),
+    ("pd", "probability of default within 12 months, a fraction from 0 to 1"),
+    ("grade", "grade on the master scale, e.g. AAA (best) to CC (worst)"),
+    ("decision", "one of approve, review, decline"),
+    ("model_version", "model that produced the score"),
+    ("run_id", "scoring run, see v_run_history"),
+    ("scored_at", "when the run wrote the score (UTC)"),
+)
+PORTFOLIO_SUMMARY_COLUMNS: tuple[ViewColumn, ...] = (
+    ("as_of_date", "as-of date of a successful run"),
+    ("segment", "retail or corporate, from the current portfolio table; unknown if gone"),
+    ("grade", "grade on the master scale"),
+    ("obligors", "number of obligors"),
+    ("exposure", "sum of exposure at default, in the portfolio currency"),
+    ("mean_pd", "mean probability of default, a fraction from 0 to 1 (not weighted)"),
+    ("lgd", "loss given default applied to the segment, a fraction (conf bi.lgd)"),
+    ("expected_loss", "sum of PD x exposure x LGD, in the portfolio currency"),
+)
+ALERTS_OPEN_COLUMNS: tuple[ViewColumn, ...] = (
+    ("alert_id", "unique id of the alert"),
+    ("run_id", "scoring run the alert was raised on: the current run of its date"),
+    ("as_of_date", "as-of date of that run"),
+    ("rule", "monitoring rule"),
+    ("severity", "one of warn, alert"),
+    ("metric", "measured metric"),
+    ("slice_key", "slicing column, null for the whole portfolio"),
+    ("slice_value", "slice, null for the whole portfolio"),
+    ("value", "measured value, in the unit of the metric"),
+    ("threshold", "threshold crossed, same unit"),
+    ("created_at", "when the alert was raised (UTC)"),
+)
+RUN_HISTORY_COLUMNS: tuple[ViewColumn, ...] = (
+    ("run_id", "unique id of the scoring run"),
+    ("as_of_date", "as-of date scored"),
+    ("status", "one of success, failed"),
+    ("is_current", "true when the scored table holds this run's rows for its date"),
+    ("started_at", "UTC"),
+    ("finished_at", "UTC"),
+    ("duration_s", "wall time in seconds"),
+    ("rows_in", "obligors in the portfolio"),
+    ("rows_scored", "rows written"),
+    ("rows_quarantined", "portfolio rows set aside, see scoring_quarantine"),
+    ("model_version", "model used"),
+    ("input_versions", "JSON object: Delta version read of each input table"),
+    ("error", "exception class of a failed run, else null"),
+    (
+        "monitoring_status",
+        "latest monitoring of the run: success, failed or skipped; null when not recorded "
+        "(failed scoring runs, runs before monitor_runs)",
+    ),
+    (
+        "alerts_fired",
+        "alerts of severity alert raised by that monitoring (monitor_runs; older runs: "
+        "score_runs.alerts_fired)",
+    ),
+)

@@ -19,8 +19,8 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from riskudf.documents import assemble_documents
-from riskudf.tables import overwrite_table
+from riskudf.documents.assemble import assemble_documents
+from riskudf.lakehouse.delta import overwrite_table
 
 FIRST_NAMES = (
     "Ava",

@@ -8,8 +8,8 @@ database is served by Derby's network server (``derbynet``, fetched from Maven C
 folder the database lives in (``derby.system.home``). A cluster's defaults point at its own
 metastore and carry no such key, so nothing here runs there.
 
-``python -m riskudf.metastore start|stop|status`` is what the make targets call; the jobs call
-:func:`ensure_metastore` so that a plain ``spark-submit`` works after a reboot too.
+``python -m riskudf.lakehouse.metastore start|stop|status`` is what the make targets call; the
+jobs call :func:`ensure_metastore` so that a plain ``spark-submit`` works after a reboot too.
 """
 
 from __future__ import annotations

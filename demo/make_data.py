@@ -1,30 +1,46 @@
-"""Write the demo lakehouse tables: spark-submit jobs/make_demo_data.py [--obligors N]."""
+"""Write the demo lakehouse tables: spark-submit demo/make_data.py [--obligors N]."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
+from types import ModuleType
 
-from riskudf.cli import EXIT_BAD_INPUT, EXIT_OK, iso_date, setup_logging
+from pyspark import cloudpickle
+
 from riskudf.config import ConfigError, load_config
-from riskudf.demo import DemoSpec, write_demo_tables
-from riskudf.spark import build_spark
+from riskudf.entry import EXIT_BAD_INPUT, EXIT_OK, iso_date
+from riskudf.lakehouse.session import build_spark
+from riskudf.safe_logging import setup_logging
 
 log = logging.getLogger("make_demo_data")
 
 
+def demo_module() -> ModuleType:
+    """The generator module beside this script, shipped to the executors by value: they run its
+    mapInPandas closure and do not have demo/ (it is outside the installed package)."""
+    try:
+        from demo import portfolio
+    except ModuleNotFoundError:  # spark-submit demo/make_data.py: sys.path has demo/, not the root
+        portfolio = importlib.import_module("portfolio")
+    cloudpickle.register_pickle_by_value(portfolio)
+    return portfolio
+
+
 def main(argv: list[str] | None = None) -> int:
+    demo = demo_module()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--obligors", type=int, default=5000, help="portfolio size")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
-        "--as-of", type=iso_date, default=DemoSpec.as_of, help="latest date the data reaches"
+        "--as-of", type=iso_date, default=demo.DemoSpec.as_of, help="latest date the data reaches"
     )
     parser.add_argument(
         "--observation-date",
         type=iso_date,
-        default=DemoSpec.observation_date,
+        default=demo.DemoSpec.observation_date,
         help="cohort date of the training documents and 12-month outcomes",
     )
     parser.add_argument(
@@ -44,13 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         log.error("bad input: %s", exc)
         return EXIT_BAD_INPUT
     spark = build_spark(conf.spark)
-    spec = DemoSpec(
+    spec = demo.DemoSpec(
         seed=args.seed,
         as_of=args.as_of,
         observation_date=args.observation_date,
         shift=args.shift,
     )
-    counts = write_demo_tables(
+    counts = demo.write_demo_tables(
         spark,
         database=conf.tables.database,
         n_obligors=args.obligors,

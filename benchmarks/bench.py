@@ -1,4 +1,4 @@
-"""Scoring throughput benchmark (``make bench``): python jobs/bench.py --docs 600."""
+"""Scoring throughput benchmark (``make bench``): python benchmarks/bench.py --docs 600."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ import os
 import sys
 from pathlib import Path
 
-from riskudf.bench import Job, main, run_path
+from pyspark import cloudpickle
+
+# Run as a script (python benchmarks/bench.py, also the per-path children), sys.path has
+# benchmarks/ only: add the project root, where `benchmarks` and `demo` import from.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import harness
+from demo import portfolio
 
 
 def cli(argv: list[str] | None = None) -> int:
@@ -23,10 +30,13 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=None, help="keeps documents and model between runs")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    # Spark's Python workers run closures of both modules and have neither folder: by value.
+    cloudpickle.register_pickle_by_value(harness)
+    cloudpickle.register_pickle_by_value(portfolio)
     if args.child:
-        run_path(Job(**json.loads(args.child)), args.docs)
+        harness.run_path(harness.Job(**json.loads(args.child)), args.docs)
         return 0
-    return main(
+    return harness.main(
         n_docs=args.docs,
         conf=args.conf,
         model_dir=args.model,

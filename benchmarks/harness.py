@@ -215,8 +215,8 @@ def _load(job: Job) -> tuple[Any, Any, Any, str]:
     import torch
 
     from riskudf.config import load_config
-    from riskudf.inference import device_precision, quantize_int8
     from riskudf.model.load import load_artifact
+    from riskudf.scoring.device import device_precision, quantize_int8
 
     torch.set_num_threads(job.threads)
     conf = load_config(job.conf)
@@ -239,7 +239,7 @@ def raw_loop(job: Job, texts: list[str]) -> tuple[np.ndarray, float]:
     import torch
 
     from riskudf.config import load_config
-    from riskudf.inference import cut_to_window, pad_batch, plan_batches
+    from riskudf.scoring.scorer import cut_to_window, pad_batch, plan_batches
 
     manifest, tokenizer, model, precision = _load(job)
     budget = load_config(job.conf).scoring.token_budget
@@ -314,9 +314,9 @@ def spark_stage(job: Job) -> tuple[pd.DataFrame, float]:
     from pyspark.sql import functions as F
 
     from riskudf.config import load_config
-    from riskudf.incremental import fingerprint_expr, score_conf_key
     from riskudf.model.artifact import artifact_key, load_artifact_bytes
-    from riskudf.scoring import score_and_grade
+    from riskudf.scoring.incremental import fingerprint_expr, score_conf_key
+    from riskudf.scoring.pipeline import score_and_grade
 
     spark = bench_spark(job)
     conf = load_config(job.conf)
@@ -355,8 +355,8 @@ def make_predict_fn(model_dir: str, precision: str, device: str) -> Any:
     def make() -> Any:
         import torch
 
-        from riskudf.inference import quantize_int8
         from riskudf.model.load import load_artifact
+        from riskudf.scoring.device import quantize_int8
 
         manifest, tokenizer, model = load_artifact(model_dir)
         if precision == "int8":
@@ -387,7 +387,7 @@ def predict_batch_stage(job: Job) -> tuple[pd.DataFrame, float]:
     from pyspark.sql.types import DoubleType
 
     from riskudf.config import load_config
-    from riskudf.inference import device_precision
+    from riskudf.scoring.device import device_precision
 
     spark = bench_spark(job)
     conf = load_config(job.conf)
@@ -418,8 +418,8 @@ def write_documents(job: Job, n_docs: int) -> None:
     """The demo portfolio's first ``n_docs`` non-empty documents as of the demo date, one file."""
     from pyspark.sql import functions as F
 
-    from riskudf.demo import DemoSpec, generate
-    from riskudf.documents import assemble_documents
+    from demo.portfolio import DemoSpec, generate
+    from riskudf.documents.assemble import assemble_documents
 
     spark = bench_spark(job)
     spec = DemoSpec()
@@ -469,8 +469,8 @@ def precision_check(job: Job, texts: list[str]) -> list[str]:
     import torch
 
     from riskudf.config import load_config
-    from riskudf.inference import Scorer, ScoringOptions
     from riskudf.model.load import load_artifact
+    from riskudf.scoring.scorer import Scorer, ScoringOptions
 
     torch.set_num_threads(job.threads)
     budget = load_config(job.conf).scoring.token_budget
@@ -503,9 +503,10 @@ def explain_check(job: Job, texts: list[str]) -> list[str]:
     import torch
 
     from riskudf.config import load_config
-    from riskudf.explain import fidelity_drops, mapped_spans, occlusion_weights
-    from riskudf.inference import ExplainOptions, Scorer, ScoringOptions, device_precision
     from riskudf.model.load import load_artifact
+    from riskudf.scoring.device import device_precision
+    from riskudf.scoring.reasons import fidelity_drops, mapped_spans, occlusion_weights
+    from riskudf.scoring.scorer import ExplainOptions, Scorer, ScoringOptions
 
     torch.set_num_threads(job.threads)
     conf = load_config(job.conf)
@@ -638,8 +639,8 @@ def main(
     import torch
 
     from riskudf.config import load_config
-    from riskudf.inference import device_precision
     from riskudf.model.load import load_tokenizer
+    from riskudf.scoring.device import device_precision
 
     root = Path(workdir or tempfile.mkdtemp(prefix="riskudf-bench-"))
     root.mkdir(parents=True, exist_ok=True)

@@ -1,25 +1,17 @@
-"""Shared bits of the spark-submit entry points: logging, dates, exit codes, summaries."""
+"""Logging for the jobs without personal data: setup_logging and safe_message."""
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import logging
 import sys
 
 from pyspark.logger import PySparkLogger
-from pyspark.sql import SparkSession
 
-from riskudf.config import ConfigError, RiskConf
+from riskudf.config import ConfigError
+from riskudf.lakehouse.delta import InputError, MissingTableError, SchemaError
 from riskudf.model.artifact import ArtifactError
-from riskudf.progress import LOGGER as PROGRESS_LOGGER
-from riskudf.tables import InputError, MissingTableError, SchemaError
+from riskudf.scoring.progress import LOGGER as PROGRESS_LOGGER
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_ALERTS = 3  # monitoring raised an alert and conf says alerts fail the run
-EXIT_MONITORING_FAILED = 4  # scores published; their monitoring failed (jobs/monitor.py reruns it)
 BAD_INPUT = (ConfigError, SchemaError, MissingTableError, ArtifactError, InputError)
 
 
@@ -31,7 +23,7 @@ def setup_logging() -> None:
     )
     for noisy in ("py4j", "transformers", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # Progress lines are JSON already (riskudf.progress): printed as they are, one per line.
+    # Progress lines are JSON already (riskudf.scoring.progress): printed as they are, one per line.
     progress = logging.getLogger(PROGRESS_LOGGER)
     if not progress.handlers:
         handler = logging.StreamHandler(sys.stderr)
@@ -55,23 +47,3 @@ def safe_message(exc: BaseException) -> str:
         return f"{name}: {exc}"
     error_class = getattr(exc, "getCondition", lambda: None)()
     return f"{name} ({error_class})" if error_class else name
-
-
-def iso_date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-
-
-def table_location(spark: SparkSession, table: str) -> str:
-    row = spark.sql(f"DESCRIBE DETAIL {table}").select("location").first()
-    return str(row["location"]) if row else "?"
-
-
-def grade_lines(grade_counts: dict[str, int], conf: RiskConf) -> list[str]:
-    """Counts per grade in master-scale order, every grade shown."""
-    return [
-        f"  {band.grade:<6} {grade_counts.get(band.grade, 0):>8}"
-        for band in conf.grading.master_scale
-    ]

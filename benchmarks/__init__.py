@@ -1,0 +1,1 @@
+"""Scoring throughput benchmarks (outside the installed package)."""

@@ -1,0 +1,1 @@
+"""The demo data generator and its entry point (outside the installed package)."""

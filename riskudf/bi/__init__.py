@@ -1,0 +1,1 @@
+"""BI: documented tables and analyst views, and the Thrift/JDBC server."""

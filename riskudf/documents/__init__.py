@@ -1,0 +1,1 @@
+"""Documents: assembled from the input tables, quarantined when unusable, cut into token windows."""

@@ -1,0 +1,1 @@
+"""Lakehouse plumbing: Spark session, Delta tables and schemas, metastore, leases, spark-submit."""

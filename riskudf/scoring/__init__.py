@@ -1,0 +1,1 @@
+"""Scoring: nightly phases, pandas UDF, scorer, grades, reason codes, incremental runs."""
