@@ -12,11 +12,10 @@ import argparse
 import logging
 import sys
 
-from riskudf.config import load_config
-from riskudf.entry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from riskudf.config import RiskConf
+from riskudf.entry import EXIT_OK, add_conf_argument, run_job
 from riskudf.lakehouse.session import build_spark
 from riskudf.monitoring.lifecycle import ACTIONS, record_alert_action
-from riskudf.safe_logging import BAD_INPUT, safe_message, setup_logging
 
 log = logging.getLogger("alerts")
 
@@ -27,11 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alert-id", required=True, help="alert_id of monitor_alerts")
     parser.add_argument("--by", required=True, help="who acts (name or user id)")
     parser.add_argument("--note", help="why (free text)")
-    parser.add_argument("--conf", default="conf/local.yaml", help="YAML config file")
+    add_conf_argument(parser)
     args = parser.parse_args(argv)
-    setup_logging()
-    try:
-        conf = load_config(args.conf)
+
+    def act(conf: RiskConf) -> int:
         done = record_alert_action(
             build_spark(conf.spark),
             conf,
@@ -40,17 +38,13 @@ def main(argv: list[str] | None = None) -> int:
             by=args.by,
             note=args.note,
         )
-    except BAD_INPUT as exc:
-        log.error("bad input: %s", exc)
-        return EXIT_BAD_INPUT
-    except Exception as exc:
-        log.error("alert action failed: %s", safe_message(exc))
-        return EXIT_FAILED
-    print(
-        f"alert {done.alert_id} ({done.as_of_date}, run {done.run_id}): {done.action} by "
-        f"{done.acted_by} at {done.acted_at:%Y-%m-%d %H:%M:%S} UTC"
-    )
-    return EXIT_OK
+        print(
+            f"alert {done.alert_id} ({done.as_of_date}, run {done.run_id}): {done.action} by "
+            f"{done.acted_by} at {done.acted_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        return EXIT_OK
+
+    return run_job(args.conf, act, log=log, failure="alert action failed")
 
 
 if __name__ == "__main__":

@@ -7,10 +7,9 @@ import argparse
 import logging
 import sys
 
-from riskudf.config import load_config
-from riskudf.entry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from riskudf.config import RiskConf
+from riskudf.entry import EXIT_OK, add_conf_argument, run_job
 from riskudf.lakehouse.session import build_spark
-from riskudf.safe_logging import BAD_INPUT, safe_message, setup_logging
 from riskudf.training.data import LabelError
 from riskudf.training.pipeline import benchmark_only
 
@@ -20,25 +19,21 @@ log = logging.getLogger("baseline")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--train-table", help="Delta table name or path (training.data.table)")
-    parser.add_argument("--conf", default="conf/local.yaml", help="YAML config file")
+    add_conf_argument(parser)
     args = parser.parse_args(argv)
-    setup_logging()
-    try:
-        conf = load_config(args.conf)
+
+    def benchmark(conf: RiskConf) -> int:
         training = conf.training.with_data(table=args.train_table)
         figures = benchmark_only(build_spark(conf.spark), training)
-    except (*BAD_INPUT, LabelError) as exc:
-        log.error("bad input: %s", exc)
-        return EXIT_BAD_INPUT
-    except Exception as exc:
-        log.error("baseline failed: %s", safe_message(exc))
-        return EXIT_FAILED
-    table = training.data.table
-    print(
-        f"TF-IDF + logistic regression on {table}: "
-        + ", ".join(f"{name.removeprefix('tfidf_')} {value:.3f}" for name, value in figures.items())
+        print(
+            f"TF-IDF + logistic regression on {training.data.table}: "
+            + ", ".join(f"{k.removeprefix('tfidf_')} {v:.3f}" for k, v in figures.items())
+        )
+        return EXIT_OK
+
+    return run_job(
+        args.conf, benchmark, log=log, failure="baseline failed", bad_input=(LabelError,)
     )
-    return EXIT_OK
 
 
 if __name__ == "__main__":

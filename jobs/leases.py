@@ -14,18 +14,17 @@ import getpass
 import logging
 import sys
 
-from riskudf.config import load_config
-from riskudf.entry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, iso_date
+from riskudf.config import RiskConf
+from riskudf.entry import EXIT_OK, add_conf_argument, iso_date, run_job
 from riskudf.lakehouse import leases
 from riskudf.lakehouse.session import build_spark
-from riskudf.safe_logging import BAD_INPUT, safe_message, setup_logging
 
 log = logging.getLogger("leases")
 
 
 def main(argv: list[str] | None = None) -> int:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--conf", default="conf/local.yaml", help="YAML config file")
+    add_conf_argument(common)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -38,9 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "release" and not args.reason.strip():
         parser.error("--reason must not be empty")
-    setup_logging()
-    try:
-        conf = load_config(args.conf)
+
+    def run(conf: RiskConf) -> int:
         spark = build_spark(conf.spark)
         locks = conf.tables.qualified("scoring_locks")
         if args.command == "list":
@@ -56,14 +54,16 @@ def main(argv: list[str] | None = None) -> int:
             reason=args.reason,
             released_by=args.by or getpass.getuser(),
         )
-    except (*BAD_INPUT, leases.NoLeaseError) as exc:
-        log.error("bad input: %s", exc)
-        return EXIT_BAD_INPUT
-    except Exception as exc:
-        log.error("leases %s failed: %s", args.command, safe_message(exc))
-        return EXIT_FAILED
-    print(f"released the lease of run {lease.run_id} ({lease.holder}) on {lease.as_of_date}")
-    return EXIT_OK
+        print(f"released the lease of run {lease.run_id} ({lease.holder}) on {lease.as_of_date}")
+        return EXIT_OK
+
+    return run_job(
+        args.conf,
+        run,
+        log=log,
+        failure=f"leases {args.command} failed",
+        bad_input=(leases.NoLeaseError,),
+    )
 
 
 if __name__ == "__main__":

@@ -13,11 +13,10 @@ import argparse
 import logging
 import sys
 
-from riskudf.config import load_config
-from riskudf.entry import EXIT_ALERTS, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from riskudf.config import RiskConf
+from riskudf.entry import EXIT_ALERTS, EXIT_FAILED, EXIT_OK, add_conf_argument, run_job
 from riskudf.lakehouse.session import build_spark
-from riskudf.monitoring.phase import monitor_published_run
-from riskudf.safe_logging import BAD_INPUT, safe_message, setup_logging
+from riskudf.monitoring.phase import MonitoringOutcome, monitor_published_run
 
 log = logging.getLogger("monitor")
 
@@ -25,20 +24,20 @@ log = logging.getLogger("monitor")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run-id", required=True, help="run_id of score_runs")
-    parser.add_argument("--conf", default="conf/local.yaml", help="YAML config file")
+    add_conf_argument(parser)
     args = parser.parse_args(argv)
-    setup_logging()
-    try:
-        conf = load_config(args.conf)
+
+    def monitor(conf: RiskConf) -> int:
         outcome = monitor_published_run(build_spark(conf.spark), conf, run_id=args.run_id)
-    except BAD_INPUT as exc:
-        log.error("bad input: %s", exc)
-        return EXIT_BAD_INPUT
-    except Exception as exc:
-        log.error("monitoring of run %s failed: %s", args.run_id, safe_message(exc))
-        return EXIT_FAILED
+        return report(args.run_id, outcome)
+
+    return run_job(args.conf, monitor, log=log, failure=f"monitoring of run {args.run_id} failed")
+
+
+def report(run_id: str, outcome: MonitoringOutcome) -> int:
+    """Print the outcome of the run's monitoring; the exit code."""
     summary = outcome.summary
-    print(f"run {args.run_id}: monitoring {outcome.status}")
+    print(f"run {run_id}: monitoring {outcome.status}")
     if summary is None:
         return EXIT_FAILED if outcome.status == "failed" else EXIT_OK
     warnings = len(summary.alerts) - summary.alerts_fired

@@ -14,19 +14,19 @@ from pyspark.sql import SparkSession
 
 from riskudf import failpoints
 from riskudf.bi.views import after_nightly_write
-from riskudf.config import RiskConf, load_config
+from riskudf.config import RiskConf
 from riskudf.entry import (
     EXIT_ALERTS,
-    EXIT_BAD_INPUT,
-    EXIT_FAILED,
     EXIT_MONITORING_FAILED,
     EXIT_OK,
+    add_conf_argument,
     grade_lines,
     iso_date,
+    run_job,
     table_location,
 )
 from riskudf.lakehouse.session import build_spark
-from riskudf.safe_logging import BAD_INPUT, safe_message, setup_logging
+from riskudf.safe_logging import safe_message
 from riskudf.scoring.pipeline import Mode, RunResult, backfill
 
 log = logging.getLogger("score_portfolio")
@@ -45,29 +45,20 @@ def main(argv: list[str] | None = None) -> int:
         help="incremental: rescore only obligors whose document changed since the last run",
     )
     parser.add_argument("--full", action="store_true", help="force a full rescore (any --mode)")
-    parser.add_argument("--conf", default="conf/local.yaml", help="YAML config file")
+    add_conf_argument(parser)
     args = parser.parse_args(argv)
     if (args.start is None) != (args.end is None):
         parser.error("--from and --to go together")
     start, end = (args.as_of, args.as_of) if args.as_of else (args.start, args.end)
     mode: Mode = "full" if args.full else args.mode
-    setup_logging()
-    results: list[RunResult] = []
-    code = EXIT_OK
-    try:
-        conf = load_config(args.conf)
+
+    def score(conf: RiskConf) -> int:
         failpoint = failpoints.from_env()
         spark = build_spark(conf.spark, conf.scoring.gpu)
         results = backfill(spark, conf, start=start, end=end, mode=mode, failpoint=failpoint)
-    except BAD_INPUT as exc:
-        log.error("bad input: %s", exc)
-        return EXIT_BAD_INPUT
-    except Exception as exc:
-        log.error("scoring run failed: %s", safe_message(exc))
-        return EXIT_FAILED
-    for result in results:
-        code = max(code, after_run(spark, conf, result))
-    return code
+        return max((after_run(spark, conf, result) for result in results), default=EXIT_OK)
+
+    return run_job(args.conf, score, log=log, failure="scoring run failed")
 
 
 def after_run(spark: SparkSession, conf: RiskConf, result: RunResult) -> int:

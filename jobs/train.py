@@ -9,11 +9,11 @@ import logging
 import sys
 from pathlib import Path
 
-from riskudf.config import load_config
-from riskudf.entry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from riskudf.config import RiskConf
+from riskudf.entry import EXIT_OK, add_conf_argument, run_job
 from riskudf.lakehouse.session import build_spark
-from riskudf.safe_logging import BAD_INPUT, safe_message, setup_logging
 from riskudf.training.data import LabelError
+from riskudf.training.finetune import TrainedModel
 from riskudf.training.pipeline import train_model
 
 log = logging.getLogger("train")
@@ -26,17 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label-col", help="default: training.data.label_col")
     parser.add_argument("--output", type=Path, required=True, help="model directory to write")
     parser.add_argument("--model-version", default=None, help="default: timestamp and hash")
-    parser.add_argument("--conf", default="conf/local.yaml", help="YAML config file")
+    add_conf_argument(parser)
     args = parser.parse_args(argv)
-    setup_logging()
-    try:
-        conf = load_config(args.conf)
+
+    def train(conf: RiskConf) -> int:
         training = conf.training.with_data(
             table=args.train_table, text_col=args.text_col, label_col=args.label_col
         )
-        spark = build_spark(conf.spark)
         trained = train_model(
-            spark,
+            build_spark(conf.spark),
             training,
             output=args.output,
             model_version=args.model_version,
@@ -44,12 +42,13 @@ def main(argv: list[str] | None = None) -> int:
             slice_columns=conf.monitoring.slice_columns,
             registry_table=conf.tables.qualified("model_registry"),
         )
-    except (*BAD_INPUT, LabelError) as exc:
-        log.error("bad input: %s", exc)
-        return EXIT_BAD_INPUT
-    except Exception as exc:
-        log.error("training failed: %s", safe_message(exc))
-        return EXIT_FAILED
+        return report(trained)
+
+    return run_job(args.conf, train, log=log, failure="training failed", bad_input=(LabelError,))
+
+
+def report(trained: TrainedModel) -> int:
+    """Print the model's figures; the exit code."""
     metrics = trained.manifest.metrics
     print(f"model {trained.manifest.model_version} written to {trained.output}")
     print(

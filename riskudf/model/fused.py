@@ -3,6 +3,7 @@ encoded structured features (riskudf.model.features), then one Linear head.
 
 Saved as the encoder's own directory (config.json, model.safetensors) plus
 ``feature_head.safetensors`` (the head's weight and bias); the feature spec is in the manifest.
+riskudf.model.load loads it back (load_fused).
 This module imports torch: import it only where a model is built or loaded.
 """
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from riskudf.model.features import FeatureSpec
@@ -62,14 +63,3 @@ class FusedClassifier(torch.nn.Module):
         self.encoder.save_pretrained(directory, safe_serialization=True)
         head = {name: t.detach().contiguous().cpu() for name, t in self.head.state_dict().items()}
         save_file(head, str(directory / HEAD_FILE), metadata={"format": "pt"})
-
-
-def load_fused(model_dir: str | Path, spec: FeatureSpec, num_labels: int) -> FusedClassifier:
-    """A saved fused classifier (safetensors, local files, no remote code), in eval mode."""
-    from riskudf.model.load import load_encoder
-
-    model_dir = Path(model_dir)
-    model = FusedClassifier(load_encoder(model_dir), spec, num_labels)
-    head = load_file(str(model_dir / HEAD_FILE))
-    model.head.load_state_dict(head)  # strict: shapes must match the spec's width
-    return model.eval()

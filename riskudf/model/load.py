@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from riskudf.model.artifact import Manifest, verify_artifact
-from riskudf.model.features import feature_spec_of
+from riskudf.model.features import FeatureSpec, feature_spec_of
 
 
 def offline() -> None:
@@ -52,6 +52,19 @@ def load_encoder(model_dir: str | Path) -> Any:
     )
 
 
+def load_fused(model_dir: str | Path, spec: FeatureSpec, num_labels: int) -> Any:
+    """A saved fused classifier (safetensors, local files, no remote code), in eval mode."""
+    from safetensors.torch import load_file
+
+    from riskudf.model.fused import HEAD_FILE, FusedClassifier
+
+    model_dir = Path(model_dir)
+    model = FusedClassifier(load_encoder(model_dir), spec, num_labels)
+    head = load_file(str(model_dir / HEAD_FILE))
+    model.head.load_state_dict(head)  # strict: shapes must match the spec's width
+    return model.eval()
+
+
 def load_artifact(model_dir: str | Path) -> tuple[Manifest, Any, Any]:
     """Verify the checksums, then load tokenizer and model (in eval mode, on the CPU).
 
@@ -62,8 +75,6 @@ def load_artifact(model_dir: str | Path) -> tuple[Manifest, Any, Any]:
     tokenizer = load_tokenizer(model_dir)
     spec = feature_spec_of(manifest.features)
     if spec is not None:
-        from riskudf.model.fused import load_fused
-
         return manifest, tokenizer, load_fused(model_dir, spec, len(manifest.label_map))
     model = load_sequence_classifier(model_dir)
     model.eval()

@@ -73,7 +73,7 @@ def fine_tune_distributed(
     from pyspark.ml.torch.distributor import TorchDistributor
 
     from riskudf.model.features import feature_spec_of
-    from riskudf.model.load import load_sequence_classifier, load_tokenizer
+    from riskudf.model.load import load_fused, load_sequence_classifier, load_tokenizer
 
     if SparkSession.getActiveSession() is not spark:
         raise ValueError("TorchDistributor needs the given Spark session to be the active one")
@@ -86,7 +86,6 @@ def fine_tune_distributed(
     figures = json.loads((trained / "figures.json").read_text())
     spec = feature_spec_of(figures["features"])
     if spec is not None:
-        from riskudf.model.fused import load_fused
         from riskudf.training.finetune import label_map_of
 
         model = load_fused(trained, spec, len(label_map_of(conf)))
