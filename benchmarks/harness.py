@@ -496,6 +496,7 @@ def precision_check(job: Job, texts: list[str]) -> list[str]:
     return lines
 
 
+# Long on purpose: set-up, two scoring passes and their comparison.
 def explain_check(job: Job, texts: list[str]) -> list[str]:
     """Reason codes (conf ``reasons``) on the documents, with the scorer the UDF runs: seconds
     added per flagged row, spans occluded per flagged row, and fidelity (PD drop when the top
@@ -622,6 +623,7 @@ def child_env(workdir: Path) -> dict[str, str]:
     return env
 
 
+# Long on purpose: runs the four paths in children and prints the table, in order.
 def main(
     *,
     n_docs: int,

@@ -183,6 +183,7 @@ def _report_dates(rng: np.random.Generator, as_of: dt.date) -> list[dt.date]:
     return dates
 
 
+# Long on purpose: the text template of a demo credit report.
 def _retail_report(rng: np.random.Generator, risk: float, report_id: str, date: dt.date) -> str:
     late30 = int(rng.poisson(math.exp(risk - 0.6)))
     late90 = int(rng.poisson(math.exp(1.2 * risk - 1.8)))

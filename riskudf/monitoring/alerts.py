@@ -52,6 +52,7 @@ class RunShares:
     quarantined_share: float | None
 
 
+# Long on purpose: one short block per alert rule, read top to bottom.
 def evaluate_alerts(
     rules: AlertRulesConf,
     *,

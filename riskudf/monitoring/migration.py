@@ -28,6 +28,7 @@ class MigrationRecord:
     exited_obligors: int | None = None
 
 
+# Long on purpose: cells and per-slice summaries in one pass over the rows.
 def migration_records(
     rows: Iterable[Row], grades: list[str], *, notches_threshold: int
 ) -> list[MigrationRecord]:

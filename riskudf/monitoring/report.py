@@ -444,6 +444,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+# Long on purpose: the report's HTML sections, one after another.
 def render_report(
     data: ReportData, conf: RiskConf, trends: tuple[list[TrendPoint], list[TrendPoint]]
 ) -> str:

@@ -672,6 +672,7 @@ def _table_rows(
     }
 
 
+# Long on purpose: the monitoring steps in order, each one a named helper.
 def compute_monitoring(
     spark: SparkSession,
     conf: RiskConf,

@@ -181,6 +181,7 @@ def with_feature_columns(
     return own.join(portfolio.select("obligor_id", *columns), "obligor_id", "left")
 
 
+# Long on purpose: builds one Spark plan: UDF or mapper, grades and decisions.
 def score_and_grade(
     documents: DataFrame,
     conf: RiskConf,
@@ -663,6 +664,7 @@ def score_documents(
     ).persist(StorageLevel.MEMORY_AND_DISK)
 
 
+# Long on purpose: the phases of one run and the undo on failure (nested try/finally).
 def run_phases(
     spark: SparkSession,
     conf: RiskConf,
@@ -767,6 +769,7 @@ def _record_failure(
         log.error("run %s: could not record the failed run (%s)", run.run_id, type(lost).__name__)
 
 
+# Long on purpose: the nightly steps in order, each one a named call.
 def score_portfolio(
     spark: SparkSession,
     conf: RiskConf,

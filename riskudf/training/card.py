@@ -34,6 +34,7 @@ def _features(manifest: Manifest) -> str:
     return "; ".join(parts) + f", beside the {manifest.features.get('pooling', 'mean')}-pooled text"
 
 
+# Long on purpose: the card's markdown lines, one after another.
 def model_card(manifest: Manifest) -> str:
     """Identity, training, calibration and held-out test figures of a model, in markdown."""
     m = manifest.metrics

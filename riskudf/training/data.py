@@ -47,6 +47,7 @@ def read_training_table(spark: SparkSession, table: str) -> tuple[DataFrame, int
     return frame, version
 
 
+# Long on purpose: reads the table and checks it; each check raises its own error.
 def load_labelled(
     spark: SparkSession,
     table: str,

@@ -335,6 +335,7 @@ def _document_auc(owners: np.ndarray, labels: np.ndarray, how: str) -> Any:
     return metric
 
 
+# Long on purpose: one Trainer set-up, training and evaluation; the steps share many locals.
 def fine_tune(
     train: pd.DataFrame,
     validation: pd.DataFrame,

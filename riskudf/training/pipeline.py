@@ -154,6 +154,7 @@ def _assess_pd_model(
     return assessment, baseline
 
 
+# Long on purpose: the training steps in order, each one a named call.
 def train_model(
     spark: SparkSession,
     conf: TrainingConf,
