@@ -2,6 +2,12 @@
 
 YAML holds values only. Unknown keys, missing required keys and wrong types are errors that
 name the offending key, so a typo in a nightly job's config fails before anything runs.
+
+A file may name a base with a top-level ``base: base.yaml`` (a path relative to the file's
+folder). The base is loaded first (it may have a base of its own; a cycle is an error), then the
+file's keys are merged over it: mappings merge key by key, anything else (lists, scalars, null)
+replaces the base's value. The merged mapping is validated as one config. A file without
+``base`` is a whole config on its own.
 """
 
 from __future__ import annotations
@@ -444,16 +450,89 @@ class RiskConf(_Conf):
     submit: SubmitConf = SubmitConf()
 
 
-def load_config(path: str | Path) -> RiskConf:
-    """Load and validate a YAML config file."""
-    path = Path(path)
+BASE_KEY = "base"
+
+
+def merge_config(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``overlay`` over ``base``: mappings merge recursively; lists and scalars replace."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_config(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
     try:
         raw: Any = yaml.safe_load(path.read_text())
     except FileNotFoundError as exc:
         raise ConfigError(f"config file not found: {path}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_config(raw, source=str(path))
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def config_chain(path: str | Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The file and its bases, the file first, each with its own mapping (``base`` removed).
+
+    Paths are joined as written (relative stays relative); a base named twice is a cycle.
+    """
+    chain: list[tuple[Path, dict[str, Any]]] = []
+    seen: set[Path] = set()
+    current: Path | None = Path(path)
+    while current is not None:
+        resolved = current.resolve()
+        if resolved in seen:
+            names = " -> ".join(str(p) for p, _ in chain)
+            raise ConfigError(f"{chain[-1][0]}: base cycle {names} -> {current}")
+        seen.add(resolved)
+        raw = _read_mapping(current)
+        base = raw.pop(BASE_KEY, None)
+        chain.append((current, raw))
+        if base is not None and (not isinstance(base, str) or not base.strip()):
+            raise ConfigError(f"{current}: {BASE_KEY} must be a file name, e.g. base.yaml")
+        current = current.parent / base if base is not None else None
+    return chain
+
+
+def _key_source(chain: list[tuple[Path, dict[str, Any]]], loc: tuple[Any, ...]) -> Path | None:
+    """The first file of the chain that sets the key at ``loc``."""
+    for path, raw in chain:
+        node: Any = raw
+        for part in loc:
+            found = (isinstance(node, dict) and part in node) or (
+                isinstance(node, list) and isinstance(part, int) and part < len(node)
+            )
+            if not found:
+                break
+            node = node[part]
+        else:
+            return path
+    return None
+
+
+def load_config(path: str | Path) -> RiskConf:
+    """Load and validate a YAML config file, merged over its ``base`` chain if it names one."""
+    chain = config_chain(path)
+    if len(chain) == 1:
+        return parse_config(chain[0][1], source=str(chain[0][0]))
+    merged: dict[str, Any] = {}
+    for _, raw in reversed(chain):
+        merged = merge_config(merged, raw)
+    try:
+        return RiskConf.model_validate(merged)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = _key_source(chain, err["loc"])
+            note = f" (set in {where})" if where is not None and where != chain[0][0] else ""
+            problems.append(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}{note}")
+        bases = ", ".join(str(p) for p, _ in chain[1:])
+        raise ConfigError(f"{chain[0][0]} (base {bases}): {'; '.join(problems)}") from None
 
 
 def parse_config(raw: Any, *, source: str = "<config>") -> RiskConf:

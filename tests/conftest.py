@@ -220,7 +220,9 @@ def make_conf(tmp_path: Path):
     """
 
     def make(*, database: str, model_dir: Path, **overrides: object) -> Path:
-        data = yaml.safe_load((ROOT / "conf/local.yaml").read_text())
+        from riskudf.config import load_config
+
+        data = load_config(ROOT / "conf/local.yaml").model_dump(mode="json")
         data["tables"]["database"] = database
         data["scoring"]["model_dir"] = str(model_dir)
         # Reports go to the test's folder, never the project's lakehouse/.

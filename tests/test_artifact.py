@@ -1,17 +1,24 @@
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from riskudf.model.artifact import (
     ArtifactError,
+    Manifest,
     artifact_key,
     load_artifact_bytes,
     materialize_artifact,
+    read_manifest,
+    sha256_file,
     verify_artifact,
+    write_manifest,
 )
+from riskudf.model.features import FeatureError, FeatureSpec
 
 
 @pytest.fixture
@@ -79,3 +86,98 @@ def test_materialise_refuses_paths_outside_the_directory(tiny_model: Path) -> No
     files["../escape.json"] = b"{}"
     with pytest.raises(ArtifactError, match="escapes"):
         materialize_artifact(files)
+
+
+# manifest.json schema
+
+FIELDS = {
+    "model_version": "m-1",
+    "backbone": "tiny",
+    "label_map": {"0": "performing", "1": "default"},
+    "positive_label": 1,
+    "max_length": 64,
+    "seed": 1,
+    "training_table": "risk.training_documents",
+    "training_table_version": 3,
+    "metrics": {"test_auc": 0.75},
+    "created_at": "2026-11-29T00:00:00+00:00",
+}
+
+
+def written(tmp_path: Path, data: dict) -> Path:
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    return tmp_path
+
+
+def test_manifest_round_trip_gives_an_equal_object(tmp_path: Path) -> None:
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    features = {
+        "numeric": [{"name": "exposure", "mean": 1500.0, "std": 250.0}],
+        "categorical": [{"name": "region", "categories": ["north", "south"]}],
+        "pooling": "mean",
+    }
+    manifest = Manifest(**FIELDS, features=features, chunking={"stride": 32, "aggregation": "max"})
+    complete = write_manifest(tmp_path, manifest)
+    assert complete.files == {"model.safetensors": sha256_file(tmp_path / "model.safetensors")}
+    assert complete == manifest.model_copy(update={"files": complete.files})
+    assert read_manifest(tmp_path) == complete
+    assert verify_artifact(tmp_path) == complete
+    on_disk = json.loads((tmp_path / "manifest.json").read_text())
+    assert sorted(on_disk) == sorted(
+        [*FIELDS, "files", "calibration", "chunking", "training", "features"]
+    )
+    assert Manifest.from_dict(on_disk).to_json() == (tmp_path / "manifest.json").read_text()
+
+
+def test_manifest_with_an_unknown_key_names_the_file_and_the_key(tmp_path: Path) -> None:
+    model = written(tmp_path, {**FIELDS, "files": {}, "tokeniser": "secret document text"})
+    with pytest.raises(ArtifactError) as error:
+        read_manifest(model)
+    message = str(error.value)
+    assert message == f"{model / 'manifest.json'}: unknown field tokeniser"
+    assert "secret" not in message
+
+
+def test_manifest_with_a_wrong_type_names_the_file_and_the_field(tmp_path: Path) -> None:
+    model = written(tmp_path, {**FIELDS, "max_length": "sixty-four", "metrics": {"auc": "high"}})
+    with pytest.raises(ArtifactError) as error:
+        read_manifest(model)
+    message = str(error.value)
+    assert message.startswith(f"{model / 'manifest.json'}: field max_length: Input should be")
+    assert "field metrics.auc: Input should be a valid number" in message
+    assert "sixty-four" not in message and "high" not in message
+
+
+def test_manifest_missing_a_required_field_names_the_file_and_the_field(tmp_path: Path) -> None:
+    data = {key: value for key, value in FIELDS.items() if key != "seed"}
+    model = written(tmp_path, data)
+    with pytest.raises(ArtifactError, match=r"manifest\.json: missing field seed$"):
+        read_manifest(model)
+
+
+def test_manifest_feature_spec_errors_name_the_file_and_the_field(tmp_path: Path) -> None:
+    features = {"numeric": [{"name": "a", "mean": 0.0, "std": "wide", "scale": 2}]}
+    model = written(tmp_path, {**FIELDS, "features": features})
+    with pytest.raises(ArtifactError) as error:
+        read_manifest(model)
+    message = str(error.value)
+    assert message.startswith(f"{model / 'manifest.json'}: manifest features: ")
+    assert "field features.numeric.0.std: Input should be a valid number" in message
+    assert "unknown field features.numeric.0.scale" in message
+    assert "wide" not in message
+
+
+def test_feature_spec_is_frozen_and_checked() -> None:
+    spec = FeatureSpec(
+        numeric=("a",), means=(0.0,), stds=(1.0,), categorical=(), categories=(), pooling="cls"
+    )
+    assert FeatureSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(ValidationError):
+        spec.pooling = "mean"  # type: ignore[misc]
+    with pytest.raises(
+        FeatureError, match=r"field features.pooling: Input should be 'mean' or 'cls'"
+    ):
+        FeatureSpec.from_dict({**spec.to_dict(), "pooling": "max"})
+    with pytest.raises(FeatureError, match="no columns"):
+        FeatureSpec.from_dict({"pooling": "mean"})

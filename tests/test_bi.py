@@ -30,7 +30,7 @@ T = dt.datetime(2026, 11, 29, 1, 0, 0)
 
 
 def conf_for(database: str, tmp_path: Path, **bi: object) -> RiskConf:
-    data = yaml.safe_load((ROOT / "conf/local.yaml").read_text())
+    data = load_config(ROOT / "conf/local.yaml").model_dump(mode="json")
     data["tables"]["database"] = database
     data["bi"].update(bi)
     path = tmp_path / f"{database}.yaml"

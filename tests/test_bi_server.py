@@ -56,7 +56,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def lakehouse(spark, tiny_model, tmp_path_factory) -> Lakehouse:
-    data = yaml.safe_load((ROOT / "conf/local.yaml").read_text())
+    data = load_config(ROOT / "conf/local.yaml").model_dump(mode="json")
     data["tables"]["database"] = DB
     data["scoring"].update(model_dir=str(tiny_model), partitions=2)
     data["bi"].update(port=free_port(), ready_timeout_s=240)

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def local() -> dict:
-    return yaml.safe_load((ROOT / "conf/local.yaml").read_text())
+    return load_config(ROOT / "conf/local.yaml").model_dump(mode="json")
 
 
 def test_shipped_local_config_loads() -> None:
@@ -85,3 +85,128 @@ def test_gpu_conf_is_optional_and_typed() -> None:
         "spark.executor.resource.gpu.amount": "1",
         "spark.executor.resource.gpu.discoveryScript": "d.sh",
     }
+
+
+# Base and overlays
+
+
+BASE = """
+scoring: {model_dir: models/demo, token_budget: 8192, partitions: 0}
+grading:
+  master_scale: [{grade: A, upper_pd: 0.1}, {grade: B, upper_pd: 1.0}]
+  review_from_pd: 0.05
+  decline_from_pd: 0.2
+reasons:
+  decisions: [review, decline]
+  library: [{code: X, description: x, patterns: [x]}]
+spark: {app_name: riskudf, settings: {a: "1", b: "2"}}
+"""
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def test_overlay_merges_mappings_and_replaces_lists_and_values(tmp_path: Path) -> None:
+    write(tmp_path, "base.yaml", BASE)
+    overlay = write(
+        tmp_path,
+        "env.yaml",
+        """
+base: base.yaml
+scoring: {token_budget: 65536}
+reasons: {decisions: [decline]}
+spark: {settings: {b: "3"}}
+""",
+    )
+    conf = load_config(overlay)
+    base = load_config(tmp_path / "base.yaml")
+    assert conf.scoring.token_budget == 65536
+    assert conf.scoring.model_dir == "models/demo"  # kept from the base
+    assert conf.reasons.decisions == ("decline",)  # a list replaces, never appends
+    assert conf.spark.settings == {"a": "1", "b": "3"}  # mappings merge key by key
+    assert conf.reasons.library == base.reasons.library
+    assert conf.grading == base.grading
+
+
+def test_overlay_null_replaces_a_base_mapping(tmp_path: Path) -> None:
+    write(tmp_path, "base.yaml", BASE)
+    overlay = write(tmp_path, "env.yaml", "base: base.yaml\nspark: {settings: null}\n")
+    with pytest.raises(ConfigError, match=r"env\.yaml.*spark\.settings"):
+        load_config(overlay)
+
+
+def test_base_path_is_relative_to_the_overlay_and_may_chain(tmp_path: Path) -> None:
+    (tmp_path / "shared").mkdir()
+    write(tmp_path / "shared", "base.yaml", BASE)
+    write(tmp_path / "shared", "gpu.yaml", "base: base.yaml\nscoring: {partitions: 4}\n")
+    overlay = write(tmp_path, "site.yaml", "base: shared/gpu.yaml\nscoring: {model_dir: /mnt/m}\n")
+    scoring = load_config(overlay).scoring
+    assert (scoring.model_dir, scoring.partitions, scoring.token_budget) == ("/mnt/m", 4, 8192)
+
+
+def test_base_cycle_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "base: b.yaml\n")
+    write(tmp_path, "b.yaml", "base: a.yaml\n")
+    with pytest.raises(ConfigError, match="base cycle"):
+        load_config(tmp_path / "a.yaml")
+    write(tmp_path, "self.yaml", "base: self.yaml\n")
+    with pytest.raises(ConfigError, match="base cycle"):
+        load_config(tmp_path / "self.yaml")
+
+
+def test_missing_or_bad_base_names_the_overlay(tmp_path: Path) -> None:
+    write(tmp_path, "env.yaml", "base: gone.yaml\n")
+    with pytest.raises(ConfigError, match=r"not found: .*gone\.yaml"):
+        load_config(tmp_path / "env.yaml")
+    write(tmp_path, "list.yaml", "base: [a.yaml]\n")
+    with pytest.raises(ConfigError, match=r"list\.yaml: base must be a file name"):
+        load_config(tmp_path / "list.yaml")
+
+
+def test_unknown_key_in_an_overlay_or_its_base_names_the_files(tmp_path: Path) -> None:
+    write(tmp_path, "base.yaml", BASE + "bi: {zorder: true}\n")
+    overlay = write(tmp_path, "env.yaml", "base: base.yaml\nscoring: {token_budjet: 1}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(overlay)
+    message = str(error.value)
+    assert message.startswith(f"{overlay} (base {tmp_path / 'base.yaml'}): ")
+    assert "scoring.token_budjet: Extra inputs" in message
+    assert f"bi.zorder: Extra inputs are not permitted (set in {tmp_path / 'base.yaml'})" in message
+
+
+def test_a_file_without_base_is_a_whole_config(tmp_path: Path) -> None:
+    path = write(tmp_path, "mine.yaml", BASE)
+    assert load_config(path).spark.settings == {"a": "1", "b": "2"}
+    with pytest.raises(ConfigError, match=r"mine2\.yaml: grading: Field required"):
+        load_config(write(tmp_path, "mine2.yaml", "scoring: {model_dir: m}\n"))
+
+
+def test_shipped_overlays_differ_where_expected() -> None:
+    local_conf, gpu, cluster = (
+        load_config(ROOT / f"conf/{name}.yaml") for name in ("local", "gpu", "cluster")
+    )
+    assert local_conf.reasons.decisions == ("decline",)
+    assert gpu.reasons.decisions == cluster.reasons.decisions == ("review", "decline")
+    assert (local_conf.scoring.token_budget, gpu.scoring.token_budget) == (8192, 65536)
+    assert gpu.scoring.gpu is not None and cluster.scoring.gpu is None
+    assert (cluster.scoring.precision, cluster.scoring.partitions) == ("bf16", 16)
+    assert cluster.submit.master == "yarn" and local_conf.submit.master is None
+    assert cluster.monitoring.report_dir == "/mnt/shared/riskudf/reports"
+    for conf in (gpu, cluster):
+        assert conf.grading == local_conf.grading
+        assert conf.reasons.library == local_conf.reasons.library
+        assert conf.monitoring.alerts == local_conf.monitoring.alerts
+        assert conf.training == local_conf.training
+
+
+@pytest.mark.parametrize("name", ["local", "gpu", "cluster"])
+def test_shipped_overlays_name_the_base_and_do_not_repeat_it(name: str) -> None:
+    raw = yaml.safe_load((ROOT / f"conf/{name}.yaml").read_text())
+    assert raw["base"] == "base.yaml"
+    assert "grading" not in raw
+    assert "library" not in raw.get("reasons", {})
+    assert "alerts" not in raw.get("monitoring", {})
+    assert "training" not in raw

@@ -89,7 +89,7 @@ def bad_lakehouse(spark) -> str:
 @pytest.fixture(scope="module")
 def clean(spark, bad_lakehouse, tiny_model, tmp_path_factory):
     """The conf, the ids planted on, and the state after one clean run."""
-    data = yaml.safe_load((ROOT / "conf/local.yaml").read_text())
+    data = load_config(ROOT / "conf/local.yaml").model_dump(mode="json")
     data["tables"]["database"] = bad_lakehouse
     data["scoring"]["model_dir"] = str(tiny_model)
     data["scoring"]["partitions"] = 3

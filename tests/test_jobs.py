@@ -97,7 +97,7 @@ def test_demo_data_train_and_score(spark, tiny_backbone, make_conf, tmp_path, ca
 
 def test_bad_config_exits_with_bad_input_code(tmp_path: Path) -> None:
     conf = tmp_path / "bad.yaml"
-    conf.write_text((ROOT / "conf/local.yaml").read_text() + "\nextra_section: {}\n")
+    conf.write_text((ROOT / "conf/base.yaml").read_text() + "\nextra_section: {}\n")
     assert job("score_portfolio").main(["--as-of", "2026-11-28", "--conf", str(conf)]) == 2
 
 

@@ -34,7 +34,7 @@ ALERTING = {"psi": {"warn": 0.0, "alert": 0.0}}
 
 
 def write_conf(path: Path, model_dir: Path, **overrides: Any) -> Path:
-    data = yaml.safe_load((ROOT / "conf/local.yaml").read_text())
+    data = load_config(ROOT / "conf/local.yaml").model_dump(mode="json")
     data["tables"]["database"] = DB
     data["scoring"]["model_dir"] = str(model_dir)
     data["monitoring"]["report_dir"] = str(path.parent / "reports")
@@ -273,7 +273,7 @@ def test_an_unpartitioned_monitor_table_of_an_older_release_is_migrated(
     spark.createDataFrame([(*row, None) for row in old], schema(MONITOR_ALERTS_COLUMNS)).writeTo(
         f"{database}.monitor_alerts"
     ).append()
-    data = yaml.safe_load((ROOT / "conf/local.yaml").read_text())
+    data = load_config(ROOT / "conf/local.yaml").model_dump(mode="json")
     data["tables"]["database"] = database
     path = tmp_path / "old.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -139,7 +139,7 @@ def test_a_failed_run_leaves_another_dates_run_intact(spark, tiny_model, tmp_pat
     second scores and publishes its date; then the first fails. Its undo puts back its own
     date only: the second's rows and success row stay."""
     d1, d2 = dt.date(2026, 11, 27), dt.date(2026, 11, 28)
-    data = yaml.safe_load((ROOT / "conf/local.yaml").read_text())
+    data = load_config(ROOT / "conf/local.yaml").model_dump(mode="json")
     data["scoring"]["model_dir"] = str(tiny_model)
     data["monitoring"]["enabled"] = False
     conf = tmp_path / "test.yaml"

@@ -9,11 +9,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-import yaml
 from delta.tables import DeltaTable
 from test_jobs import ROOT, job
 
-from riskudf.config import ConfigError, parse_config
+from riskudf.config import ConfigError, load_config, parse_config
 from riskudf.lakehouse import leases
 
 DB = "leases"
@@ -238,7 +237,7 @@ def test_the_leases_job_lists_and_releases(spark, make_conf, tmp_path, capsys) -
 
 
 def test_lease_conf_takes_fractions_and_a_heartbeat_within_half() -> None:
-    data = yaml.safe_load((ROOT / "conf/local.yaml").read_text())
+    data = load_config(ROOT / "conf/local.yaml").model_dump(mode="json")
     data["scoring"]["model_dir"] = "models/x"
     del data["scoring"]["lock_heartbeat_seconds"]  # a conf written before the heartbeat
     scoring = parse_config(data).scoring

@@ -23,8 +23,8 @@ def test_cluster_conf_renders_the_full_command_line() -> None:
         "--archives",
         "hdfs:///apps/riskudf/riskudf-venv.tar.gz#environment",
         "--files",
-        # In cluster deploy mode the YAML goes with the job and is read by its file name.
-        "hdfs:///apps/riskudf/gpu-discovery.sh,conf/cluster.yaml",
+        # In cluster deploy mode the YAML and its base go with the job, read by file name.
+        "hdfs:///apps/riskudf/gpu-discovery.sh,conf/cluster.yaml,conf/base.yaml",
         "--jars",
     ]
     assert command[-5:] == [JOB, "--as-of", "2026-11-28", "--conf", "cluster.yaml"]

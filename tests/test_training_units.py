@@ -184,9 +184,9 @@ def test_a_split_without_both_classes_is_refused() -> None:
 
 
 def _conf_with(training: dict) -> dict:
-    import yaml
+    from riskudf.config import load_config
 
-    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf/local.yaml").read_text())
+    raw = load_config(Path(__file__).resolve().parents[1] / "conf/local.yaml").model_dump()
     raw["training"].update(training)
     return raw
 

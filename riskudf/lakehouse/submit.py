@@ -2,7 +2,7 @@
 
 ``python -m riskudf.lakehouse.submit --conf conf/cluster.yaml -- jobs/score_portfolio.py ...``
 prints it (``make submit-check``). In cluster deploy mode the driver runs on the cluster: the
-YAML conf travels with ``--files`` and the job reads it by its file name.
+YAML conf and its bases travel with ``--files`` and the job reads it by its file name.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import shlex
 import sys
 from pathlib import Path
 
-from riskudf.config import RiskConf, load_config
+from riskudf.config import ConfigError, RiskConf, config_chain, load_config
 
 
 def submit_command(conf: RiskConf, conf_path: str, job: str, job_args: list[str]) -> list[str]:
     """The argument vector of spark-submit for ``job`` with ``job_args`` under ``conf``."""
     submit = conf.submit
     cluster_mode = submit.deploy_mode == "cluster"
-    files = list(submit.files) + ([conf_path] if cluster_mode else [])
+    files = list(submit.files) + (_conf_files(conf_path) if cluster_mode else [])
     command = [submit.spark_submit]
     if submit.master:
         command += ["--master", submit.master]
@@ -41,6 +41,18 @@ def submit_command(conf: RiskConf, conf_path: str, job: str, job_args: list[str]
         command += ["--conf", f"{key}={settings[key]}"]
     job_conf = Path(conf_path).name if cluster_mode else conf_path
     return [*command, job, *job_args, "--conf", job_conf]
+
+
+def _conf_files(conf_path: str) -> list[str]:
+    """The conf and its bases: --files puts them in one folder, so a base is a bare file name."""
+    chain = [str(path) for path, _ in config_chain(conf_path)]
+    names = [Path(path).name for path in chain]
+    for path, below in zip(chain[1:], chain, strict=False):
+        if Path(path).parent != Path(below).parent or names.count(Path(path).name) > 1:
+            raise ConfigError(
+                f"{below}: in cluster deploy mode its base must be a file in the same folder"
+            )
+    return chain
 
 
 def render(command: list[str], *, job: str) -> str:

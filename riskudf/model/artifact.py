@@ -11,9 +11,10 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from riskudf.model.features import FeatureError, feature_spec_of
 
@@ -28,8 +29,25 @@ class ArtifactError(ValueError):
     """The model directory is incomplete, altered, or holds files that are not allowed."""
 
 
-@dataclass(frozen=True)
-class Manifest:
+def describe_errors(exc: ValidationError) -> str:
+    """Which fields are wrong and how, never the values (a document's text may be among them)."""
+    problems = []
+    for err in exc.errors():
+        field = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            problems.append(f"unknown field {field}")
+        elif err["type"] == "missing":
+            problems.append(f"missing field {field}")
+        else:
+            problems.append(f"field {field}: {err['msg']}")
+    return "; ".join(problems)
+
+
+class Manifest(BaseModel):
+    """``manifest.json``: unknown keys, missing required ones and wrong types are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     model_version: str
     backbone: str
     label_map: dict[str, str]
@@ -40,36 +58,35 @@ class Manifest:
     training_table_version: int | None
     metrics: dict[str, float]  # validation_* and test_* figures, see riskudf.training.evaluate
     created_at: str
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = Field(default_factory=dict)
     # Fitted on the validation split, applied at scoring (see riskudf.model.calibration); older
     # manifests hold Platt's slope and intercept only.
-    calibration: dict[str, Any] = field(
+    calibration: dict[str, Any] = Field(
         default_factory=lambda: {"method": "platt", "slope": 1.0, "intercept": 0.0}
     )
     # Long documents: {"stride": s, "aggregation": "max" | "mean"} over windows of max_length
     # (riskudf.text); empty: the head of the document is scored and flagged truncated.
-    chunking: dict[str, Any] = field(default_factory=dict)
+    chunking: dict[str, Any] = Field(default_factory=dict)
     # Training method, trainable parameters, split sizes, the model it replaces (issue 9).
-    training: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
     # Structured features fused with the text (riskudf.model.features: columns, train means and
     # stds, categories, pooling); empty: a text-only transformers classifier.
-    features: dict[str, Any] = field(default_factory=dict)
+    features: dict[str, Any] = Field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        return json.dumps(self.model_dump(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+    def from_dict(cls, data: dict[str, Any], *, source: str = MANIFEST_NAME) -> Manifest:
+        """Validate a parsed manifest; ``source`` names the file in the ArtifactError."""
         try:
-            manifest = cls(**data)
-        except TypeError as exc:
-            raise ArtifactError(
-                f"{MANIFEST_NAME} does not match the manifest schema: {exc}"
-            ) from None
+            manifest = cls.model_validate(data)
+        except ValidationError as exc:
+            raise ArtifactError(f"{source}: {describe_errors(exc)}") from None
         try:
             feature_spec_of(manifest.features)
         except FeatureError as exc:
-            raise ArtifactError(f"{MANIFEST_NAME}: {exc}") from None
+            raise ArtifactError(f"{source}: {exc}") from None
         return manifest
 
 
@@ -114,7 +131,7 @@ def write_manifest(model_dir: Path, manifest: Manifest) -> Manifest:
     names = _artifact_files(model_dir)
     _check_file_kinds(names, model_dir)
     files = {name: sha256_file(model_dir / name) for name in names}
-    complete = Manifest(**{**asdict(manifest), "files": files})
+    complete = manifest.model_copy(update={"files": files})
     (model_dir / MANIFEST_NAME).write_text(complete.to_json())
     return complete
 
@@ -126,7 +143,7 @@ def _parse_manifest(payload: bytes, where: Path) -> Manifest:
         raise ArtifactError(f"{where / MANIFEST_NAME}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ArtifactError(f"{where / MANIFEST_NAME}: not a JSON object")
-    return Manifest.from_dict(data)
+    return Manifest.from_dict(data, source=str(where / MANIFEST_NAME))
 
 
 def _check_against_manifest(

@@ -12,27 +12,31 @@ Nothing here imports torch.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 POOLINGS = ("mean", "cls")
+Pooling = Literal["mean", "cls"]
 
 
 class FeatureError(ValueError):
     """A feature column is missing, or a manifest's feature spec is malformed."""
 
 
-@dataclass(frozen=True)
-class FeatureSpec:
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeatureSpec(_Strict):
     numeric: tuple[str, ...]
     means: tuple[float, ...]
     stds: tuple[float, ...]
     categorical: tuple[str, ...]
     categories: tuple[tuple[str, ...], ...]  # per categorical column, from the training split
-    pooling: str = "mean"  # how the encoder's tokens become the text embedding
+    pooling: Pooling = "mean"  # how the encoder's tokens become the text embedding
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -42,6 +46,18 @@ class FeatureSpec:
     def width(self) -> int:
         """Floats per row: value and missing indicator per numeric, categories + other."""
         return 2 * len(self.numeric) + sum(len(c) + 1 for c in self.categories)
+
+    @model_validator(mode="after")
+    def _check(self) -> FeatureSpec:
+        if len(self.means) != len(self.numeric) or len(self.stds) != len(self.numeric):
+            raise ValueError("one mean and one std per numeric column")
+        if len(self.categories) != len(self.categorical):
+            raise ValueError("one list of categories per categorical column")
+        if not self.columns or len(set(self.columns)) != len(self.columns):
+            raise ValueError(f"no columns, or repeated ones {self.columns}")
+        if any(not np.isfinite(s) or s <= 0 for s in self.stds):
+            raise ValueError("every std must be positive")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest's ``features``."""
@@ -59,26 +75,47 @@ class FeatureSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpec:
+        """The spec of a manifest's ``features`` (the shape ``to_dict`` writes)."""
         try:
-            numeric = list(data.get("numeric", []))
-            categorical = list(data.get("categorical", []))
-            spec = cls(
-                numeric=tuple(str(f["name"]) for f in numeric),
-                means=tuple(float(f["mean"]) for f in numeric),
-                stds=tuple(float(f["std"]) for f in numeric),
-                categorical=tuple(str(f["name"]) for f in categorical),
-                categories=tuple(tuple(str(c) for c in f["categories"]) for f in categorical),
-                pooling=str(data.get("pooling", "mean")),
+            document = _FeaturesDocument.model_validate(data)
+            return cls(
+                numeric=tuple(f.name for f in document.numeric),
+                means=tuple(f.mean for f in document.numeric),
+                stds=tuple(f.std for f in document.numeric),
+                categorical=tuple(f.name for f in document.categorical),
+                categories=tuple(f.categories for f in document.categorical),
+                pooling=document.pooling,
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FeatureError(f"manifest features: malformed spec ({exc!r})") from None
-        if spec.pooling not in POOLINGS:
-            raise FeatureError(f"manifest features: pooling must be one of {POOLINGS}")
-        if not spec.columns or len(set(spec.columns)) != len(spec.columns):
-            raise FeatureError(f"manifest features: no columns, or repeated ones {spec.columns}")
-        if any(not np.isfinite(s) or s <= 0 for s in spec.stds):
-            raise FeatureError("manifest features: every std must be positive")
-        return spec
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                field = ".".join(str(part) for part in ("features", *err["loc"]))
+                if err["type"] == "extra_forbidden":
+                    problems.append(f"unknown field {field}")
+                elif err["type"] == "missing":
+                    problems.append(f"missing field {field}")
+                else:
+                    problems.append(f"field {field}: {err['msg'].removeprefix('Value error, ')}")
+            raise FeatureError(f"manifest features: {'; '.join(problems)}") from None
+
+
+class _NumericFeature(_Strict):
+    name: str
+    mean: float
+    std: float
+
+
+class _CategoricalFeature(_Strict):
+    name: str
+    categories: tuple[str, ...]
+
+
+class _FeaturesDocument(_Strict):
+    """A manifest's ``features`` as written: ``{numeric: [...], categorical: [...], pooling}``."""
+
+    numeric: tuple[_NumericFeature, ...] = ()
+    categorical: tuple[_CategoricalFeature, ...] = ()
+    pooling: Pooling = "mean"
 
 
 def feature_spec_of(data: Mapping[str, Any] | None) -> FeatureSpec | None:
@@ -113,7 +150,7 @@ def fit_features(
     *,
     numeric: Sequence[str],
     categorical: Sequence[str],
-    pooling: str = "mean",
+    pooling: Pooling = "mean",
 ) -> FeatureSpec:
     """Means, standard deviations (ddof 0) and categories of the training split's columns.
 
