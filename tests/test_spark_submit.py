@@ -60,7 +60,7 @@ def project(tmp_path: Path) -> Iterator[Path]:
     """A project-like working directory: the jobs, the jars and the conf; a fresh lakehouse whose
     metastore server the first job starts by itself (as on a fresh machine or after a reboot).
     """
-    for name in ("jobs", "jars"):
+    for name in ("jobs", "demo", "jars"):
         (tmp_path / name).symlink_to(ROOT / name)
     (tmp_path / "conf").mkdir()
     spark_conf = project_defaults_on_a_free_port(tmp_path / "conf/spark")
@@ -72,42 +72,6 @@ def project(tmp_path: Path) -> Iterator[Path]:
         yield tmp_path
     finally:
         stop_server(server, jars_dir=ROOT / "jars")
-
-
-@pytest.mark.slow
-def test_spark_submit_twice_keeps_one_row_per_obligor(spark, tiny_model, tmp_path) -> None:
-    with project(tmp_path):
-        run_jobs_twice(spark, tiny_model, tmp_path)
-    assert (tmp_path / "lakehouse/metastore_db").is_dir()
-
-
-def run_jobs_twice(spark, tiny_model: Path, tmp_path: Path) -> None:
-    conf = tmp_path / "test.yaml"
-    conf.write_text(
-        (ROOT / "conf/local.yaml")
-        .read_text()
-        .replace("model_dir: models/demo", f"model_dir: {tiny_model}")
-    )
-
-    made = submit(tmp_path, "demo/make_data.py", "--obligors", "25", "--conf", str(conf))
-    assert made.returncode == 0, made.stderr[-3000:]
-    for _ in range(2):
-        run = submit(
-            tmp_path, "jobs/score_portfolio.py", "--as-of", "2026-11-28", "--conf", str(conf)
-        )
-        assert run.returncode == 0, run.stderr[-3000:]
-        assert "scored 25 of 25 obligors as of 2026-11-28" in run.stdout
-
-    warehouse = tmp_path / "lakehouse/warehouse/risk.db"
-    scored = spark.read.format("delta").load(str(warehouse / "scored_portfolio"))
-    runs = spark.read.format("delta").load(str(warehouse / "score_runs"))
-    assert scored.count() == 25
-    assert scored.select("obligor_id").distinct().count() == 25
-    assert [r["status"] for r in runs.collect()] == ["success", "success"]
-    # After each nightly write the date is compacted and Z-ordered by obligor_id.
-    history = spark.sql(f"DESCRIBE HISTORY delta.`{warehouse / 'scored_portfolio'}`").collect()
-    optimized = [h for h in history if h["operation"] == "OPTIMIZE"]
-    assert [h["operationParameters"]["zOrderBy"] for h in optimized] == ['["obligor_id"]'] * 2
 
 
 SENTINEL = "ZQXJ-SENTINEL-4471"
@@ -152,17 +116,17 @@ def output_state(spark, warehouse: Path, *, with_run: bool) -> dict[str, list[st
 def test_killed_driver_then_rerun_matches_a_clean_run_and_no_text_leaks(
     spark, tiny_model, tmp_path
 ) -> None:
+    """One spark-submit session for all (each submit costs a JVM and a model load): a clean run,
+    a killed driver, a failed task, a rerun; one row per obligor throughout."""
     with project(tmp_path):
         killed_driver_then_rerun(spark, tiny_model, tmp_path)
+    assert (tmp_path / "lakehouse/metastore_db").is_dir()
 
 
 def killed_driver_then_rerun(spark, tiny_model: Path, tmp_path: Path) -> None:
     conf = tmp_path / "test.yaml"
-    conf.write_text(
-        (ROOT / "conf/local.yaml")
-        .read_text()
-        .replace("model_dir: models/demo", f"model_dir: {tiny_model}")
-    )
+    # An overlay on the shipped local conf, as a user would write one.
+    conf.write_text(f"base: {ROOT / 'conf/local.yaml'}\nscoring:\n  model_dir: {tiny_model}\n")
     warehouse = tmp_path / "lakehouse/warehouse/risk.db"
     score = ("jobs/score_portfolio.py", "--as-of", "2026-11-28", "--conf", str(conf))
     made = submit(tmp_path, "demo/make_data.py", "--obligors", "20", "--conf", str(conf))
@@ -171,6 +135,10 @@ def killed_driver_then_rerun(spark, tiny_model: Path, tmp_path: Path) -> None:
 
     clean = submit(tmp_path, *score)
     assert clean.returncode == 0, clean.stderr[-3000:]
+    scored = spark.read.format("delta").load(str(warehouse / "scored_portfolio"))
+    n_scored = scored.count()
+    assert f"scored {n_scored} of 20 obligors as of 2026-11-28" in clean.stdout
+    assert scored.select("obligor_id").distinct().count() == n_scored
     clean_full = output_state(spark, warehouse, with_run=True)
     clean_plain = output_state(spark, warehouse, with_run=False)
     assert any("NOT_TEXT" in row for row in clean_full["scoring_quarantine"])
@@ -193,12 +161,17 @@ def killed_driver_then_rerun(spark, tiny_model: Path, tmp_path: Path) -> None:
     rerun = submit(tmp_path, *score)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert output_state(spark, warehouse, with_run=False) == clean_plain
+    assert f"scored {n_scored} of 20 obligors as of 2026-11-28" in rerun.stdout
     runs = spark.read.format("delta").load(str(warehouse / "score_runs")).orderBy("started_at")
     assert [(r["status"], r["error"]) for r in runs.collect()] == [
         ("success", None),
         ("failed", logged.group(1)),
         ("success", None),
     ]  # the killed run left no row: it never got to write one
+    # After each published nightly write the date is compacted and Z-ordered by obligor_id.
+    history = spark.sql(f"DESCRIBE HISTORY delta.`{warehouse / 'scored_portfolio'}`").collect()
+    optimized = [h for h in history if h["operation"] == "OPTIMIZE"]
+    assert [h["operationParameters"]["zOrderBy"] for h in optimized] == ['["obligor_id"]'] * 2
 
     # No sentinel in any output table, any Delta log, or anything the jobs printed.
     for table in OUTPUTS:
