@@ -56,7 +56,6 @@ def test_two_dates_fill_every_monitor_table_with_exact_aggregates(
         make_conf(
             database=lakehouse,
             model_dir=tiny_model,
-            monitoring__report_dir=str(tmp_path / "reports"),
         )
     )
     first = score_portfolio(spark, conf, as_of=COHORT)
@@ -224,11 +223,7 @@ def test_a_model_without_baseline_skips_baseline_drift(
     shutil.copytree(tiny_model, bare)
     (bare / "baseline.json").unlink()
     write_manifest(bare, read_manifest(bare))
-    conf = load_config(
-        make_conf(
-            database=lakehouse, model_dir=bare, monitoring__report_dir=str(tmp_path / "reports")
-        )
-    )
+    conf = load_config(make_conf(database=lakehouse, model_dir=bare))
     with caplog.at_level(logging.INFO, logger="riskudf.monitoring"):
         result = score_portfolio(spark, conf, as_of=dt.date(2026, 10, 31))
     assert result.status == "success" and result.monitoring is not None
@@ -267,7 +262,6 @@ def test_drift_is_zero_against_itself_and_raised_by_a_population_shift(
     conf_path = make_conf(
         database=database,
         model_dir=tiny_model,
-        monitoring__report_dir=str(tmp_path / "reports"),
         monitoring__slice_columns=["segment"],
     )
     conf = load_config(conf_path)
@@ -296,7 +290,6 @@ def test_drift_is_zero_against_itself_and_raised_by_a_population_shift(
     failing = make_conf(
         database=database,
         model_dir=tiny_model,
-        monitoring__report_dir=str(tmp_path / "reports"),
         monitoring__slice_columns=["segment"],
         monitoring__fail_on_alert=True,
         monitoring__alerts={"psi": {"warn": 0.10, "alert": 0.15}},
@@ -353,7 +346,6 @@ def test_previous_run_in_a_table_from_before_the_new_columns(
         make_conf(
             database=database,
             model_dir=tiny_model,
-            monitoring__report_dir=str(tmp_path / "reports"),
         )
     )
     second = score_portfolio(spark, conf, as_of=LATER)

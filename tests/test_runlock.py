@@ -74,6 +74,13 @@ def near(moment: dt.datetime, expected: dt.datetime) -> bool:
     return abs(moment - expected) < dt.timedelta(seconds=30)
 
 
+def assert_fresh_hour(held, run_id: str, start: dt.datetime) -> None:
+    """``held`` is run_id's lease, taken at ``start`` for 60 minutes."""
+    assert held is not None and held.run_id == run_id
+    assert near(held.acquired_at, start)
+    assert near(held.expires_at, start + dt.timedelta(minutes=60))
+
+
 @pytest.mark.parametrize("zone", ZONES)
 def test_a_fresh_lease_is_not_taken_over_in_any_driver_zone(spark, tables, zone) -> None:
     day = dt.date(2021, 1, 1 + ZONES.index(zone))
@@ -83,9 +90,7 @@ def test_a_fresh_lease_is_not_taken_over_in_any_driver_zone(spark, tables, zone)
         with pytest.raises(leases.RunLockedError, match="is being scored by run first"):
             leases.acquire(spark, tables, as_of=day, run_id="second", lease_minutes=60)
         held = leases.current_lease(spark, tables, day)
-    assert held is not None and held.run_id == "first"
-    assert near(held.acquired_at, start)
-    assert near(held.expires_at, start + dt.timedelta(minutes=60))
+    assert_fresh_hour(held, "first", start)
     leases.release(spark, tables, as_of=day, run_id="first")
 
 
@@ -97,9 +102,7 @@ def test_an_expired_lease_is_taken_over_in_any_driver_zone(spark, tables, zone) 
         start = dt.datetime.now(dt.UTC)
         leases.acquire(spark, tables, as_of=day, run_id="next", lease_minutes=60)
         held = leases.current_lease(spark, tables, day)
-    assert held is not None and held.run_id == "next"
-    assert near(held.acquired_at, start)
-    assert near(held.expires_at, start + dt.timedelta(minutes=60))
+    assert_fresh_hour(held, "next", start)
     leases.release(spark, tables, as_of=day, run_id="next")
 
 

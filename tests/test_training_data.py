@@ -21,6 +21,11 @@ SCHEMA = (
 )
 
 
+def load_loans(spark, table: str, **options):  # type: ignore[no-untyped-def]
+    """``load_labelled`` on the loans table: its id and label columns."""
+    return load_labelled(spark, table, id_col="loan_id", label_col="defaulted", **options)
+
+
 def _table(spark, path: Path, rows=ROWS) -> str:  # type: ignore[no-untyped-def]
     spark.createDataFrame(rows, SCHEMA).write.format("delta").save(str(path))
     return str(path)
@@ -28,12 +33,10 @@ def _table(spark, path: Path, rows=ROWS) -> str:  # type: ignore[no-untyped-def]
 
 def test_a_delta_path_with_a_date_column(spark, tmp_path: Path) -> None:
     table = _table(spark, tmp_path / "loans")
-    data = load_labelled(
+    data = load_loans(
         spark,
         table,
-        id_col="loan_id",
         text_col="narrative",
-        label_col="defaulted",
         date_col="as_of",
         keep=["segment"],
         numeric=["utilisation", "dpd"],
@@ -56,14 +59,7 @@ def test_a_delta_path_with_a_date_column(spark, tmp_path: Path) -> None:
 
 def test_a_table_without_free_text_is_serialised(spark, tmp_path: Path) -> None:
     table = _table(spark, tmp_path / "tabular")
-    data = load_labelled(
-        spark,
-        table,
-        id_col="loan_id",
-        text_col=None,
-        text_from=["segment", "utilisation", "dpd"],
-        label_col="defaulted",
-    )
+    data = load_loans(spark, table, text_col=None, text_from=["segment", "utilisation", "dpd"])
     texts = dict(zip(data.frame["id"], data.frame["text"], strict=True))
     assert texts == {
         "a1": "segment: retail; utilisation: 0.25",

@@ -122,6 +122,19 @@ def record_rows(flagged: DataFrame, *, source_table: str, key: str) -> DataFrame
     )
 
 
+def obligor_rows(
+    frame: DataFrame, *, source_table: str, reason: Column, detail: Column
+) -> DataFrame:
+    """Quarantine rows keyed by obligor: one per row of ``frame``."""
+    return frame.select(
+        F.lit(source_table).alias("source_table"),
+        F.col("obligor_id").alias("record_key"),
+        "obligor_id",
+        reason.alias("reason_code"),
+        detail.alias("detail"),
+    )
+
+
 def split_portfolio(portfolio: DataFrame, *, source_table: str) -> tuple[DataFrame, DataFrame]:
     """The portfolio's usable rows (one per obligor) and quarantine rows for the others.
 
@@ -144,13 +157,12 @@ def split_portfolio(portfolio: DataFrame, *, source_table: str) -> tuple[DataFra
         counted.where(~blank & (F.col("_copies") > 1))
         .groupBy("obligor_id")
         .agg(F.first("_copies").alias("_copies"))
-        .select(
-            F.lit(source_table).alias("source_table"),
-            F.col("obligor_id").alias("record_key"),
-            "obligor_id",
-            F.lit("DUPLICATE_KEY").alias("reason_code"),
-            F.format_string("obligor_id appears %d times", F.col("_copies")).alias("detail"),
-        )
+    )
+    duplicates = obligor_rows(
+        duplicates,
+        source_table=source_table,
+        reason=F.lit("DUPLICATE_KEY"),
+        detail=F.format_string("obligor_id appears %d times", F.col("_copies")),
     )
     return usable, null_keys.unionByName(duplicates)
 
@@ -191,11 +203,10 @@ def split_documents(
     )
     flagged = documents.withColumns({"_reason": reason, "_detail": detail})
     scorable = flagged.where(F.col("_reason").isNull()).drop("_reason", "_detail")
-    rejected = flagged.where(F.col("_reason").isNotNull()).select(
-        F.lit(source_table).alias("source_table"),
-        F.col("obligor_id").alias("record_key"),
-        "obligor_id",
-        F.col("_reason").alias("reason_code"),
-        F.col("_detail").alias("detail"),
+    rejected = obligor_rows(
+        flagged.where(F.col("_reason").isNotNull()),
+        source_table=source_table,
+        reason=F.col("_reason"),
+        detail=F.col("_detail"),
     )
     return scorable, rejected

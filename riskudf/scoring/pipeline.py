@@ -506,12 +506,11 @@ def settle(
     in exactly one of scored and quarantined (else ReconciliationError); the rows to write."""
     portfolio_table = inputs.names["portfolio"]
     scored = results.where(F.col("pd").isNotNull())
-    not_scored = results.where(F.col("pd").isNull()).select(
-        F.lit(portfolio_table).alias("source_table"),
-        F.col("obligor_id").alias("record_key"),
-        "obligor_id",
-        F.lit("NOT_SCORED").alias("reason_code"),
-        F.lit("the model gave a non-finite probability").alias("detail"),
+    not_scored = quarantine.obligor_rows(
+        results.where(F.col("pd").isNull()),
+        source_table=portfolio_table,
+        reason=F.lit("NOT_SCORED"),
+        detail=F.lit("the model gave a non-finite probability"),
     )
     obligor_rows = documents.obligor_rows.unionByName(not_scored)
     check = reconcile(inputs.portfolio, scored, obligor_rows)
