@@ -124,7 +124,7 @@ test: install
 	$(PY) -m pytest -q
 
 # Scoring throughput: raw torch loop, the Spark stage, predict_batch_udf and a transformers
-# pipeline on the same BENCH_DOCS demo documents (see README, Throughput).
+# pipeline on the same BENCH_DOCS demo documents (see docs/measurements.md, `make bench`).
 BENCH_DOCS ?= 600
 bench: install
 	$(PY) benchmarks/bench.py --docs $(BENCH_DOCS) --conf $(CONF) --workdir build/bench

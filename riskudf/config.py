@@ -85,7 +85,7 @@ class GradingConf(_Conf):
 
 
 class GpuConf(_Conf):
-    """GPUs for the scoring stage only (stage-level scheduling, see README Throughput).
+    """GPUs for the scoring stage only (stage-level scheduling, see docs/operations.md).
 
     Executors own ``executor_gpus`` each (found by ``discovery_script``); only the scoring stage
     asks ``task_gpus`` per task, so reading and assembly still run one task per core.
@@ -169,7 +169,8 @@ class ReasonCodeConf(_Conf):
 
 
 class ReasonsConf(_Conf):
-    """Reason codes for flagged decisions, computed in the scoring pass (riskudf/explain.py).
+    """Reason codes for flagged decisions, computed in the scoring pass
+    (riskudf/scoring/reasons.py).
 
     Each sentence or line of a flagged document is removed in turn (occlusion); its weight is
     the PD drop. Spans matching a library pattern (first code in library order) keep their

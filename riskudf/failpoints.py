@@ -4,7 +4,7 @@
 
 - site ``udf``: in the scoring UDF, once the task has scored ``arg`` rows (default 0);
 - sites ``after_lock``, ``before_commit``, ``between_commits``, ``before_run_log``: on the
-  driver, at those points of scoring.score_portfolio;
+  driver, at those points of riskudf.scoring.pipeline.score_portfolio;
 - action ``raise`` (FailpointError), ``kill`` (SIGKILL to the process: the Python worker in
   the UDF, the driver elsewhere), ``oom`` (a real MemoryError: the process's address space is
   capped just above its size and then a large buffer is allocated), ``sleep`` (``arg`` seconds,

@@ -407,7 +407,7 @@ def test_a_rerun_of_a_scored_date_never_shows_a_partial_run(
 ) -> None:
     # D1 and D2 are scored and logged (previous test). A rerun of D2 replaces the date's rows in
     # one commit: before it, the views show the previous D2 run; between the rerun's two commits,
-    # each obligor's previous successful date (D1), as the README says; never rows of the rerun.
+    # each obligor's previous successful date (D1), as docs/bi.md says; never rows of the rerun.
     if not any(r[1] == D2.isoformat() for r in wire(server, LATEST)):
         pytest.skip("needs D2 scored by the previous test")
     before_latest, d1_rows = wire(server, LATEST), date_rows(spark, D1)

@@ -65,7 +65,7 @@ class Manifest(BaseModel):
         default_factory=lambda: {"method": "platt", "slope": 1.0, "intercept": 0.0}
     )
     # Long documents: {"stride": s, "aggregation": "max" | "mean"} over windows of max_length
-    # (riskudf.text); empty: the head of the document is scored and flagged truncated.
+    # (riskudf.documents.windows); empty: the head of the document is scored and flagged truncated.
     chunking: dict[str, Any] = Field(default_factory=dict)
     # Training method, trainable parameters, split sizes, the model it replaces (issue 9).
     training: dict[str, Any] = Field(default_factory=dict)

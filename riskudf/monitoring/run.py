@@ -114,7 +114,7 @@ def monitor_table(conf: RiskConf, name: str) -> str:
 
 def ensure_monitor_tables(spark: SparkSession, conf: RiskConf) -> None:
     """Create the monitor and log tables; a monitor table of an older release, unpartitioned,
-    is rewritten partitioned by as_of_date (once, one commit; see tables.partition_by)."""
+    is rewritten partitioned by as_of_date (once, one commit; see lakehouse.delta.partition_by)."""
     ensure_database(spark, conf.tables.database)
     for name, (columns, comment) in MONITOR_TABLES.items():
         table = monitor_table(conf, name)

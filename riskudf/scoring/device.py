@@ -18,7 +18,7 @@ def resolve_precision(
 
     bf16 autocast qualifies where the hardware computes in bf16 natively (AVX512-BF16 or AMX
     CPUs, GPUs from Ampere on); fp16 on older GPUs; otherwise fp32. int8 dynamic quantisation
-    is never the default: it moved PDs by 5.6e-3 here (README, Throughput).
+    is never the default: it moved PDs by 5.6e-3 here (docs/measurements.md).
     """
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")

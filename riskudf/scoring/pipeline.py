@@ -1,9 +1,9 @@
 """The nightly scoring pipeline: inputs -> documents -> PD UDF -> grades -> Delta + run log.
 
-A run holds its as-of date (runlock), scores what can be scored, sets the rest aside in the
+A run holds its as-of date (lakehouse.leases), scores what can be scored, sets the rest aside in the
 quarantine table with a reason, checks that every portfolio obligor is in exactly one of the two,
 and only then commits: quarantine, scores, and the run log row last. A failure raised on the
-driver after a commit puts the committed tables back to their versions before the run.
+driver after a commit puts back this date's rows of the committed tables (undo_date).
 """
 
 from __future__ import annotations
@@ -236,9 +236,9 @@ def score_and_grade(
         )
         outputs = [f"score.{name}" for name in incremental.MODEL_OUTPUTS]
     else:
-        # Only this stage asks for a GPU per task (stage-level scheduling, see README): reading
-        # and assembly keep one task per core. Local mode has no resource scheduling: one task
-        # scores on the one GPU.
+        # Only this stage asks for a GPU per task (stage-level scheduling, see docs/operations.md):
+        # reading and assembly keep one task per core. Local mode has no resource scheduling: one
+        # task scores on the one GPU.
         mapper = make_pd_mapper(
             artifact_broadcast, key=model_key, options=options, keep=keep, features=features
         )
