@@ -3,7 +3,7 @@
 spark-submit jobs/monitor.py --run-id RUN_ID [--conf conf/local.yaml]
 
 The run must be the current successful run of its date, scored with the model of conf.
-Exit codes: 0 monitored, 1 monitoring failed, 2 bad input (not such a run), 3 alerts with
+Exit codes: 0 monitored, 1 monitoring failed, 2 bad input (no such run), 3 alerts with
 monitoring.fail_on_alert.
 """
 
