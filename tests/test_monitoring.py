@@ -282,7 +282,7 @@ def test_drift_is_zero_against_itself_and_raised_by_a_population_shift(
     # The demo generator's population shift, scored by the real job, which exits with code 3
     # because conf says alerts fail the run.
     assert (
-        job("make_demo_data").main(
+        job("demo/make_data").main(
             ["--obligors", str(n), "--seed", "9", "--shift", "2.0", "--conf", str(conf_path)]
         )
         == 0
