@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+from test_jobs import job
 
 from demo.portfolio import DemoSpec, write_demo_tables
 from riskudf.config import load_config
@@ -239,17 +240,6 @@ def test_tiny_model_carries_a_checksummed_baseline(tiny_model: Path) -> None:
     document = json.loads((tiny_model / "baseline.json").read_text())
     assert document["format"] == "riskudf-baseline/1"
     assert len(document["psi_edges"]["pd"]) == 9
-
-
-def job(name: str):
-    import importlib.util
-
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location(f"jobs_{name}", root / "jobs" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_drift_is_zero_against_itself_and_raised_by_a_population_shift(
