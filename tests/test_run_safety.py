@@ -4,18 +4,12 @@ to the run's date, a run that lost its lease writes nothing, and "today" is the 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
-import yaml
-from pyspark.sql import functions as F
-from test_spark_submit import project, submit
+from test_spark_submit import wait_for
 
 from demo.portfolio import DemoSpec, write_demo_tables
 from riskudf.config import load_config
@@ -26,13 +20,6 @@ from riskudf.scoring.pipeline import business_date, score_portfolio
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = dt.date(2026, 11, 28)
-
-
-def wait_for(path: Path, seconds: float = 600) -> None:
-    deadline = time.monotonic() + seconds
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} did not appear"
-        time.sleep(0.5)
 
 
 def test_business_date_is_the_lenders_calendar_date() -> None:
@@ -131,68 +118,3 @@ def test_a_run_whose_lease_was_taken_aborts_before_commit(
     # The other run's hold is untouched by the aborted run.
     assert leases.current_lease(spark, locks, AS_OF).run_id == "other"
     leases.release(spark, locks, as_of=AS_OF, run_id="other")
-
-
-@pytest.mark.slow
-def test_a_failed_run_leaves_another_dates_run_intact(spark, tiny_model, tmp_path) -> None:
-    """Two dates scored by two driver processes: the first commits its rows and waits; the
-    second scores and publishes its date; then the first fails. Its undo puts back its own
-    date only: the second's rows and success row stay."""
-    d1, d2 = dt.date(2026, 11, 27), dt.date(2026, 11, 28)
-    data = load_config(ROOT / "conf/local.yaml").model_dump(mode="json")
-    data["scoring"]["model_dir"] = str(tiny_model)
-    data["monitoring"]["enabled"] = False
-    conf = tmp_path / "test.yaml"
-    conf.write_text(yaml.safe_dump(data))
-    gate = tmp_path / "release"
-    with project(tmp_path):
-        made = submit(tmp_path, "demo/make_data.py", "--obligors", "20", "--conf", str(conf))
-        assert made.returncode == 0, made.stderr[-3000:]
-        env = {
-            **os.environ,
-            "SPARK_CONF_DIR": str(tmp_path / "conf/spark"),
-            "PYSPARK_PYTHON": sys.executable,
-            "PYSPARK_DRIVER_PYTHON": sys.executable,
-            "RISKUDF_FAILPOINT": f"before_run_log:stall:{gate}",
-        }
-        first = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "spark-submit"),
-                "jobs/score_portfolio.py",
-                "--as-of",
-                d1.isoformat(),
-                "--conf",
-                str(conf),
-            ],
-            cwd=tmp_path,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            wait_for(Path(f"{gate}.reached"))
-            second = submit(
-                tmp_path, "jobs/score_portfolio.py", "--as-of", d2.isoformat(), "--conf", str(conf)
-            )
-            assert second.returncode == 0, second.stderr[-3000:]
-        finally:
-            gate.touch()
-            _, err = first.communicate(timeout=600)
-        assert first.returncode != 0, err[-3000:]
-    warehouse = tmp_path / "lakehouse/warehouse/risk.db"
-    scored = spark.read.format("delta").load(str(warehouse / "scored_portfolio"))
-    runs = spark.read.format("delta").load(str(warehouse / "score_runs"))
-    by_status = {r["status"]: r for r in runs.collect()}
-    assert sorted(by_status) == ["failed", "success"]
-    assert (by_status["failed"]["as_of_date"], by_status["failed"]["error"]) == (
-        d1,
-        "FailpointError",
-    )
-    winner = by_status["success"]
-    assert winner["as_of_date"] == d2
-    kept = scored.where(F.col("as_of_date") == d2)
-    assert kept.count() == winner["rows_scored"] > 0
-    assert {r["run_id"] for r in kept.select("run_id").distinct().collect()} == {winner["run_id"]}
-    assert scored.where(F.col("as_of_date") == d1).count() == 0

@@ -7,12 +7,15 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from conftest import free_port
+from pyspark.sql import functions as F
 
 from riskudf.lakehouse.metastore import read_spark_defaults, server_from_spark_conf, stop_server
 
@@ -102,82 +105,153 @@ def plant_sentinels(spark, warehouse: Path) -> None:
     ).write.format("delta").mode("append").save(str(warehouse / "filings"))
 
 
-def output_state(spark, warehouse: Path, *, with_run: bool) -> dict[str, list[str]]:
+def output_state(spark, warehouse: Path, day: dt.date, *, with_run: bool) -> dict[str, list[str]]:
     state = {}
     for table in ("scored_portfolio", "scoring_quarantine"):
         df = spark.read.format("delta").load(str(warehouse / table))
+        df = df.where(F.col("as_of_date") == day)
         if not with_run:
             df = df.drop("run_id", "scored_run_id", "scored_at", "quarantined_at")
         state[table] = sorted(repr(tuple(r)) for r in df.collect())
     return state
 
 
-@pytest.mark.slow
-def test_killed_driver_then_rerun_matches_a_clean_run_and_no_text_leaks(
-    spark, tiny_model, tmp_path
-) -> None:
-    """One spark-submit session for all (each submit costs a JVM and a model load): a clean run,
-    a killed driver, a failed task, a rerun; one row per obligor throughout."""
-    with project(tmp_path):
-        killed_driver_then_rerun(spark, tiny_model, tmp_path)
-    assert (tmp_path / "lakehouse/metastore_db").is_dir()
+@dataclass(frozen=True)
+class Submitted:
+    """A project-like folder with demo data (and sentinels) made by one spark-submit."""
+
+    root: Path
+    warehouse: Path
+    conf: Path  # an overlay on the shipped local conf, as a user would write one
+    quiet: Path  # the same without monitoring
 
 
-def killed_driver_then_rerun(spark, tiny_model: Path, tmp_path: Path) -> None:
-    conf = tmp_path / "test.yaml"
-    # An overlay on the shipped local conf, as a user would write one.
-    conf.write_text(f"base: {ROOT / 'conf/local.yaml'}\nscoring:\n  model_dir: {tiny_model}\n")
-    warehouse = tmp_path / "lakehouse/warehouse/risk.db"
-    score = ("jobs/score_portfolio.py", "--as-of", "2026-11-28", "--conf", str(conf))
-    made = submit(tmp_path, "demo/make_data.py", "--obligors", "20", "--conf", str(conf))
-    assert made.returncode == 0, made.stderr[-3000:]
-    plant_sentinels(spark, warehouse)
+@pytest.fixture(scope="module")
+def submitted(spark, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One project for the module: each spark-submit costs a JVM, a metastore and a model load."""
+    root = tmp_path_factory.mktemp("submit")
+    with project(root):
+        conf, quiet = root / "test.yaml", root / "quiet.yaml"
+        conf.write_text(f"base: {ROOT / 'conf/local.yaml'}\nscoring:\n  model_dir: {tiny_model}\n")
+        quiet.write_text(f"base: {conf}\nmonitoring:\n  enabled: false\n")
+        made = submit(root, "demo/make_data.py", "--obligors", "20", "--conf", str(conf))
+        assert made.returncode == 0, made.stderr[-3000:]
+        warehouse = root / "lakehouse/warehouse/risk.db"
+        plant_sentinels(spark, warehouse)
+        yield Submitted(root, warehouse, conf, quiet)
+    assert (root / "lakehouse/metastore_db").is_dir()
 
-    clean = submit(tmp_path, *score)
-    assert clean.returncode == 0, clean.stderr[-3000:]
-    scored = spark.read.format("delta").load(str(warehouse / "scored_portfolio"))
-    n_scored = scored.count()
-    assert f"scored {n_scored} of 20 obligors as of 2026-11-28" in clean.stdout
-    assert scored.select("obligor_id").distinct().count() == n_scored
-    clean_full = output_state(spark, warehouse, with_run=True)
-    clean_plain = output_state(spark, warehouse, with_run=False)
-    assert any("NOT_TEXT" in row for row in clean_full["scoring_quarantine"])
 
-    # The driver dies between the quarantine commit and the scores commit (SIGKILL, no cleanup).
-    killed = submit(tmp_path, *score, failpoint="between_commits:kill")
-    assert killed.returncode != 0
-    after_kill = output_state(spark, warehouse, with_run=True)
-    assert after_kill["scored_portfolio"] == clean_full["scored_portfolio"]
-    locks = spark.read.format("delta").load(str(warehouse / "scoring_locks")).collect()
-    assert len(locks) == 1  # the dead run's hold, taken over by the next run
-
-    # A task that raises: exit code 1, nothing changes.
-    failed = submit(tmp_path, *score, failpoint="udf:raise:0")
-    assert failed.returncode == 1, failed.stderr[-3000:]
-    # Under spark-submit the Python driver's log reaches the launcher's stdout.
-    logged = re.search(r"ERROR score_portfolio: scoring run failed: (\w+)", failed.stdout)
-    assert logged, failed.stdout[-3000:]
-
-    rerun = submit(tmp_path, *score)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert output_state(spark, warehouse, with_run=False) == clean_plain
-    assert f"scored {n_scored} of 20 obligors as of 2026-11-28" in rerun.stdout
-    runs = spark.read.format("delta").load(str(warehouse / "score_runs")).orderBy("started_at")
-    assert [(r["status"], r["error"]) for r in runs.collect()] == [
-        ("success", None),
-        ("failed", logged.group(1)),
-        ("success", None),
-    ]  # the killed run left no row: it never got to write one
-    # After each published nightly write the date is compacted and Z-ordered by obligor_id.
-    history = spark.sql(f"DESCRIBE HISTORY delta.`{warehouse / 'scored_portfolio'}`").collect()
-    optimized = [h for h in history if h["operation"] == "OPTIMIZE"]
-    assert [h["operationParameters"]["zOrderBy"] for h in optimized] == ['["obligor_id"]'] * 2
-
-    # No sentinel in any output table, any Delta log, or anything the jobs printed.
+def assert_no_sentinel(spark, warehouse: Path, *procs: subprocess.CompletedProcess[str]) -> None:
+    """No sentinel in any output table, any Delta log, or anything the jobs printed."""
     for table in OUTPUTS:
         for row in spark.read.format("delta").load(str(warehouse / table)).collect():
             assert SENTINEL not in repr(tuple(row)), table
         for log in (warehouse / table / "_delta_log").glob("*.json"):
             assert SENTINEL not in log.read_text(), log
-    for proc in (clean, killed, failed, rerun):
+    for proc in procs:
         assert SENTINEL not in proc.stdout + proc.stderr
+
+
+def z_orders(spark, warehouse: Path) -> list[str]:
+    history = spark.sql(f"DESCRIBE HISTORY delta.`{warehouse / 'scored_portfolio'}`").collect()
+    return [h["operationParameters"]["zOrderBy"] for h in history if h["operation"] == "OPTIMIZE"]
+
+
+@pytest.mark.slow
+def test_killed_driver_then_rerun_matches_a_clean_run_and_no_text_leaks(spark, submitted) -> None:
+    """A clean run, a driver killed mid-commit, a rerun: one row per obligor throughout, and the
+    rerun's outputs equal the clean run's."""
+    root, warehouse = submitted.root, submitted.warehouse
+    day = dt.date(2026, 11, 28)
+    score = ("jobs/score_portfolio.py", "--as-of", day.isoformat(), "--conf", str(submitted.conf))
+
+    clean = submit(root, *score)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    scored = spark.read.format("delta").load(str(warehouse / "scored_portfolio"))
+    scored = scored.where(F.col("as_of_date") == day)
+    n_scored = scored.count()
+    assert f"scored {n_scored} of 20 obligors as of 2026-11-28" in clean.stdout
+    assert scored.select("obligor_id").distinct().count() == n_scored
+    clean_full = output_state(spark, warehouse, day, with_run=True)
+    clean_plain = output_state(spark, warehouse, day, with_run=False)
+    assert any("NOT_TEXT" in row for row in clean_full["scoring_quarantine"])
+    optimized = z_orders(spark, warehouse)
+
+    # The driver dies between the quarantine commit and the scores commit (SIGKILL, no cleanup).
+    killed = submit(root, *score, failpoint="between_commits:kill")
+    assert killed.returncode != 0
+    after_kill = output_state(spark, warehouse, day, with_run=True)
+    assert after_kill["scored_portfolio"] == clean_full["scored_portfolio"]
+    held = spark.read.format("delta").load(str(warehouse / "scoring_locks"))
+    assert held.where(F.col("as_of_date") == day).count() == 1  # the dead run's hold
+
+    rerun = submit(root, *score)  # takes over the dead run's hold
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert output_state(spark, warehouse, day, with_run=False) == clean_plain
+    assert f"scored {n_scored} of 20 obligors as of 2026-11-28" in rerun.stdout
+    runs = spark.read.format("delta").load(str(warehouse / "score_runs"))
+    runs = runs.where(F.col("as_of_date") == day).orderBy("started_at").collect()
+    # The killed run left no row: it never got to write one.
+    assert [(r["status"], r["error"]) for r in runs] == [("success", None), ("success", None)]
+    # After each published nightly write the date is compacted and Z-ordered by obligor_id.
+    assert z_orders(spark, warehouse) == ['["obligor_id"]', *optimized]
+    assert optimized and set(optimized) == {'["obligor_id"]'}
+    assert_no_sentinel(spark, warehouse, clean, killed, rerun)
+
+
+def wait_for(path: Path, seconds: float = 600) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_a_failed_run_leaves_another_dates_run_intact(spark, submitted) -> None:
+    """Two dates scored by two driver processes: the first commits its rows and waits; the
+    second scores and publishes its date; then the first fails (exit 1, logged). Its undo puts
+    back its own date only: the second's rows and success row stay."""
+    root, warehouse = submitted.root, submitted.warehouse
+    d1, d2 = dt.date(2026, 11, 26), dt.date(2026, 11, 27)
+    gate = root / "release"
+    env = {
+        **os.environ,
+        "SPARK_CONF_DIR": str(root / "conf/spark"),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "RISKUDF_FAILPOINT": f"before_run_log:stall:{gate}",
+    }
+    score = ("jobs/score_portfolio.py", "--conf", str(submitted.quiet), "--as-of")
+    first = subprocess.Popen(
+        [str(Path(sys.executable).parent / "spark-submit"), *score, d1.isoformat()],
+        cwd=root,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(Path(f"{gate}.reached"))
+        second = submit(root, *score, d2.isoformat())
+        assert second.returncode == 0, second.stderr[-3000:]
+    finally:
+        gate.touch()
+        out, err = first.communicate(timeout=600)
+    assert first.returncode == 1, err[-3000:]
+    # Under spark-submit the Python driver's log reaches the launcher's stdout.
+    assert "ERROR score_portfolio: scoring run failed: FailpointError" in out, out[-3000:]
+
+    scored = spark.read.format("delta").load(str(warehouse / "scored_portfolio"))
+    runs = spark.read.format("delta").load(str(warehouse / "score_runs"))
+    by_status = {r["status"]: r for r in runs.where(F.col("as_of_date").isin(d1, d2)).collect()}
+    assert sorted(by_status) == ["failed", "success"]
+    failed, winner = by_status["failed"], by_status["success"]
+    assert (failed["as_of_date"], failed["error"]) == (d1, "FailpointError")
+    assert winner["as_of_date"] == d2
+    kept = scored.where(F.col("as_of_date") == d2)
+    assert kept.count() == winner["rows_scored"] > 0
+    assert {r["run_id"] for r in kept.select("run_id").distinct().collect()} == {winner["run_id"]}
+    assert scored.where(F.col("as_of_date") == d1).count() == 0
+    assert_no_sentinel(spark, warehouse, second, subprocess.CompletedProcess([], 1, out, err))
