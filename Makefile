@@ -3,7 +3,9 @@ SHELL := /bin/bash
 ROOT := $(abspath .)
 VENV := $(ROOT)/.venv
 PY := $(VENV)/bin/python
-SUBMIT := $(VENV)/bin/spark-submit
+# Every job goes through spark-submit with the conf's submit section (master, settings): the
+# same command line whether CONF runs Spark locally or on a cluster.
+RUN = $(PY) -m riskudf.lakehouse.submit --run --conf $(CONF)
 DELTA_VERSION := 4.0.1
 DERBY_VERSION := 10.16.1.1
 JARS := jars/delta-spark_2.13-$(DELTA_VERSION).jar jars/delta-storage-$(DELTA_VERSION).jar \
@@ -25,7 +27,8 @@ export HF_HUB_OFFLINE := 1
 export PATH := $(VENV)/bin:$(PATH)
 
 .PHONY: install demo data model baseline score monitor alert backfill submit-check test bench lint \
-  clean-lakehouse metastore metastore-stop bi bi-stop leases lease-release
+  clean-lakehouse metastore metastore-stop bi bi-stop leases lease-release cluster cluster-stop \
+  history history-stop
 
 install: $(VENV)/.installed $(JARS)
 
@@ -63,38 +66,37 @@ metastore-stop:
 	if test -x $(PY); then $(PY) -m riskudf.lakehouse.metastore stop; fi
 
 data: install lakehouse metastore
-	$(SUBMIT) demo/make_data.py --obligors $(OBLIGORS) --shift $(SHIFT) --conf $(CONF)
+	$(RUN) demo/make_data.py --obligors $(OBLIGORS) --shift $(SHIFT)
 
 model: install lakehouse metastore
-	$(SUBMIT) jobs/train.py --train-table risk.training_documents --text-col text \
-	  --label-col default_12m --output models/demo --conf $(CONF)
+	$(RUN) jobs/train.py --train-table risk.training_documents --text-col text \
+	  --label-col default_12m --output models/demo
 
 # TF-IDF + logistic regression on the training job's split (the transformer's benchmark).
 baseline: install lakehouse metastore
-	$(SUBMIT) jobs/baseline.py --train-table risk.training_documents --conf $(CONF)
+	$(RUN) jobs/baseline.py --train-table risk.training_documents
 
 score: install lakehouse metastore
-	$(SUBMIT) jobs/score_portfolio.py --as-of $(AS_OF) --mode $(MODE) --conf $(CONF)
+	$(RUN) jobs/score_portfolio.py --as-of $(AS_OF) --mode $(MODE)
 
 # make monitor RUN_ID=...: monitor a published run again (after exit code 4, monitoring failed).
 monitor: install lakehouse metastore
 	test -n "$(RUN_ID)" || { echo "usage: make monitor RUN_ID=<run_id of score_runs>"; exit 2; }
-	$(SUBMIT) jobs/monitor.py --run-id $(RUN_ID) --conf $(CONF)
+	$(RUN) jobs/monitor.py --run-id $(RUN_ID)
 
 # make alert ACTION=ack|close ALERT_ID=... BY=... [NOTE=...]: recorded in risk.alert_actions.
 ACTION ?= ack
 alert: install lakehouse metastore
 	test -n "$(ALERT_ID)" -a -n "$(BY)" || { echo "usage: make alert ACTION=ack|close ALERT_ID=.. BY=.."; exit 2; }
-	$(SUBMIT) jobs/alerts.py $(ACTION) --alert-id $(ALERT_ID) --by "$(BY)" --note "$(NOTE)" \
-	  --conf $(CONF)
+	$(RUN) jobs/alerts.py $(ACTION) --alert-id $(ALERT_ID) --by "$(BY)" --note "$(NOTE)"
 
 # make backfill FROM=2026-11-01 TO=2026-11-28 [MODE=incremental]: one Spark application.
 backfill: install lakehouse metastore
-	$(SUBMIT) jobs/score_portfolio.py --from $(FROM) --to $(TO) --mode $(MODE) --conf $(CONF)
+	$(RUN) jobs/score_portfolio.py --from $(FROM) --to $(TO) --mode $(MODE)
 
 # The run leases on as-of dates (scoring_locks): who holds which date, until when.
 leases: install lakehouse metastore
-	$(SUBMIT) jobs/leases.py list --conf $(CONF)
+	$(RUN) jobs/leases.py list
 
 # make lease-release AS_OF=2026-11-28 REASON="driver host lost" [BY=name]: force-release a stuck
 # date (recorded with the reason in scoring_lock_releases). AS_OF must be given, not defaulted.
@@ -107,8 +109,8 @@ $(error lease-release: give REASON="why")
 endif
 endif
 lease-release: install lakehouse metastore
-	$(SUBMIT) jobs/leases.py release --as-of $(AS_OF) --reason "$$REASON" \
-	  $(if $(BY),--by "$$BY") --conf $(CONF)
+	$(RUN) jobs/leases.py release --as-of $(AS_OF) --reason "$$REASON" \
+	  $(if $(BY),--by "$$BY")
 
 # Prints the spark-submit command line of the nightly job for CONF (its submit section),
 # without running anything: make submit-check CONF=conf/cluster.yaml MODE=incremental
@@ -124,17 +126,37 @@ test: install
 	$(PY) -m pytest -q
 
 # Scoring throughput: raw torch loop, the Spark stage, predict_batch_udf and a transformers
-# pipeline on the same BENCH_DOCS demo documents (see docs/measurements.md, `make bench`).
+# pipeline on the same BENCH_DOCS demo documents; then the Python workers' peak memory with
+# BENCH_LONG_DOCS documents of 200,000 characters (see docs/measurements.md, `make bench`).
 BENCH_DOCS ?= 600
+BENCH_LONG_DOCS ?= 600
 bench: install
-	$(PY) benchmarks/bench.py --docs $(BENCH_DOCS) --conf $(CONF) --workdir build/bench
+	$(PY) benchmarks/bench.py --docs $(BENCH_DOCS) --long-docs $(BENCH_LONG_DOCS) --conf $(CONF) \
+	  --workdir build/bench
 
 # The BI endpoint: Spark Thrift Server (HiveServer2 protocol) on bi.port; Ctrl-C or bi-stop ends it.
 bi: install lakehouse metastore
-	$(SUBMIT) jobs/serve_bi.py --conf $(CONF) --pid-file lakehouse/bi.pid
+	$(RUN) jobs/serve_bi.py --pid-file lakehouse/bi.pid
 
 bi-stop:
 	if test -f lakehouse/bi.pid; then kill "$$(cat lakehouse/bi.pid)"; else echo "bi: not running"; fi
+
+# A Spark standalone cluster on loopback from the installed pyspark: a master (spark://127.0.0.1:7077,
+# web UI :8080) and two workers, each with its own executor JVM and one stand-in GPU address.
+# Then: make score CONF=conf/standalone.yaml (or any job target with that CONF).
+CLUSTER := $(PY) -m riskudf.lakehouse.cluster --state build/cluster
+cluster: install lakehouse metastore
+	$(CLUSTER) start
+
+cluster-stop:
+	if test -x $(PY); then $(CLUSTER) stop; fi
+
+# Spark's history server over the jobs' event logs (spark.event_log_dir): http://127.0.0.1:18080
+history: install
+	$(CLUSTER) history-start --event-logs lakehouse/spark-events
+
+history-stop:
+	if test -x $(PY); then $(CLUSTER) history-stop; fi
 
 lint: install
 	$(PY) -m ruff check riskudf jobs tests benchmarks demo

@@ -28,6 +28,9 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--check-docs", type=int, default=64, help="0: no precision check")
     parser.add_argument("--workdir", default=None, help="keeps documents and model between runs")
+    parser.add_argument(
+        "--long-docs", type=int, default=0, help="documents of 200,000 characters (peak memory)"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     # Spark's Python workers run closures of both modules and have neither folder: by value.
@@ -46,6 +49,7 @@ def cli(argv: list[str] | None = None) -> int:
         check_docs=args.check_docs,
         workdir=args.workdir,
         entry=str(Path(__file__).resolve()),
+        long_docs=args.long_docs,
     )
 
 

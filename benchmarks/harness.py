@@ -38,6 +38,7 @@ PATHS = {
     "d": "transformers pipeline",
 }
 WARMUP_DOCS = 64
+LONG_CHARS = 200_000  # the long-document case: documents at the default max_document_chars
 FIXED_BATCH = 64  # the straightforward paths' batch size (c, d)
 
 
@@ -442,10 +443,77 @@ def write_documents(job: Job, n_docs: int) -> None:
     )
 
 
+def long_documents(texts: list[str], n_docs: int, chars: int = LONG_CHARS) -> list[str]:
+    """``n_docs`` documents of exactly ``chars`` characters, each demo documents end to end."""
+    out = []
+    for i in range(n_docs):
+        parts, size, j = [], -2, i  # size: the joined length so far
+        while size < chars:
+            parts.append(texts[j % len(texts)])
+            size += len(parts[-1]) + 2
+            j += 1
+        out.append("\n\n".join(parts)[:chars])
+    return out
+
+
+def long_stage(job: Job, n_docs: int) -> dict[str, float]:
+    """The project's scoring stage on long documents, with the conf's Arrow byte bound (and
+    without it when the conf's ``arrow_batch_bytes`` is 2**31 - 2): the workers' peak memory
+    and largest batch, from the run's WorkerStats."""
+    from riskudf.config import load_config
+    from riskudf.model.artifact import artifact_key, load_artifact_bytes
+    from riskudf.scoring.pipeline import score_and_grade
+    from riskudf.scoring.worker import WorkerStats, worker_rows
+
+    spark = bench_spark(job)
+    conf = load_config(job.conf)
+    conf = conf.model_copy(update={"reasons": conf.reasons.model_copy(update={"enabled": False})})
+    texts = pd.read_parquet(job.docs)["document"].tolist()
+    frame = pd.DataFrame({"document": long_documents(texts, n_docs)})
+    frame["obligor_id"] = [f"L{i:05d}" for i in range(n_docs)]
+    frame["fingerprint"] = frame["obligor_id"]
+    frame["n_filings"] = 0
+    frame["report_age_days"] = 0
+    documents = spark.createDataFrame(frame).repartition(2).cache()
+    documents.count()
+    spark.conf.set(
+        "spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.scoring.arrow_batch_rows)
+    )
+    spark.conf.set(
+        "spark.sql.execution.arrow.maxBytesPerBatch", str(conf.scoring.arrow_batch_bytes)
+    )
+    manifest, files = load_artifact_bytes(job.model_dir)
+    stats = spark.sparkContext.accumulator({}, WorkerStats())
+    start = time.perf_counter()
+    scored = score_and_grade(
+        documents,
+        conf,
+        spark.sparkContext.broadcast(files),
+        manifest,
+        artifact_key(files),
+        2,
+        run_id="bench-long",
+        stats=stats,
+    )
+    scored.select("obligor_id", "pd").write.format("noop").mode("overwrite").save()
+    seconds = time.perf_counter() - start
+    workers = worker_rows(stats.value)
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": max(w["peak_rss_mb"] for w in workers),
+        "max_batch_rows": max(w["max_batch_rows"] for w in workers),
+        "max_batch_chars": max(w["max_batch_chars"] for w in workers),
+        "workers": len(workers),
+    }
+
+
 def run_path(job: Job, n_docs: int = 0) -> None:
     """A child's work: one path, its PDs to ``out``.parquet and its timing to ``out``.json."""
     if job.path == "docs":
         write_documents(job, n_docs)
+        return
+    if job.path == "long":
+        Path(f"{job.out}.json").write_text(json.dumps(long_stage(job, n_docs)))
         return
     if job.path in ("b", "c"):
         frame, seconds = spark_stage(job) if job.path == "b" else predict_batch_stage(job)
@@ -635,6 +703,7 @@ def main(
     check_docs: int,
     workdir: str | None,
     entry: str,
+    long_docs: int = 0,
 ) -> int:
     """Run the four paths one after another and print the table; ``entry`` is the script that
     runs one path in a child (``entry --child JOB_JSON``)."""
@@ -663,9 +732,9 @@ def main(
 
     gpu = device.startswith("cuda")
 
-    def child(path: str) -> tuple[int, Usage]:
-        job = Job(**{**base.__dict__, "path": path, "out": str(root / f"out-{path}")})
-        command = [sys.executable, entry, "--child", job.to_json(), "--docs", str(n_docs)]
+    def child(path: str, docs: int = n_docs, conf: str = conf) -> tuple[int, Usage]:
+        job = Job(**{**base.__dict__, "path": path, "out": str(root / f"out-{path}"), "conf": conf})
+        command = [sys.executable, entry, "--child", job.to_json(), "--docs", str(docs)]
         return run_sampled(command, env, gpu=gpu and path != "docs")
 
     if not Path(base.docs).exists():
@@ -750,6 +819,37 @@ def main(
         f"{spark_gflops:.0f} GFLOP/s = {100 * spark_gflops / peak:.0f} % of peak; raw loop "
         f"{100 * flops / (len(texts) / rates['a']) / 1e9 / peak:.0f} %"
     )
+    if long_docs > 0 and not long_document_memory(child, root, conf, long_docs, scoring):
+        return 1
     print(f"load average at end {load_average()}; bench took {time.monotonic() - clock:.0f} s")
     print(result_line(rates))
     return 0
+
+
+def long_document_memory(child: Any, root: Path, conf: str, n_docs: int, scoring: Any) -> bool:
+    """The long-document case: the Spark stage with the conf's Arrow byte bound and without it;
+    prints each worker's peak memory (RSS) and the largest batch."""
+    unbounded = root / "conf-unbounded.yaml"
+    unbounded.write_text(
+        f"base: {Path(conf).resolve()}\nscoring:\n  arrow_batch_bytes: {2**31 - 2}\n"
+    )
+    print()
+    print(
+        f"long documents: {n_docs} of {LONG_CHARS:,} characters, the Spark stage, 2 workers, "
+        f"arrow_batch_rows {scoring.arrow_batch_rows}"
+    )
+    for label, path in (
+        (f"arrow_batch_bytes {scoring.arrow_batch_bytes:,}", conf),
+        ("no byte bound", str(unbounded)),
+    ):
+        code, _ = child("long", n_docs, path)
+        if code != 0:
+            print(f"bench: the long-document case failed with exit code {code}", file=sys.stderr)
+            return False
+        got = json.loads((root / "out-long.json").read_text())
+        print(
+            f"  {label:32s} peak Python worker memory {got['peak_rss_mb']:7.0f} MiB; largest "
+            f"batch {got['max_batch_rows']:.0f} rows, {got['max_batch_chars'] / 2**20:.0f} MiB "
+            f"of text; {got['seconds']:.0f} s"
+        )
+    return True

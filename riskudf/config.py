@@ -94,14 +94,18 @@ class GpuConf(_Conf):
     executor_gpus: int = Field(default=1, gt=0, description="GPUs per executor")
     task_gpus: float = Field(default=1.0, gt=0, le=1, description="GPUs per scoring task")
     task_cpus: int = Field(default=1, gt=0, description="cores per scoring task")
-    discovery_script: str = Field(description="prints {name: gpu, addresses: [...]}")
+    discovery_script: str | None = Field(
+        default=None,
+        description="prints {name: gpu, addresses: [...]}; null where the cluster manager "
+        "assigns the addresses (a standalone worker's own resources)",
+    )
 
     def spark_settings(self) -> dict[str, str]:
         """The executor-level Spark settings; the task amount goes in the stage's profile."""
-        return {
-            "spark.executor.resource.gpu.amount": str(self.executor_gpus),
-            "spark.executor.resource.gpu.discoveryScript": self.discovery_script,
-        }
+        settings = {"spark.executor.resource.gpu.amount": str(self.executor_gpus)}
+        if self.discovery_script is not None:
+            settings["spark.executor.resource.gpu.discoveryScript"] = self.discovery_script
+        return settings
 
 
 class ScoringConf(_Conf):
@@ -109,6 +113,13 @@ class ScoringConf(_Conf):
     filing_lookback_days: int = Field(default=730, gt=0)
     token_budget: int = Field(default=8192, gt=0, description="padded tokens per forward pass")
     arrow_batch_rows: int = Field(default=2048, gt=0)
+    arrow_batch_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        gt=0,
+        lt=2**31 - 1,
+        description="bytes per Arrow batch handed to the UDF (whichever of rows and bytes "
+        "comes first): bounds a Python worker's memory with long documents",
+    )
     partitions: int = Field(default=0, ge=0, description="0: Spark's default parallelism")
     precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = Field(
         default="auto", description="auto: the fastest within 1e-3 of fp32 on this hardware"
@@ -417,6 +428,20 @@ class MonitoringConf(_Conf):
 class SparkConf(_Conf):
     app_name: str = "riskudf"
     settings: dict[str, str] = Field(default_factory=dict)
+    event_log_dir: str | None = Field(
+        default=None,
+        description="Spark event logs of every job (a folder or a URI); null: none",
+    )
+
+    def session_settings(self) -> dict[str, str]:
+        """The settings a session is built with: ``settings`` and the event log's."""
+        if self.event_log_dir is None:
+            return dict(self.settings)
+        return {
+            "spark.eventLog.enabled": "true",
+            "spark.eventLog.dir": self.event_log_dir,
+            **self.settings,
+        }
 
 
 class SubmitConf(_Conf):

@@ -235,3 +235,21 @@ def make_conf(tmp_path: Path):
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def submitted(spark, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A project-like folder with demo data and sentinels, for the spark-submit tests."""
+    from test_spark_submit import submitted_project
+
+    with submitted_project(spark, tiny_model, tmp_path_factory.mktemp("submit")) as made:
+        yield made
+
+
+@pytest.fixture(scope="session")
+def clean_run(spark, submitted):
+    """The clean local[2] run of 2026-11-28 in ``submitted`` (a reference for the killed-driver
+    test and for the standalone cluster's runs)."""
+    from test_spark_submit import clean_local_run
+
+    return clean_local_run(spark, submitted)

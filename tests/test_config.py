@@ -185,13 +185,19 @@ def test_a_file_without_base_is_a_whole_config(tmp_path: Path) -> None:
 
 
 def test_shipped_overlays_differ_where_expected() -> None:
-    local_conf, gpu, cluster = (
-        load_config(ROOT / f"conf/{name}.yaml") for name in ("local", "gpu", "cluster")
+    local_conf, gpu, cluster, standalone = (
+        load_config(ROOT / f"conf/{name}.yaml")
+        for name in ("local", "gpu", "cluster", "standalone")
     )
     assert local_conf.reasons.decisions == ("decline",)
     assert gpu.reasons.decisions == cluster.reasons.decisions == ("review", "decline")
     assert (local_conf.scoring.token_budget, gpu.scoring.token_budget) == (8192, 65536)
-    assert gpu.scoring.gpu is not None and cluster.scoring.gpu is None
+    # GPU scoring everywhere but locally: the scoring stage's profile asks for the GPU.
+    assert local_conf.scoring.gpu is None
+    assert gpu.scoring.gpu is not None and cluster.scoring.gpu is not None
+    assert standalone.scoring.gpu is not None and standalone.scoring.gpu.discovery_script is None
+    assert standalone.submit.master == "spark://127.0.0.1:7077"
+    assert standalone.scoring.model_dir == local_conf.scoring.model_dir
     assert (cluster.scoring.precision, cluster.scoring.partitions) == ("bf16", 16)
     assert cluster.submit.master == "yarn" and local_conf.submit.master is None
     assert cluster.monitoring.report_dir == "/mnt/shared/riskudf/reports"
@@ -202,10 +208,19 @@ def test_shipped_overlays_differ_where_expected() -> None:
         assert conf.training == local_conf.training
 
 
-@pytest.mark.parametrize("name", ["local", "gpu", "cluster"])
-def test_shipped_overlays_name_the_base_and_do_not_repeat_it(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "base"),
+    # The standalone cluster runs the local lakehouse: an overlay on local.yaml.
+    [
+        ("local", "base.yaml"),
+        ("gpu", "base.yaml"),
+        ("cluster", "base.yaml"),
+        ("standalone", "local.yaml"),
+    ],
+)
+def test_shipped_overlays_name_the_base_and_do_not_repeat_it(name: str, base: str) -> None:
     raw = yaml.safe_load((ROOT / f"conf/{name}.yaml").read_text())
-    assert raw["base"] == "base.yaml"
+    assert raw["base"] == base
     assert "grading" not in raw
     assert "library" not in raw.get("reasons", {})
     assert "alerts" not in raw.get("monitoring", {})

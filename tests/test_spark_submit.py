@@ -39,16 +39,24 @@ def project_defaults_on_a_free_port(conf_dir: Path) -> Path:
 
 
 def submit(cwd: Path, *args: str, failpoint: str = "") -> subprocess.CompletedProcess[str]:
+    """spark-submit of the venv with ``args``, in the project folder ``cwd``."""
+    spark_submit = Path(sys.executable).parent / "spark-submit"
+    return run_in(cwd, [str(spark_submit), *args], failpoint=failpoint)
+
+
+def run_in(cwd: Path, command: list[str], failpoint: str = "") -> subprocess.CompletedProcess[str]:
+    """``command`` in the project folder ``cwd``, with its Spark defaults and the venv first on
+    PATH (where the submit module finds spark-submit)."""
     env = {
         **os.environ,
         "SPARK_CONF_DIR": str(cwd / "conf/spark"),
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
         "RISKUDF_FAILPOINT": failpoint,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
-    spark_submit = Path(sys.executable).parent / "spark-submit"
     return subprocess.run(
-        [str(spark_submit), *args],
+        command,
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -126,10 +134,10 @@ class Submitted:
     quiet: Path  # the same without monitoring
 
 
-@pytest.fixture(scope="module")
-def submitted(spark, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
-    """One project for the module: each spark-submit costs a JVM, a metastore and a model load."""
-    root = tmp_path_factory.mktemp("submit")
+@contextmanager
+def submitted_project(spark, tiny_model: Path, root: Path) -> Iterator[Submitted]:
+    """A project with demo data and sentinels (the session's ``submitted`` fixture: each
+    spark-submit costs a JVM, a metastore and a model load, so the suite makes one)."""
     with project(root):
         conf, quiet = root / "test.yaml", root / "quiet.yaml"
         conf.write_text(f"base: {ROOT / 'conf/local.yaml'}\nscoring:\n  model_dir: {tiny_model}\n")
@@ -140,6 +148,37 @@ def submitted(spark, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory)
         plant_sentinels(spark, warehouse)
         yield Submitted(root, warehouse, conf, quiet)
     assert (root / "lakehouse/metastore_db").is_dir()
+
+
+CLEAN_DAY = dt.date(2026, 11, 28)
+
+
+@dataclass(frozen=True)
+class CleanRun:
+    """The session's clean local[2] run of CLEAN_DAY in the ``submitted`` project."""
+
+    proc: subprocess.CompletedProcess[str]
+    n_scored: int
+    full: dict[str, list[str]]  # output_state with run ids
+    plain: dict[str, list[str]]  # and without
+    z_orders: list[str]
+    scores: dict[str, tuple]  # obligor_id: (pd, grade, decision)
+
+
+def clean_local_run(spark, submitted: Submitted) -> CleanRun:
+    score = ("jobs/score_portfolio.py", "--as-of", CLEAN_DAY.isoformat())
+    clean = submit(submitted.root, *score, "--conf", str(submitted.quiet))
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    scored = spark.read.format("delta").load(str(submitted.warehouse / "scored_portfolio"))
+    rows = scored.where(F.col("as_of_date") == CLEAN_DAY).collect()
+    return CleanRun(
+        clean,
+        len(rows),
+        output_state(spark, submitted.warehouse, CLEAN_DAY, with_run=True),
+        output_state(spark, submitted.warehouse, CLEAN_DAY, with_run=False),
+        z_orders(spark, submitted.warehouse),
+        {r["obligor_id"]: (r["pd"], r["grade"], r["decision"]) for r in rows},
+    )
 
 
 def assert_no_sentinel(spark, warehouse: Path, *procs: subprocess.CompletedProcess[str]) -> None:
@@ -159,24 +198,21 @@ def z_orders(spark, warehouse: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_killed_driver_then_rerun_matches_a_clean_run_and_no_text_leaks(spark, submitted) -> None:
+def test_killed_driver_then_rerun_matches_a_clean_run_and_no_text_leaks(
+    spark, submitted, clean_run
+) -> None:
     """A clean run, a driver killed mid-commit, a rerun: one row per obligor throughout, and the
     rerun's outputs equal the clean run's."""
     root, warehouse = submitted.root, submitted.warehouse
-    day = dt.date(2026, 11, 28)
-    score = ("jobs/score_portfolio.py", "--as-of", day.isoformat(), "--conf", str(submitted.conf))
+    day = CLEAN_DAY
+    score = ("jobs/score_portfolio.py", "--as-of", day.isoformat(), "--conf", str(submitted.quiet))
 
-    clean = submit(root, *score)
-    assert clean.returncode == 0, clean.stderr[-3000:]
-    scored = spark.read.format("delta").load(str(warehouse / "scored_portfolio"))
-    scored = scored.where(F.col("as_of_date") == day)
-    n_scored = scored.count()
+    clean, n_scored = clean_run.proc, clean_run.n_scored
     assert f"scored {n_scored} of 20 obligors as of 2026-11-28" in clean.stdout
-    assert scored.select("obligor_id").distinct().count() == n_scored
-    clean_full = output_state(spark, warehouse, day, with_run=True)
-    clean_plain = output_state(spark, warehouse, day, with_run=False)
+    assert len(clean_run.scores) == n_scored
+    clean_full, clean_plain, optimized = clean_run.full, clean_run.plain, clean_run.z_orders
+    assert output_state(spark, warehouse, day, with_run=True) == clean_full
     assert any("NOT_TEXT" in row for row in clean_full["scoring_quarantine"])
-    optimized = z_orders(spark, warehouse)
 
     # The driver dies between the quarantine commit and the scores commit (SIGKILL, no cleanup).
     killed = submit(root, *score, failpoint="between_commits:kill")

@@ -37,8 +37,12 @@ def test_cluster_conf_renders_the_full_command_line() -> None:
         "spark.pyspark.driver.python": "./environment/bin/python",
         "spark.pyspark.python": "./environment/bin/python",
         "spark.python.worker.reuse": "true",
-        "spark.task.resource.gpu.amount": "1",
     }
+    # Only the scoring stage asks for a GPU (its ResourceProfile, see test_cluster): no global
+    # task amount or task cores, and no address-space limit on the Python workers (CUDA).
+    assert not {k for k in settings if k.startswith("spark.task.")}
+    assert "spark.executor.pyspark.memory" not in settings
+    assert conf.scoring.gpu is not None and conf.scoring.gpu.task_gpus == 1.0
     assert settings["spark.executor.memoryOverhead"] == "12g"
     assert settings["spark.app.name"] == "riskudf-nightly"
     assert render(command, job=JOB).splitlines()[1] == "  --master yarn \\"

@@ -59,6 +59,13 @@ SCORED_PORTFOLIO_COLUMNS: tuple[ColumnSpec, ...] = (
     ),
 )
 
+# What the run log keeps of each Python worker that scored (score_runs.scoring_workers, see
+# riskudf.scoring.worker.WorkerStats).
+WORKER_FIELDS = (
+    "executor: STRING, host: STRING, pid: INT, tasks: INT, batches: INT, rows: BIGINT, "
+    "model_loads: INT, device: STRING, precision: STRING, resources: ARRAY<STRING>, "
+    "max_batch_rows: INT, max_batch_chars: BIGINT, peak_rss_mb: DOUBLE"
+)
 SCORE_RUNS_COLUMNS: tuple[ColumnSpec, ...] = (
     ("run_id", "STRING", True, "unique id of the scoring run"),
     ("as_of_date", "DATE", True, "the as-of date scored"),
@@ -83,6 +90,14 @@ SCORE_RUNS_COLUMNS: tuple[ColumnSpec, ...] = (
     ("mode", "STRING", False, "full or incremental, as requested"),
     ("rows_carried_forward", "BIGINT", False, "of rows_scored, copied from carried_from_run_id"),
     ("carried_from_run_id", "STRING", False, "the earlier run reused; null when none"),
+    (
+        "scoring_workers",
+        f"ARRAY<STRUCT<{WORKER_FIELDS}>>",
+        False,
+        "one entry per Python worker that scored: its executor, tasks, batches, rows, model "
+        "loads (1 on its first task, 0 after), device, precision, the resources its tasks were "
+        "given, the largest Arrow batch (rows, characters) and its peak memory",
+    ),
 )
 
 # Monitoring tables: every row carries the run it describes (run_id, as_of_date); a rerun of the

@@ -7,6 +7,9 @@ elsewhere). The YAML config may add session settings on top.
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import urlparse
+
 from pyspark.sql import SparkSession
 
 from riskudf.config import GpuConf, SparkConf
@@ -16,7 +19,9 @@ from riskudf.lakehouse.metastore import ensure_metastore
 def build_spark(conf: SparkConf, gpu: GpuConf | None = None) -> SparkSession:
     """Return the active SparkSession, or create one with the configured settings (and the
     executors' GPU settings when scoring runs on GPUs)."""
-    settings = {**(gpu.spark_settings() if gpu else {}), **conf.settings}
+    settings = {**(gpu.spark_settings() if gpu else {}), **conf.session_settings()}
+    if conf.event_log_dir is not None:
+        _ensure_local_folder(conf.event_log_dir)
     builder = SparkSession.builder.appName(conf.app_name)
     for key, value in settings.items():
         builder = builder.config(key, value)
@@ -31,3 +36,11 @@ def build_spark(conf: SparkConf, gpu: GpuConf | None = None) -> SparkSession:
         if spark.conf.isModifiable(key):
             spark.conf.set(key, value)
     return spark
+
+
+def _ensure_local_folder(location: str) -> None:
+    """Create a local folder (a path or file: URI); Spark refuses an event log folder that does
+    not exist. Other schemes (hdfs:, s3a:) are the cluster's to create."""
+    parsed = urlparse(location)
+    if parsed.scheme in ("", "file"):
+        Path(parsed.path if parsed.scheme else location).mkdir(parents=True, exist_ok=True)

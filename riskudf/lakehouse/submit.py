@@ -1,14 +1,17 @@
-"""The spark-submit command line of a job for a given conf, rendered without running it.
+"""The spark-submit command line of a job for a given conf: printed, or run.
 
-``python -m riskudf.lakehouse.submit --conf conf/cluster.yaml -- jobs/score_portfolio.py ...``
-prints it (``make submit-check``). In cluster deploy mode the driver runs on the cluster: the
-YAML conf and its bases travel with ``--files`` and the job reads it by its file name.
+``python -m riskudf.lakehouse.submit --conf conf/cluster.yaml jobs/score_portfolio.py ...``
+prints it (``make submit-check``); with ``--run`` it runs it (the make targets, so that a conf's
+submit section, e.g. conf/standalone.yaml's master, applies to every job). In cluster deploy
+mode the driver runs on the cluster: the YAML conf and its bases travel with ``--files`` and the
+job reads it by its file name.
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -33,6 +36,9 @@ def submit_command(conf: RiskConf, conf_path: str, job: str, job_args: list[str]
         if values:
             command += [flag, ",".join(values)]
     settings = dict(submit.settings)
+    # Executor-level GPU settings come from scoring.gpu; the task amount is the scoring stage's.
+    for key, value in (conf.scoring.gpu.spark_settings() if conf.scoring.gpu else {}).items():
+        settings.setdefault(key, value)
     if submit.python:
         settings.setdefault("spark.pyspark.python", submit.python)
         settings.setdefault("spark.pyspark.driver.python", submit.python)
@@ -68,10 +74,17 @@ def render(command: list[str], *, job: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--conf", required=True, help="YAML config file")
+    parser.add_argument("--run", action="store_true", help="run it; exit with its exit code")
     parser.add_argument("job", help="the job script, e.g. jobs/score_portfolio.py")
     parser.add_argument("job_args", nargs=argparse.REMAINDER, help="the job's own arguments")
     args = parser.parse_args(argv)
-    command = submit_command(load_config(args.conf), args.conf, args.job, args.job_args)
+    try:
+        command = submit_command(load_config(args.conf), args.conf, args.job, args.job_args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.run:
+        return subprocess.run(command, check=False).returncode
     print(render(command, job=args.job))
     return 0
 

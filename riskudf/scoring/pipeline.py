@@ -14,10 +14,10 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pyspark import Broadcast, StorageLevel
+from pyspark import Accumulator, Broadcast, StorageLevel
 from pyspark.resource import ResourceProfile, ResourceProfileBuilder, TaskResourceRequests
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -67,6 +67,7 @@ from riskudf.scoring.grading import add_grade_and_decision, decision_expr
 from riskudf.scoring.progress import Progress
 from riskudf.scoring.scorer import ExplainOptions, ScoringOptions
 from riskudf.scoring.udf import REASONS_TYPE, SCORE_TYPE, make_pd_mapper, make_pd_udf
+from riskudf.scoring.worker import WorkerStats, loads_by_executor, worker_rows
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class RunResult:
     rows_carried_forward: int = 0
     carried_from_run_id: str | None = None
     monitoring_status: str | None = None  # success, failed; None: monitoring is off
+    scoring_workers: tuple[dict[str, Any], ...] = ()  # see worker.WorkerStats
 
 
 class ReconciliationError(RuntimeError):
@@ -193,6 +195,7 @@ def score_and_grade(
     *,
     run_id: str,
     previous: DataFrame | None = None,
+    stats: Accumulator[dict[str, dict[str, Any]]] | None = None,
 ) -> DataFrame:
     """Apply the PD UDF and the master scale to assembled documents (with their fingerprint).
 
@@ -228,7 +231,11 @@ def score_and_grade(
     keep = ["obligor_id", "fingerprint", "n_filings", "report_age_days"]
     if gpu is None:
         pd_udf = make_pd_udf(
-            artifact_broadcast, key=model_key, options=options, with_features=bool(features)
+            artifact_broadcast,
+            key=model_key,
+            options=options,
+            with_features=bool(features),
+            stats=stats,
         )
         inputs = [F.col("document")] + ([F.struct(*features)] if features else [])
         scored = to_score.repartition(partitions, "obligor_id").select(
@@ -240,12 +247,20 @@ def score_and_grade(
         # reading and assembly keep one task per core. Local mode has no resource scheduling: one
         # task scores on the one GPU.
         mapper = make_pd_mapper(
-            artifact_broadcast, key=model_key, options=options, keep=keep, features=features
+            artifact_broadcast,
+            key=model_key,
+            options=options,
+            keep=keep,
+            features=features,
+            stats=stats,
         )
         fields = [to_score.schema[name] for name in keep] + list(SCORE_TYPE.fields)
         scored = to_score.repartition(1 if local else partitions, "obligor_id").mapInPandas(
             mapper, StructType(fields), profile=None if local else scoring_profile(gpu)
         )
+        # A stage takes the profile of every RDD in it: without this shuffle, the stages that
+        # read the scores (checks, commits) would run one task per GPU as well.
+        scored = scored.repartition("obligor_id")
         outputs = list(incremental.MODEL_OUTPUTS)
     scored = scored.select(
         *keep,
@@ -325,6 +340,7 @@ def _run_row(
         result.mode,
         result.rows_carried_forward,
         result.carried_from_run_id,
+        list(result.scoring_workers),
     )
     return spark.createDataFrame([row], schema(SCORE_RUNS_COLUMNS))
 
@@ -643,11 +659,16 @@ def score_documents(
     run_id: str,
     previous: DataFrame | None,
     failpoint: Failpoint | None,
+    stats: Accumulator[dict[str, dict[str, Any]]] | None = None,
 ) -> DataFrame:
     """Phase 3: PDs, grades and decisions of the scorable documents, persisted (scored once:
-    the persisted result feeds the checks and the commit)."""
+    the persisted result feeds the checks and the commit). Arrow batches to the Python workers
+    are bounded in rows and in bytes, whichever comes first."""
     spark.conf.set(
         "spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.scoring.arrow_batch_rows)
+    )
+    spark.conf.set(
+        "spark.sql.execution.arrow.maxBytesPerBatch", str(conf.scoring.arrow_batch_bytes)
     )
     partitions = conf.scoring.partitions or spark.sparkContext.defaultParallelism
     return score_and_grade(
@@ -660,6 +681,7 @@ def score_documents(
         failpoint,
         run_id=run_id,
         previous=previous,
+        stats=stats,
     ).persist(StorageLevel.MEMORY_AND_DISK)
 
 
@@ -682,6 +704,7 @@ def run_phases(
     as_of, run_id = run.as_of, run.run_id
     documents = build_documents(inputs, conf, model, as_of=as_of, today=today)
     artifact = spark.sparkContext.broadcast(model.files)
+    stats = spark.sparkContext.accumulator({}, WorkerStats())
     results = score_documents(
         spark,
         conf,
@@ -691,9 +714,16 @@ def run_phases(
         run_id=run_id,
         previous=previous,
         failpoint=failpoint,
+        stats=stats,
     )
     try:
         rows_done = results.count()
+        workers = worker_rows(stats.value)
+        log.info(
+            "run %s: model loads by executor %s",
+            run_id,
+            loads_by_executor(workers),
+        )
         carried = results.where(F.col("carried_forward")).count()
         progress.done("score", rows_done - carried, rows_carried_forward=carried)
         settled = settle(
@@ -734,6 +764,7 @@ def run_phases(
         grade_counts=settled.grade_counts,
         reason_counts=settled.reason_counts,
         rows_carried_forward=carried,
+        scoring_workers=tuple(workers),
     )
 
 

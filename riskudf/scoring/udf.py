@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any
 
 import pandas as pd
-from pyspark import Broadcast
+from pyspark import Accumulator, Broadcast
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import (
     ArrayType,
@@ -20,7 +21,7 @@ from pyspark.sql.types import (
 
 from riskudf.failpoints import act
 from riskudf.scoring.scorer import Batch, ScoringOptions
-from riskudf.scoring.worker import get_scorer, set_task_threads
+from riskudf.scoring.worker import TaskRecord, get_scorer, set_task_threads, worker_load_count
 
 REASONS_TYPE = ArrayType(
     StructType(
@@ -47,23 +48,32 @@ def _score_stream(
     artifact: Broadcast[dict[str, bytes]],
     key: str,
     options: ScoringOptions,
+    stats: Accumulator[dict[str, dict[str, Any]]] | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """The body shared by the UDF and the mapInPandas mapper: threads, model, failpoint."""
+    """The body shared by the UDF and the mapInPandas mapper: threads, model, failpoint, and
+    the task's record in ``stats``. The model is loaded at the first batch: a task with no rows
+    (an empty partition, an incremental run with nothing changed) loads nothing."""
     set_task_threads()
-    scorer = get_scorer(key, artifact, options)
     point = options.failpoint if options.failpoint and options.failpoint.site == "udf" else None
-    done = 0
+    task = TaskRecord()
 
     def counted() -> Iterator[Batch]:
-        nonlocal done
         for batch in batches:
-            if point is not None and done >= point.arg:
+            if point is not None and task.rows >= point.arg:
                 act(point)
+            task.count(batch[0])
             yield batch
-            done += len(batch[0])
 
-    yield from scorer.score_all(counted())
-    if point is not None and done >= point.arg:
+    stream = counted()
+    first = next(stream, None)
+    if first is not None:
+        loads = worker_load_count(key)
+        scorer = get_scorer(key, artifact, options)
+        yield from scorer.score_all(chain([first], stream))
+        if stats is not None:
+            loaded = worker_load_count(key) - loads
+            stats.add(task.stats(loads=loaded, device=scorer.device, precision=scorer.precision))
+    if point is not None and task.rows >= point.arg:
         act(point)
 
 
@@ -77,6 +87,7 @@ def make_pd_udf(
     key: str,
     options: ScoringOptions,
     with_features: bool = False,
+    stats: Accumulator[dict[str, dict[str, Any]]] | None = None,
 ) -> Any:
     """A pandas UDF mapping a document column to struct<pd, n_tokens, truncated, n_chunks,
     reasons> (SCORE_TYPE; reasons only for flagged decisions when ``options.explain`` is set).
@@ -84,7 +95,8 @@ def make_pd_udf(
     ``artifact`` is a Broadcast of the model directory's files (see load_artifact_bytes) and
     ``key`` identifies the model (artifact_key: the manifest's sha256) in the worker cache.
     ``with_features``: for a fused model, the UDF takes a second argument, a struct of the
-    manifest's feature columns (by name).
+    manifest's feature columns (by name). ``stats`` (a WorkerStats accumulator) gets one record
+    per task that scored.
     """
     if with_features:
 
@@ -93,14 +105,14 @@ def make_pd_udf(
             batches: Iterator[tuple[pd.Series, pd.DataFrame]],
         ) -> Iterator[pd.DataFrame]:
             pairs = ((_texts(docs), frame) for docs, frame in batches)
-            yield from _score_stream(pairs, artifact, key, options)
+            yield from _score_stream(pairs, artifact, key, options, stats)
 
         return score_with_features
 
     @pandas_udf(SCORE_TYPE)  # type: ignore[call-overload]
     def score_documents(documents: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         texts: Iterator[Batch] = ((_texts(batch), None) for batch in documents)
-        yield from _score_stream(texts, artifact, key, options)
+        yield from _score_stream(texts, artifact, key, options, stats)
 
     return score_documents
 
@@ -112,6 +124,7 @@ def make_pd_mapper(
     options: ScoringOptions,
     keep: list[str],
     features: tuple[str, ...] = (),
+    stats: Accumulator[dict[str, dict[str, Any]]] | None = None,
 ) -> Any:
     """The same scoring as make_pd_udf for ``mapInPandas`` (which takes a ResourceProfile):
     frames with ``document``, the ``keep`` and the ``features`` columns in (a fused model reads
@@ -126,7 +139,7 @@ def make_pd_mapper(
                 columns = frame[list(features)].reset_index(drop=True) if features else None
                 yield _texts(frame["document"]), columns
 
-        for scores in _score_stream(texts(), artifact, key, options):
+        for scores in _score_stream(texts(), artifact, key, options, stats):
             yield pd.concat([kept.pop(0), scores], axis=1)
 
     return score_frames

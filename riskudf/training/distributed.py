@@ -2,8 +2,9 @@
 
 The Trainer does the DDP work (sharded batches, gradient all-reduce, gathered evaluation)
 once torchrun has started the processes; rank 0 saves the trained weights (safetensors) for
-the driver to publish. Local mode runs the processes on the driver, which is what a single
-machine (and the tests) can do; ``local_mode=False`` would run them as Spark tasks.
+the driver to publish. Under a local master the processes run on the driver; on a cluster they
+run as the tasks of one barrier stage on the executors (``local_mode=False``), and the work
+folder must be one the executors and the driver share (rank 0 writes the model there).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def fine_tune_distributed(
     backbone: Path,
     work_dir: Path,
 ) -> FineTuned:
-    """fine_tune in ``conf.processes`` processes started by TorchDistributor (local mode).
+    """fine_tune in ``conf.processes`` processes started by TorchDistributor: on the driver under
+    a local master, as Spark tasks on a cluster.
 
     ``spark`` must be the active session: TorchDistributor reads its master and resources.
     """
@@ -77,8 +79,9 @@ def fine_tune_distributed(
 
     if SparkSession.getActiveSession() is not spark:
         raise ValueError("TorchDistributor needs the given Spark session to be the active one")
+    local = (spark.sparkContext.master or "").startswith("local")
     distributor = TorchDistributor(
-        num_processes=conf.processes, local_mode=True, use_gpu=torch.cuda.is_available()
+        num_processes=conf.processes, local_mode=local, use_gpu=torch.cuda.is_available()
     )
     settings = conf.model_dump(mode="json")
     distributor.run(_train_process, train, validation, settings, str(backbone), str(work_dir))
