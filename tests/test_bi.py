@@ -79,6 +79,7 @@ def run_row(run_id: str, as_of: dt.date, status: str) -> tuple:
         "full",
         0,
         None,
+        None,  # scoring_workers
     )
 
 
