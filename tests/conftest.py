@@ -227,6 +227,7 @@ def make_conf(tmp_path: Path):
         data["scoring"]["model_dir"] = str(model_dir)
         # Reports go to the test's folder, never the project's lakehouse/.
         data["monitoring"]["report_dir"] = str(tmp_path / "reports")
+        data["spark"]["event_log_dir"] = str(tmp_path / "spark-events")
         for dotted, value in overrides.items():
             section, key = dotted.split("__")
             data[section][key] = value

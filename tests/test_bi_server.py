@@ -62,6 +62,8 @@ def lakehouse(spark, tiny_model, tmp_path_factory) -> Lakehouse:
     data["bi"].update(port=free_port(), ready_timeout_s=240)
     conf_path = tmp_path_factory.mktemp("bi_wire") / "bi.yaml"
     data["monitoring"]["report_dir"] = str(conf_path.parent / "reports")
+    # The server is started from the project root: its event logs go to the test's folder.
+    data["spark"]["event_log_dir"] = str(conf_path.parent / "spark-events")
     conf_path.write_text(yaml.safe_dump(data))
     conf = load_config(conf_path)
     write_demo_tables(

@@ -188,6 +188,10 @@ def _signal(state: Path, name: str) -> int | None:
 def _wait_gone(pid: int, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        # Reap it when this process started it (make cluster's CLI exits; a test's does not),
+        # else a dead child stays a zombie that kill(pid, 0) still finds.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
         try:
             os.kill(pid, 0)
         except ProcessLookupError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from riskudf.config import GpuConf, SparkConf
@@ -20,7 +21,8 @@ def build_spark(conf: SparkConf, gpu: GpuConf | None = None) -> SparkSession:
     """Return the active SparkSession, or create one with the configured settings (and the
     executors' GPU settings when scoring runs on GPUs)."""
     settings = {**(gpu.spark_settings() if gpu else {}), **conf.session_settings()}
-    if conf.event_log_dir is not None:
+    # Event logs are set when the context starts: a running one (a test's) keeps its own.
+    if conf.event_log_dir is not None and SparkContext._active_spark_context is None:
         _ensure_local_folder(conf.event_log_dir)
     builder = SparkSession.builder.appName(conf.app_name)
     for key, value in settings.items():
