@@ -317,14 +317,12 @@ def spark_stage(job: Job) -> tuple[pd.DataFrame, float]:
     from riskudf.config import load_config
     from riskudf.model.artifact import artifact_key, load_artifact_bytes
     from riskudf.scoring.incremental import fingerprint_expr, score_conf_key
-    from riskudf.scoring.pipeline import score_and_grade
+    from riskudf.scoring.pipeline import score_and_grade, set_arrow_batches
 
     spark = bench_spark(job)
     conf = load_config(job.conf)
     conf = conf.model_copy(update={"reasons": conf.reasons.model_copy(update={"enabled": False})})
-    spark.conf.set(
-        "spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.scoring.arrow_batch_rows)
-    )
+    set_arrow_batches(spark, conf.scoring)
     manifest, files = load_artifact_bytes(job.model_dir)
     artifact = spark.sparkContext.broadcast(files)
     partitions = conf.scoring.partitions or spark.sparkContext.defaultParallelism
@@ -462,7 +460,7 @@ def long_stage(job: Job, n_docs: int) -> dict[str, float]:
     and largest batch, from the run's WorkerStats."""
     from riskudf.config import load_config
     from riskudf.model.artifact import artifact_key, load_artifact_bytes
-    from riskudf.scoring.pipeline import score_and_grade
+    from riskudf.scoring.pipeline import score_and_grade, set_arrow_batches
     from riskudf.scoring.worker import WorkerStats, worker_rows
 
     spark = bench_spark(job)
@@ -476,12 +474,7 @@ def long_stage(job: Job, n_docs: int) -> dict[str, float]:
     frame["report_age_days"] = 0
     documents = spark.createDataFrame(frame).repartition(2).cache()
     documents.count()
-    spark.conf.set(
-        "spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.scoring.arrow_batch_rows)
-    )
-    spark.conf.set(
-        "spark.sql.execution.arrow.maxBytesPerBatch", str(conf.scoring.arrow_batch_bytes)
-    )
+    set_arrow_batches(spark, conf.scoring)
     manifest, files = load_artifact_bytes(job.model_dir)
     stats = spark.sparkContext.accumulator({}, WorkerStats())
     start = time.perf_counter()

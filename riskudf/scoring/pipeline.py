@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType, StructType
 
 from riskudf import failpoints
-from riskudf.config import GpuConf, RiskConf
+from riskudf.config import GpuConf, RiskConf, ScoringConf
 from riskudf.documents import quarantine
 from riskudf.documents.assemble import assemble_documents
 from riskudf.failpoints import Failpoint
@@ -664,12 +664,7 @@ def score_documents(
     """Phase 3: PDs, grades and decisions of the scorable documents, persisted (scored once:
     the persisted result feeds the checks and the commit). Arrow batches to the Python workers
     are bounded in rows and in bytes, whichever comes first."""
-    spark.conf.set(
-        "spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.scoring.arrow_batch_rows)
-    )
-    spark.conf.set(
-        "spark.sql.execution.arrow.maxBytesPerBatch", str(conf.scoring.arrow_batch_bytes)
-    )
+    set_arrow_batches(spark, conf.scoring)
     partitions = conf.scoring.partitions or spark.sparkContext.defaultParallelism
     return score_and_grade(
         documents.scorable,
@@ -683,6 +678,13 @@ def score_documents(
         previous=previous,
         stats=stats,
     ).persist(StorageLevel.MEMORY_AND_DISK)
+
+
+def set_arrow_batches(spark: SparkSession, scoring: ScoringConf) -> None:
+    """Arrow batches to the scoring UDF: at most ``arrow_batch_rows`` rows and
+    ``arrow_batch_bytes`` bytes, whichever comes first."""
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(scoring.arrow_batch_rows))
+    spark.conf.set("spark.sql.execution.arrow.maxBytesPerBatch", str(scoring.arrow_batch_bytes))
 
 
 # Long on purpose: the phases of one run and the undo on failure (nested try/finally).
