@@ -2,11 +2,14 @@
 
 spark-submit jobs/score_portfolio.py --as-of YYYY-MM-DD [--mode full|incremental] [--full]
 spark-submit jobs/score_portfolio.py --from YYYY-MM-DD --to YYYY-MM-DD (a backfill, one app)
+    [--inputs-as-of TIMESTAMP]: read every input as known then (Delta time travel)
+spark-submit jobs/score_portfolio.py --reproduce RUN_ID [--inputs-as-of TIMESTAMP]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import sys
 
@@ -18,6 +21,7 @@ from riskudf.config import RiskConf
 from riskudf.entry import (
     EXIT_ALERTS,
     EXIT_MONITORING_FAILED,
+    EXIT_NOT_REPRODUCED,
     EXIT_OK,
     add_conf_argument,
     grade_lines,
@@ -27,7 +31,8 @@ from riskudf.entry import (
 )
 from riskudf.lakehouse.session import build_spark
 from riskudf.safe_logging import safe_message
-from riskudf.scoring.pipeline import Mode, RunResult, backfill
+from riskudf.scoring.pipeline import Mode, RunResult, backfill, business_date, purge_expired
+from riskudf.scoring.reproduce import report_lines, reproduce
 
 log = logging.getLogger("score_portfolio")
 
@@ -37,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     dates = parser.add_mutually_exclusive_group(required=True)
     dates.add_argument("--as-of", type=iso_date, help="as-of date, YYYY-MM-DD")
     dates.add_argument("--from", dest="start", type=iso_date, help="backfill: first as-of date")
+    dates.add_argument(
+        "--reproduce",
+        metavar="RUN_ID",
+        help="score that run's date again from its recorded input and model versions and "
+        "compare with its stored rows (writes only a run log row)",
+    )
     parser.add_argument("--to", dest="end", type=iso_date, help="backfill: last as-of date")
     parser.add_argument(
         "--mode",
@@ -45,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         help="incremental: rescore only obligors whose document changed since the last run",
     )
     parser.add_argument("--full", action="store_true", help="force a full rescore (any --mode)")
+    parser.add_argument(
+        "--inputs-as-of",
+        type=iso_timestamp,
+        help="knowledge time: read each input at its last version committed at this time "
+        "(ISO 8601; UTC unless it has an offset); default: the run's start",
+    )
     add_conf_argument(parser)
     args = parser.parse_args(argv)
     if (args.start is None) != (args.end is None):
@@ -55,10 +72,50 @@ def main(argv: list[str] | None = None) -> int:
     def score(conf: RiskConf) -> int:
         failpoint = failpoints.from_env()
         spark = build_spark(conf.spark, conf.scoring.gpu)
-        results = backfill(spark, conf, start=start, end=end, mode=mode, failpoint=failpoint)
-        return max((after_run(spark, conf, result) for result in results), default=EXIT_OK)
+        if args.reproduce:
+            return reproduce_run(spark, conf, args.reproduce, args.inputs_as_of)
+        results = backfill(
+            spark,
+            conf,
+            start=start,
+            end=end,
+            mode=mode,
+            failpoint=failpoint,
+            inputs_as_of=args.inputs_as_of,
+        )
+        code = max((after_run(spark, conf, result) for result in results), default=EXIT_OK)
+        expire_history(spark, conf)
+        return code
 
     return run_job(args.conf, score, log=log, failure="scoring run failed")
+
+
+def iso_timestamp(text: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 timestamp: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def reproduce_run(
+    spark: SparkSession, conf: RiskConf, run_id: str, inputs_as_of: dt.datetime | None
+) -> int:
+    """--reproduce: the report on stdout; exit 0 when every row was reproduced."""
+    result, found = reproduce(spark, conf, run_id=run_id, inputs_as_of=inputs_as_of)
+    print("\n".join(report_lines(found)))
+    print(f"run log: {conf.tables.qualified('score_runs')} run_id {result.run_id}")
+    return EXIT_OK if found.identical else EXIT_NOT_REPRODUCED
+
+
+def expire_history(spark: SparkSession, conf: RiskConf) -> None:
+    """Drop scored_history dates past the retention; a failure is logged, never fatal."""
+    try:
+        purge_expired(
+            spark, conf, today=business_date(dt.datetime.now(dt.UTC), conf.scoring.timezone)
+        )
+    except Exception as exc:
+        log.error("could not drop expired history: %s", safe_message(exc))
 
 
 def after_run(spark: SparkSession, conf: RiskConf, result: RunResult) -> int:

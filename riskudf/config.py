@@ -52,6 +52,13 @@ class TablesConf(_Conf):
     monitor_runs: str = "monitor_runs"
     alert_actions: str = "alert_actions"
     model_registry: str = "model_registry"
+    scored_history: str = "scored_history"
+    retention_days: int = Field(
+        default=2557,
+        gt=0,
+        description="every run's scored rows (scored_history) and the run log are kept this "
+        "long, superseded runs included; 2557 days: 7 years",
+    )
 
     def qualified(self, table: str) -> str:
         """``database.table`` for one of the table names above."""
@@ -136,6 +143,12 @@ class ScoringConf(_Conf):
     )
     timezone: str = Field(
         default="UTC", description="the lender's time zone: its business date is 'today'"
+    )
+    reproduce_pd_tolerance: float = Field(
+        default=1e-6,
+        ge=0,
+        description="--reproduce: a row differs when its PD moves by more than this, or its "
+        "grade or decision changes (batching moves floats by ~1e-7)",
     )
 
     @model_validator(mode="after")

@@ -80,6 +80,10 @@ def run_row(run_id: str, as_of: dt.date, status: str) -> tuple:
         0,
         None,
         None,  # scoring_workers
+        None,  # knowledge_time
+        None,  # late_records
+        None,  # environment
+        None,  # reproduction
     )
 
 

@@ -34,8 +34,10 @@ from riskudf.lakehouse.schemas import (
     PORTFOLIO_SUMMARY_COLUMNS,
     RETENTION_PROPERTIES,
     RUN_HISTORY_COLUMNS,
+    SCORE_HISTORY_COLUMNS,
     SCORE_RUNS_COLUMNS,
     SCORE_RUNS_COMMENT,
+    SCORED_HISTORY_COMMENT,
     SCORED_PORTFOLIO_COLUMNS,
     SCORED_PORTFOLIO_COMMENT,
     SCORED_PORTFOLIO_PROPERTIES,
@@ -43,6 +45,7 @@ from riskudf.lakehouse.schemas import (
     SCORING_QUARANTINE_COMMENT,
     ColumnSpec,
     ViewColumn,
+    history_properties,
 )
 from riskudf.monitoring.lifecycle import current_runs_sql
 from riskudf.monitoring.run import ensure_monitor_tables
@@ -69,10 +72,16 @@ def documented_tables(tables: TablesConf) -> tuple[DocumentedTable, ...]:
             SCORED_PORTFOLIO_PROPERTIES,
         ),
         DocumentedTable(
+            tables.qualified("scored_history"),
+            SCORED_PORTFOLIO_COLUMNS,
+            SCORED_HISTORY_COMMENT,
+            history_properties(tables.retention_days),
+        ),
+        DocumentedTable(
             tables.qualified("score_runs"),
             SCORE_RUNS_COLUMNS,
             SCORE_RUNS_COMMENT,
-            RETENTION_PROPERTIES,
+            history_properties(tables.retention_days),
         ),
         DocumentedTable(
             tables.qualified("monitor_alerts"),
@@ -157,14 +166,33 @@ def view_queries(conf: RiskConf) -> dict[str, str]:
             "r.started_at, r.finished_at, r.duration_s, r.rows_in, r.rows_scored, "
             "r.rows_quarantined, r.model_version, to_json(r.input_versions) AS input_versions, "
             "r.error, m.monitoring_status, "
-            "coalesce(m.alerts_fired, r.alerts_fired) AS alerts_fired "
+            "coalesce(m.alerts_fired, r.alerts_fired) AS alerts_fired, r.mode, r.knowledge_time "
             f"FROM {t.qualified('score_runs')} r LEFT JOIN (SELECT DISTINCT run_id FROM "
             f"{t.qualified('scored_portfolio')}) c ON r.run_id = c.run_id "
             "LEFT JOIN (SELECT run_id, max_by(status, finished_at) AS monitoring_status, "
             "max_by(alerts_fired, finished_at) AS alerts_fired "
             f"FROM {t.qualified('monitor_runs')} GROUP BY run_id) m ON r.run_id = m.run_id"
         ),
+        "v_score_history": (
+            "SELECT h.obligor_id, h.as_of_date, h.pd, h.grade, h.decision, h.model_version, "
+            "h.run_id, h.scored_at, r.current_from, r.current_until, r.superseded_by_run_id, "
+            "r.current_until IS NULL AS is_current "
+            f"FROM {t.qualified('scored_history')} h JOIN ({run_periods_sql(t)}) r "
+            "ON h.run_id = r.run_id AND h.as_of_date = r.as_of_date"
+        ),
     }
+
+
+def run_periods_sql(tables: TablesConf) -> str:
+    """Each successful run's period as its date's current run: from its end to the end of the
+    next successful run of the same date (null while current); as current_runs_sql ranks."""
+    order = "OVER (PARTITION BY as_of_date ORDER BY finished_at, run_id)"
+    return (
+        "SELECT run_id, as_of_date, finished_at AS current_from, "
+        f"lead(finished_at) {order} AS current_until, "
+        f"lead(run_id) {order} AS superseded_by_run_id "
+        f"FROM {tables.qualified('score_runs')} WHERE status = 'success'"
+    )
 
 
 VIEW_DOCS: dict[str, tuple[str, tuple[ViewColumn, ...]]] = {
@@ -186,6 +214,11 @@ VIEW_DOCS: dict[str, tuple[str, tuple[ViewColumn, ...]]] = {
     "v_run_history": (
         "every scoring run: status, counts, duration, input versions, and its monitoring",
         RUN_HISTORY_COLUMNS,
+    ),
+    "v_score_history": (
+        "every run's scores, superseded runs included, with when each run's rows were the "
+        "current rows of their date; kept for tables.retention_days",
+        SCORE_HISTORY_COLUMNS,
     ),
 }
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from riskudf.lakehouse.schemas import ColumnSpec
 
@@ -76,14 +78,39 @@ def latest_version(spark: SparkSession, table: str) -> int:
     return int(row["version"])
 
 
+def version_at(spark: SparkSession, table: str, at: dt.datetime) -> int:
+    """The last Delta version of ``table`` committed at or before ``at`` (aware, or UTC)."""
+    latest = latest_version(spark, table)  # the table exists and is a Delta table
+    moment = at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+    row = (
+        spark.sql(f"DESCRIBE HISTORY {table}")
+        .where(F.col("timestamp") <= F.lit(moment))
+        .agg(F.max("version").alias("version"))
+        .first()
+    )
+    if row is None or row["version"] is None:
+        raise InputError(
+            f"table {table} has no version committed at or before {moment.isoformat()} "
+            "(it did not exist yet, or that history is past its log retention)"
+        )
+    return min(int(row["version"]), latest)
+
+
+def read_version(
+    spark: SparkSession, table: str, version: int, required: Mapping[str, str]
+) -> DataFrame:
+    """Read a Delta table at ``version`` and check its columns."""
+    df = spark.sql(f"SELECT * FROM {table} VERSION AS OF {int(version)}")
+    check_columns(df, table, required)
+    return df
+
+
 def read_versioned(
     spark: SparkSession, table: str, required: Mapping[str, str]
 ) -> tuple[DataFrame, int]:
     """Read a Delta table pinned at its current version and check its columns."""
     version = latest_version(spark, table)
-    df = spark.sql(f"SELECT * FROM {table} VERSION AS OF {version}")
-    check_columns(df, table, required)
-    return df, version
+    return read_version(spark, table, version, required), version
 
 
 def ensure_database(spark: SparkSession, database: str) -> None:

@@ -66,12 +66,22 @@ WORKER_FIELDS = (
     "model_loads: INT, device: STRING, precision: STRING, resources: ARRAY<STRING>, "
     "max_batch_rows: INT, max_batch_chars: BIGINT, peak_rss_mb: DOUBLE"
 )
+# What a --reproduce run found (score_runs.reproduction, see riskudf.scoring.reproduce).
+REPRODUCTION_FIELDS = (
+    "of_run_id: STRING, inputs: STRING, rows_compared: BIGINT, rows_differing: BIGINT, "
+    "rows_missing: BIGINT, max_pd_diff: DOUBLE, pd_tolerance: DOUBLE"
+)
 SCORE_RUNS_COLUMNS: tuple[ColumnSpec, ...] = (
     ("run_id", "STRING", True, "unique id of the scoring run"),
     ("as_of_date", "DATE", True, "the as-of date scored"),
     ("started_at", "TIMESTAMP", True, "when the run started (UTC)"),
     ("finished_at", "TIMESTAMP", True, "when the run ended (UTC)"),
-    ("status", "STRING", True, "one of success, failed"),
+    (
+        "status",
+        "STRING",
+        True,
+        "one of success, failed, reproduced (a --reproduce check, which writes no scores)",
+    ),
     ("rows_in", "BIGINT", False, "rows of the portfolio table read by the run"),
     ("rows_scored", "BIGINT", False, "rows written to scored_portfolio"),
     ("rows_quarantined", "BIGINT", False, "portfolio rows not scored, see scoring_quarantine"),
@@ -87,7 +97,7 @@ SCORE_RUNS_COLUMNS: tuple[ColumnSpec, ...] = (
         "runs before monitoring became its own phase only: alerts of severity alert; since then "
         "null, see monitor_runs.alerts_fired",
     ),
-    ("mode", "STRING", False, "full or incremental, as requested"),
+    ("mode", "STRING", False, "full, incremental or reproduce, as requested"),
     ("rows_carried_forward", "BIGINT", False, "of rows_scored, copied from carried_from_run_id"),
     ("carried_from_run_id", "STRING", False, "the earlier run reused; null when none"),
     (
@@ -97,6 +107,34 @@ SCORE_RUNS_COLUMNS: tuple[ColumnSpec, ...] = (
         "one entry per Python worker that scored: its executor, tasks, batches, rows, model "
         "loads (1 on its first task, 0 after), device, precision, the resources its tasks were "
         "given, the largest Arrow batch (rows, characters) and its peak memory",
+    ),
+    (
+        "knowledge_time",
+        "TIMESTAMP",
+        False,
+        "inputs as known at this time (UTC): each input read at its last Delta version "
+        "committed then; the run's start unless --inputs-as-of",
+    ),
+    (
+        "late_records",
+        "MAP<STRING, BIGINT>",
+        False,
+        "per input table: records dated on or before the as-of date (portfolio: obligors) "
+        "written after the knowledge time, and so left out",
+    ),
+    (
+        "environment",
+        "MAP<STRING, STRING>",
+        False,
+        "versions of python, torch, transformers, tokenizers, pyspark and delta-spark on the "
+        "driver; part of every row's fingerprint",
+    ),
+    (
+        "reproduction",
+        f"STRUCT<{REPRODUCTION_FIELDS}>",
+        False,
+        "mode reproduce only: the run re-scored, how its inputs were read, and how its stored "
+        "rows compare (rows compared, differing, largest PD difference)",
     ),
 )
 
@@ -292,6 +330,13 @@ MONITOR_RUNS_COLUMNS: tuple[ColumnSpec, ...] = (
     ("error", "STRING", False, "exception class of a failed monitoring; never input text"),
     ("alerts_fired", "INT", False, "alerts of severity alert raised; null unless success"),
     ("warnings", "INT", False, "alerts of severity warn raised; null unless success"),
+    (
+        "input_versions",
+        "MAP<STRING, BIGINT>",
+        False,
+        "Delta version read of each table monitoring used: the portfolio at the run's own "
+        "input version, outcomes and scored_portfolio as of the monitoring's start",
+    ),
 )
 MONITOR_RUNS_COMMENT = (
     "one row per monitoring of a published scoring run (after its score_runs success row); "
@@ -317,7 +362,14 @@ SCORED_PORTFOLIO_COMMENT = (
     "PD, grade and decision per obligor and as-of date; one row each, from the latest run of "
     "the date (see score_runs for its status)"
 )
-SCORE_RUNS_COMMENT = "one row per scoring run, written when the run ends"
+SCORE_RUNS_COMMENT = (
+    "one row per scoring run, written when the run ends; append-only, kept for "
+    "tables.retention_days"
+)
+SCORED_HISTORY_COMMENT = (
+    "every run's scored rows, superseded runs included (append-only, kept for "
+    "tables.retention_days); which run was current when: v_score_history"
+)
 SCORING_QUARANTINE_COMMENT = (
     "rows and records a run could not score, with a reason code; no input text"
 )
@@ -337,6 +389,18 @@ SCORED_PORTFOLIO_PROPERTIES = {
     **RETENTION_PROPERTIES,
     "delta.enableChangeDataFeed": "true",
 }
+
+
+def history_properties(retention_days: int) -> dict[str, str]:
+    """Properties of the tables kept for the retention period (scored_history, score_runs):
+    their log and removed files last as long as their rows, so time travel and VACUUM agree
+    with it."""
+    interval = f"interval {retention_days} days"
+    return {
+        **RETENTION_PROPERTIES,
+        "delta.logRetentionDuration": interval,
+        "delta.deletedFileRetentionDuration": interval,
+    }
 
 
 SCORING_QUARANTINE_COLUMNS: tuple[ColumnSpec, ...] = (
@@ -447,7 +511,7 @@ ALERTS_OPEN_COLUMNS: tuple[ViewColumn, ...] = (
 RUN_HISTORY_COLUMNS: tuple[ViewColumn, ...] = (
     ("run_id", "unique id of the scoring run"),
     ("as_of_date", "as-of date scored"),
-    ("status", "one of success, failed"),
+    ("status", "one of success, failed, reproduced"),
     ("is_current", "true when the scored table holds this run's rows for its date"),
     ("started_at", "UTC"),
     ("finished_at", "UTC"),
@@ -468,4 +532,23 @@ RUN_HISTORY_COLUMNS: tuple[ViewColumn, ...] = (
         "alerts of severity alert raised by that monitoring (monitor_runs; older runs: "
         "score_runs.alerts_fired)",
     ),
+    ("mode", "full, incremental or reproduce"),
+    ("knowledge_time", "inputs as known at this time (UTC); null for runs before it existed"),
+)
+SCORE_HISTORY_COLUMNS: tuple[ViewColumn, ...] = (
+    ("obligor_id", "obligor key (pseudonymous)"),
+    ("as_of_date", "as-of date scored"),
+    ("pd", "probability of default within 12 months, a fraction from 0 to 1"),
+    ("grade", "grade on the master scale"),
+    ("decision", "one of approve, review, decline"),
+    ("model_version", "model that produced the score"),
+    ("run_id", "scoring run, see v_run_history"),
+    ("scored_at", "when the run wrote the score (UTC)"),
+    ("current_from", "when the run finished and its rows became the date's current rows (UTC)"),
+    (
+        "current_until",
+        "when a later run of the same date replaced them (UTC); null while they are current",
+    ),
+    ("superseded_by_run_id", "that later run; null while current"),
+    ("is_current", "true when these are the date's rows in scored_portfolio"),
 )

@@ -57,6 +57,7 @@ def _record(
         outcome.error,
         summary.alerts_fired if summary else None,
         len(summary.alerts) - summary.alerts_fired if summary else None,
+        summary.input_versions if summary else None,
     )
     frame = spark.createDataFrame([row], schema(MONITOR_RUNS_COLUMNS))
     append(frame, conf.tables.qualified("monitor_runs"))

@@ -32,6 +32,7 @@ from riskudf.lakehouse.delta import (
     check_columns,
     ensure_database,
     ensure_table,
+    latest_version,
     partition_by,
     replace_where,
     schema,
@@ -101,6 +102,7 @@ class MonitorSummary:
     duration_s: float
     notes: tuple[str, ...] = field(default_factory=tuple)
     phase_s: dict[str, float] = field(default_factory=dict)
+    input_versions: dict[str, int] = field(default_factory=dict)  # Delta version of each read
 
     @property
     def alerts_fired(self) -> int:
@@ -421,20 +423,88 @@ def _matured_cohorts(spark: SparkSession, conf: RiskConf, as_of: dt.date) -> lis
     return matured[: conf.monitoring.backtest_cohorts]
 
 
+def run_portfolio_versions(
+    spark: SparkSession, conf: RiskConf, runs: list[tuple[str, dt.date]]
+) -> dict[tuple[str, dt.date], int]:
+    """The portfolio version each run read (score_runs.input_versions); runs that did not
+    record it are left out."""
+    if not runs:
+        return {}
+    name = conf.tables.qualified("portfolio")
+    wanted = F.struct(F.col("run_id"), F.col("as_of_date")).isin(
+        [F.struct(F.lit(r), F.lit(d)) for r, d in runs]
+    )
+    rows = (
+        spark.table(conf.tables.qualified("score_runs"))
+        .where(wanted & (F.col("status") == "success"))
+        .select("run_id", "as_of_date", F.col("input_versions")[name].alias("version"))
+        .where(F.col("version").isNotNull())
+        .collect()
+    )
+    return {(r["run_id"], r["as_of_date"]): int(r["version"]) for r in rows}
+
+
+def portfolio_of_run(
+    spark: SparkSession, conf: RiskConf, run_id: str, as_of: dt.date
+) -> tuple[DataFrame, int]:
+    """The portfolio as the run read it (its recorded version), else its current version."""
+    name = conf.tables.qualified("portfolio")
+    version = run_portfolio_versions(spark, conf, [(run_id, as_of)]).get(
+        (run_id, as_of), latest_version(spark, name)
+    )
+    return spark.sql(f"SELECT * FROM {name} VERSION AS OF {version}"), version
+
+
+def cohort_attributes(
+    spark: SparkSession, conf: RiskConf, rows: DataFrame, slices: list[str]
+) -> DataFrame:
+    """``rows`` (scored rows of several cohorts) with each cohort's slice attributes as its
+    run read them: the portfolio at that run's recorded version, not today's."""
+    if not slices:
+        return rows
+    runs = [
+        (r["run_id"], r["as_of_date"])
+        for r in rows.select("run_id", "as_of_date").distinct().collect()
+    ]
+    versions = run_portfolio_versions(spark, conf, runs)
+    name = conf.tables.qualified("portfolio")
+    current = latest_version(spark, name)
+    frames = [
+        spark.sql(f"SELECT * FROM {name} VERSION AS OF {versions.get(run, current)}")
+        .select("obligor_id", *slices)
+        .dropDuplicates(["obligor_id"])
+        .withColumn("run_id", F.lit(run[0]))
+        for run in runs
+    ]
+    if not frames:
+        return rows.select("*", *[F.lit(None).cast("string").alias(c) for c in slices])
+    attributes = frames[0]
+    for frame in frames[1:]:
+        attributes = attributes.unionByName(frame)
+    return rows.join(attributes, ["run_id", "obligor_id"], "left")
+
+
+def pinned(spark: SparkSession, table: str, versions: dict[str, int]) -> DataFrame:
+    """``table`` at its current version, recorded in ``versions`` (the first read pins it)."""
+    if table not in versions:
+        versions[table] = latest_version(spark, table)
+    return spark.sql(f"SELECT * FROM {table} VERSION AS OF {versions[table]}")
+
+
 def _backtest(
     spark: SparkSession,
     conf: RiskConf,
-    portfolio: DataFrame,
     slices: list[str],
     cohorts: list[dt.date],
+    versions: dict[str, int],
 ) -> tuple[list[BacktestRecord], list[Any]]:
     outcomes_table = conf.tables.qualified("outcomes")
     if not spark.catalog.tableExists(outcomes_table):
         raise MissingTableError(f"table {outcomes_table} does not exist")
-    outcomes = spark.table(outcomes_table)
+    outcomes = pinned(spark, outcomes_table, versions)
     check_columns(outcomes, outcomes_table, OUTCOME_COLUMNS)
     rows = (
-        spark.table(conf.tables.qualified("scored_portfolio"))
+        pinned(spark, conf.tables.qualified("scored_portfolio"), versions)
         .where(F.col("as_of_date").isin(cohorts))
         .join(
             outcomes.select(
@@ -443,7 +513,7 @@ def _backtest(
             ["obligor_id", "as_of_date"],
         )
     )
-    rows = agg.with_attributes(rows, portfolio, slices)
+    rows = cohort_attributes(spark, conf, rows, slices)
     bins = agg.outcome_bins(rows, slice_columns=slices).collect()
     horizon = conf.monitoring.outcome_horizon_months
     return backtest_records(bins, horizon_months=horizon), bins
@@ -469,6 +539,7 @@ class MonitorResult:
     fails_run: bool
     started: float  # time.monotonic() at the start of the computation
     phase_s: dict[str, float]
+    input_versions: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -573,10 +644,10 @@ def _fairness(
 def _cohort_backtest(
     spark: SparkSession,
     conf: RiskConf,
-    portfolio: DataFrame,
     slices: list[str],
     as_of: dt.date,
     notes: list[str],
+    versions: dict[str, int],
 ) -> tuple[list[BacktestRecord], list[Any]]:
     cohorts = _matured_cohorts(spark, conf, as_of)
     if not cohorts:
@@ -584,7 +655,7 @@ def _cohort_backtest(
         notes.append(f"no cohort scored {months} months before {as_of}: backtest skipped")
         return [], []
     try:
-        return _backtest(spark, conf, portfolio, slices, cohorts)
+        return _backtest(spark, conf, slices, cohorts, versions)
     except MissingTableError as exc:
         notes.append(f"{exc}: backtest skipped")
         return [], []
@@ -687,9 +758,13 @@ def compute_monitoring(
     clock, phases, mon = time.monotonic(), _Phases(), conf.monitoring
     notes: list[str] = []
     monitored_at = dt.datetime.now(dt.UTC)
-    portfolio = spark.table(conf.tables.qualified("portfolio"))
+    # The portfolio as the run read it; outcomes and scores as they are now, each pinned.
+    versions: dict[str, int] = {}
+    portfolio, versions[conf.tables.qualified("portfolio")] = portfolio_of_run(
+        spark, conf, run_id, as_of
+    )
     slices = _slices(portfolio, mon, notes)
-    scored = spark.table(conf.tables.qualified("scored_portfolio")).where(
+    scored = pinned(spark, conf.tables.qualified("scored_portfolio"), versions).where(
         (F.col("run_id") == run_id) & (F.col("as_of_date") == F.lit(as_of))
     )
     rows = agg.with_attributes(add_derived_columns(scored), portfolio, slices).persist()
@@ -712,7 +787,7 @@ def compute_monitoring(
         phases.lap("migration")
     finally:
         rows.unpersist()
-    backtest, outcome_bins = _cohort_backtest(spark, conf, portfolio, slices, as_of, notes)
+    backtest, outcome_bins = _cohort_backtest(spark, conf, slices, as_of, notes, versions)
     phases.lap("backtest")
     fairness = _fairness(mon, slices, histograms, outcome_bins, as_of)
     alerts = evaluate_alerts(
@@ -752,6 +827,7 @@ def compute_monitoring(
         fails_run=bool(fired and mon.fail_on_alert),
         started=clock,
         phase_s=phases.seconds,
+        input_versions=versions,
     )
 
 
@@ -796,6 +872,7 @@ def write_monitoring(spark: SparkSession, conf: RiskConf, result: MonitorResult)
         duration_s=round(time.monotonic() - result.started, 3),
         notes=tuple(result.report.notes),
         phase_s=result.phase_s | phases.seconds,
+        input_versions=result.input_versions,
     )
     _log_summary(summary)
     return summary

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -25,7 +25,11 @@ from riskudf.config import ReasonsConf, ScoringConf
 MODEL_OUTPUTS = ("pd", "n_tokens", "truncated", "n_chunks", "reasons")
 
 
-def score_conf_key(conf: ScoringConf, reasons: ReasonsConf | None = None) -> str:
+def score_conf_key(
+    conf: ScoringConf,
+    reasons: ReasonsConf | None = None,
+    environment: Mapping[str, str] | None = None,
+) -> str:
     """Hash of the scoring settings that change model outputs.
 
     ``precision`` and the device (``auto`` resolves differently on a GPU) do: the window
@@ -34,11 +38,14 @@ def score_conf_key(conf: ScoringConf, reasons: ReasonsConf | None = None) -> str
     what the model computes for them. So does how reasons are computed (enabled, method,
     max_reasons, library), but not which decisions get them: a row that lacks the reasons its
     decision needs is rescored (split_by_fingerprint), one that no longer needs them has them
-    set to null after grading.
+    set to null after grading. ``environment`` (lineage.environment: library versions) does
+    too: a new torch or transformers may compute a document differently.
     """
     affecting: dict[str, object] = {"precision": conf.precision, "gpu": conf.gpu is not None}
     if reasons is not None and reasons.enabled:
         affecting["reasons"] = reasons.model_dump(exclude={"decisions"})
+    if environment is not None:
+        affecting["environment"] = dict(environment)
     return hashlib.sha256(json.dumps(affecting, sort_keys=True).encode()).hexdigest()
 
 

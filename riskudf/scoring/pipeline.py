@@ -36,9 +36,10 @@ from riskudf.lakehouse.delta import (
     ensure_database,
     ensure_table,
     latest_version,
-    read_versioned,
+    read_version,
     replace_where,
     schema,
+    version_at,
 )
 from riskudf.lakehouse.schemas import (
     CREDIT_REPORT_COLUMNS,
@@ -47,11 +48,13 @@ from riskudf.lakehouse.schemas import (
     RETENTION_PROPERTIES,
     SCORE_RUNS_COLUMNS,
     SCORE_RUNS_COMMENT,
+    SCORED_HISTORY_COMMENT,
     SCORED_PORTFOLIO_COLUMNS,
     SCORED_PORTFOLIO_COMMENT,
     SCORED_PORTFOLIO_PROPERTIES,
     SCORING_QUARANTINE_COLUMNS,
     SCORING_QUARANTINE_COMMENT,
+    history_properties,
 )
 from riskudf.model.artifact import (
     Manifest,
@@ -62,7 +65,7 @@ from riskudf.model.artifact import (
 from riskudf.model.features import FeatureSpec, feature_spec_of
 from riskudf.monitoring.phase import run_monitoring
 from riskudf.monitoring.run import MonitorSummary
-from riskudf.scoring import incremental
+from riskudf.scoring import incremental, lineage
 from riskudf.scoring.grading import add_grade_and_decision, decision_expr
 from riskudf.scoring.progress import Progress
 from riskudf.scoring.scorer import ExplainOptions, ScoringOptions
@@ -94,6 +97,10 @@ class RunResult:
     carried_from_run_id: str | None = None
     monitoring_status: str | None = None  # success, failed; None: monitoring is off
     scoring_workers: tuple[dict[str, Any], ...] = ()  # see worker.WorkerStats
+    knowledge_time: dt.datetime | None = None  # inputs as known then (UTC)
+    late_records: dict[str, int] = field(default_factory=dict)  # written after knowledge_time
+    environment: dict[str, str] = field(default_factory=dict)  # see lineage.environment
+    reproduction: dict[str, Any] | None = None  # mode reproduce, see reproduce.Reproduction
 
 
 class ReconciliationError(RuntimeError):
@@ -139,10 +146,18 @@ def ensure_output_tables(spark: SparkSession, conf: RiskConf) -> None:
     )
     ensure_table(
         spark,
+        tables.qualified("scored_history"),
+        SCORED_PORTFOLIO_COLUMNS,
+        partitioned_by="as_of_date",
+        comment=SCORED_HISTORY_COMMENT,
+        properties=history_properties(tables.retention_days),
+    )
+    ensure_table(
+        spark,
         tables.qualified("score_runs"),
         SCORE_RUNS_COLUMNS,
         comment=SCORE_RUNS_COMMENT,
-        properties=RETENTION_PROPERTIES,
+        properties=history_properties(tables.retention_days),
     )
     leases.ensure_tables(
         spark,
@@ -318,7 +333,7 @@ def reconcile(portfolio: DataFrame, scored: DataFrame, quarantined: DataFrame) -
     )
 
 
-def _run_row(
+def run_log_row(
     spark: SparkSession, result: RunResult, started: dt.datetime, error: str | None
 ) -> DataFrame:
     finished = dt.datetime.now(dt.UTC)
@@ -341,6 +356,10 @@ def _run_row(
         result.rows_carried_forward,
         result.carried_from_run_id,
         list(result.scoring_workers),
+        result.knowledge_time,
+        result.late_records,
+        result.environment,
+        result.reproduction,
     )
     return spark.createDataFrame([row], schema(SCORE_RUNS_COLUMNS))
 
@@ -402,21 +421,67 @@ class Settled:
     reason_counts: dict[str, int]
 
 
-def read_inputs(spark: SparkSession, conf: RiskConf) -> Inputs:
-    """Phase 1: the input snapshot, each table pinned at its current version and checked."""
-    tables = conf.tables
-    names = {t: tables.qualified(t) for t in ("portfolio", "credit_reports", "filings")}
-    versions: dict[str, int] = {}
-    portfolio, versions[names["portfolio"]] = read_versioned(
-        spark, names["portfolio"], PORTFOLIO_COLUMNS
-    )
-    reports, versions[names["credit_reports"]] = read_versioned(
-        spark, names["credit_reports"], CREDIT_REPORT_COLUMNS
-    )
-    filings, versions[names["filings"]] = read_versioned(spark, names["filings"], FILING_COLUMNS)
-    if portfolio.limit(1).count() == 0:
+# Each input's role, required columns, record key and record date (None: not dated).
+INPUT_TABLES: dict[str, tuple[dict[str, str], str, str | None]] = {
+    "portfolio": (PORTFOLIO_COLUMNS, "obligor_id", None),
+    "credit_reports": (CREDIT_REPORT_COLUMNS, "report_id", "report_date"),
+    "filings": (FILING_COLUMNS, "filing_id", "filing_date"),
+}
+
+
+def read_inputs(
+    spark: SparkSession,
+    conf: RiskConf,
+    *,
+    knowledge_time: dt.datetime | None = None,
+    versions: dict[str, int] | None = None,
+) -> Inputs:
+    """Phase 1: the input snapshot, checked. Each table is pinned at ``versions`` (by qualified
+    name) when given, else at its last version committed at or before ``knowledge_time``, else
+    at its current version."""
+    names = {role: conf.tables.qualified(role) for role in INPUT_TABLES}
+    pinned: dict[str, int] = {}
+    frames: dict[str, DataFrame] = {}
+    for role, (required, _, _) in INPUT_TABLES.items():
+        name = names[role]
+        if versions is not None:
+            if name not in versions:
+                raise InputError(f"no recorded version of table {name}")
+            pinned[name] = int(versions[name])
+        elif knowledge_time is not None:
+            pinned[name] = version_at(spark, name, knowledge_time)
+        else:
+            pinned[name] = latest_version(spark, name)
+        frames[role] = read_version(spark, name, pinned[name], required)
+    if frames["portfolio"].limit(1).count() == 0:
         raise InputError(f"table {names['portfolio']} is empty: nothing to score")
-    return Inputs(names, versions, portfolio, reports, filings)
+    return Inputs(names, pinned, frames["portfolio"], frames["credit_reports"], frames["filings"])
+
+
+def late_records(spark: SparkSession, inputs: Inputs, *, as_of: dt.date) -> dict[str, int]:
+    """Per input table: records dated on or before ``as_of`` (portfolio: obligors) that its
+    current version holds and the pinned version does not; written after the knowledge time,
+    so left out of the run. A table read at its current version has none (no Spark job)."""
+    late: dict[str, int] = {}
+    pinned = {
+        "portfolio": inputs.portfolio,
+        "credit_reports": inputs.reports,
+        "filings": inputs.filings,
+    }
+    for role, (_, key, date_col) in INPUT_TABLES.items():
+        name = inputs.names[role]
+        current = latest_version(spark, name)
+        if current == inputs.versions[name]:
+            late[name] = 0
+            continue
+        now = spark.sql(f"SELECT * FROM {name} VERSION AS OF {current}")
+        if date_col is not None:
+            now = now.where(F.col(date_col) <= F.lit(as_of))
+        known = pinned[role].select(key).where(F.col(key).isNotNull())
+        late[name] = (
+            now.select(key).where(F.col(key).isNotNull()).distinct().join(known, key, "left_anti")
+        ).count()
+    return late
 
 
 def load_model(conf: RiskConf, inputs: Inputs) -> Model:
@@ -454,7 +519,13 @@ def previous_scores(
 
 
 def build_documents(
-    inputs: Inputs, conf: RiskConf, model: Model, *, as_of: dt.date, today: dt.date
+    inputs: Inputs,
+    conf: RiskConf,
+    model: Model,
+    *,
+    as_of: dt.date,
+    today: dt.date,
+    environment: dict[str, str] | None = None,
 ) -> Documents:
     """Phase 2: one document per usable obligor, bad records and documents set aside."""
     names, lookback = inputs.names, conf.scoring.filing_lookback_days
@@ -490,7 +561,7 @@ def build_documents(
         incremental.fingerprint_expr(
             F.col("document"),
             model_key=model.key,
-            conf_key=incremental.score_conf_key(conf.scoring, conf.reasons),
+            conf_key=incremental.score_conf_key(conf.scoring, conf.reasons, environment),
             features=model.spec.columns if model.spec is not None else (),
         ),
     )
@@ -589,7 +660,8 @@ def publish(
     committed: dict[str, int],
     failpoint: Failpoint | None,
 ) -> None:
-    """Phase 5: replace the date's quarantine rows, then its scored rows, one commit each.
+    """Phase 5: replace the date's quarantine rows, then its scored rows, then add the scored
+    rows to scored_history (kept after a rerun replaces them), one commit each.
 
     Each table's version before its commit goes into ``committed`` first, so a failure can put
     the date back (undo_date). The lease is checked right before each commit: a run that lost
@@ -599,11 +671,15 @@ def publish(
     for name, rows in (
         ("scoring_quarantine", settled.set_aside),
         ("scored_portfolio", settled.output),
+        ("scored_history", settled.output),
     ):
         table = conf.tables.qualified(name)
         lease.check()
         committed[table] = latest_version(spark, table)
-        replace_where(rows, table, this_date)
+        if name == "scored_history":
+            append(rows, table)
+        else:
+            replace_where(rows, table, this_date)
         if name == "scoring_quarantine":
             failpoints.hit(failpoint, "between_commits")
 
@@ -704,7 +780,9 @@ def run_phases(
 ) -> RunResult:
     """Phases 2 to 5 under the run's lease: documents, scores, settle, publish."""
     as_of, run_id = run.as_of, run.run_id
-    documents = build_documents(inputs, conf, model, as_of=as_of, today=today)
+    documents = build_documents(
+        inputs, conf, model, as_of=as_of, today=today, environment=run.environment
+    )
     artifact = spark.sparkContext.broadcast(model.files)
     stats = spark.sparkContext.accumulator({}, WorkerStats())
     results = score_documents(
@@ -727,6 +805,11 @@ def run_phases(
             loads_by_executor(workers),
         )
         carried = results.where(F.col("carried_forward")).count()
+        lineage.check_one_precision(
+            (w["precision"] for w in workers),
+            carried_precisions(spark, conf, run.carried_from_run_id) if carried else (),
+            run_id=run_id,
+        )
         progress.done("score", rows_done - carried, rows_carried_forward=carried)
         settled = settle(
             inputs,
@@ -770,6 +853,21 @@ def run_phases(
     )
 
 
+def carried_precisions(spark: SparkSession, conf: RiskConf, run_id: str | None) -> list[str]:
+    """The precisions the workers of ``run_id`` resolved (none for runs before the record)."""
+    if run_id is None:
+        return []
+    rows = (
+        spark.table(conf.tables.qualified("score_runs"))
+        .where((F.col("run_id") == run_id) & (F.col("status") == "success"))
+        .select(F.explode_outer("scoring_workers.precision").alias("precision"))
+        .where(F.col("precision").isNotNull())
+        .distinct()
+        .collect()
+    )
+    return [str(r["precision"]) for r in rows]
+
+
 def _record_failure(
     spark: SparkSession,
     conf: RiskConf,
@@ -794,7 +892,7 @@ def _record_failure(
     progress.done("failed", None, error=type(exc).__name__)
     try:
         append(
-            _run_row(spark, failed, started, type(exc).__name__),
+            run_log_row(spark, failed, started, type(exc).__name__),
             conf.tables.qualified("score_runs"),
         )
     except Exception as lost:  # the original error matters more than the log row
@@ -810,6 +908,7 @@ def score_portfolio(
     run_id: str | None = None,
     failpoint: Failpoint | None = None,
     mode: Mode = "full",
+    inputs_as_of: dt.datetime | None = None,
 ) -> RunResult:
     """Score every obligor of the portfolio as of a date and record the run.
 
@@ -820,6 +919,8 @@ def score_portfolio(
     runs after publication (see monitor_published).
     ``mode="incremental"`` sends only documents whose fingerprint differs from the latest
     successful run's to the model and carries the other rows' model outputs forward.
+    Every input is read as known at one knowledge time: ``inputs_as_of`` (aware, or UTC),
+    else the run's start; records written later are left out and counted (late_records).
     """
     if mode not in ("full", "incremental"):
         raise ValueError(f"mode must be full or incremental, got {mode!r}")
@@ -828,12 +929,15 @@ def score_portfolio(
     started = dt.datetime.now(dt.UTC)
     clock = time.monotonic()
     today = business_date(started, conf.scoring.timezone)
+    knowledge_time = knowledge_time_of(inputs_as_of, started)
     # Inputs are checked before anything is created or written.
     if as_of > today:
         raise InputError(
             f"as-of date {as_of} is in the future (today is {today} in {conf.scoring.timezone})"
         )
-    inputs = read_inputs(spark, conf)
+    # By default the current versions, read now: the knowledge time is the run's start. Commit
+    # times come from the storage's clock, so only an explicit --inputs-as-of goes by them.
+    inputs = read_inputs(spark, conf, knowledge_time=inputs_as_of and knowledge_time)
     model = load_model(conf, inputs)
     ensure_output_tables(spark, conf)
     run = RunResult(
@@ -846,6 +950,8 @@ def score_portfolio(
         input_versions=inputs.versions,
         duration_s=0.0,
         mode=mode,
+        knowledge_time=knowledge_time,
+        environment=lineage.environment(),
     )
     committed: dict[str, int] = {}
     try:
@@ -858,12 +964,15 @@ def score_portfolio(
             heartbeat_seconds=conf.scoring.lock_heartbeat_seconds,
         ) as lease:
             failpoints.hit(failpoint, "after_lock")
+            run = replace(run, late_records=late_records(spark, inputs, as_of=as_of))
             log.info(
-                "run %s: as_of=%s model=%s inputs=%s",
+                "run %s: as_of=%s model=%s inputs=%s as known at %s (left out, written later: %s)",
                 run_id,
                 as_of,
                 run.model_version,
                 inputs.versions,
+                knowledge_time.isoformat(),
+                run.late_records,
             )
             carried_from, previous = previous_scores(spark, conf, as_of=as_of, mode=mode)
             run = replace(run, carried_from_run_id=carried_from)
@@ -883,13 +992,40 @@ def score_portfolio(
             )
             run = replace(run, duration_s=round(time.monotonic() - clock, 3))
             lease.check()
-            append(_run_row(spark, run, started, None), conf.tables.qualified("score_runs"))
+            append(run_log_row(spark, run, started, None), conf.tables.qualified("score_runs"))
             progress.done("done", run.rows_scored, status="success")
     except Exception as exc:
         undo(spark, conf, committed, as_of=as_of, run_id=run_id)
         _record_failure(spark, conf, run, started, clock, exc, progress)
         raise
     return monitor_published(spark, conf, run, model.manifest, progress)
+
+
+def knowledge_time_of(inputs_as_of: dt.datetime | None, started: dt.datetime) -> dt.datetime:
+    """The run's knowledge time (UTC): ``inputs_as_of`` (naive means UTC) or its start; never
+    after its start."""
+    if inputs_as_of is None:
+        return started
+    moment = inputs_as_of if inputs_as_of.tzinfo else inputs_as_of.replace(tzinfo=dt.UTC)
+    if moment > started:
+        raise InputError(f"--inputs-as-of {moment.isoformat()} is in the future")
+    return moment.astimezone(dt.UTC)
+
+
+def purge_expired(spark: SparkSession, conf: RiskConf, *, today: dt.date) -> int:
+    """Delete scored_history rows of as-of dates older than tables.retention_days (whole
+    partitions; once the rows are gone, VACUUM after the same period removes their files).
+    Returns the dates dropped."""
+    table = conf.tables.qualified("scored_history")
+    if not spark.catalog.tableExists(table):
+        return 0
+    cutoff = today - dt.timedelta(days=conf.tables.retention_days)
+    old = F.col("as_of_date") < F.lit(cutoff)
+    dates = spark.table(table).where(old).select("as_of_date").distinct().count()
+    if dates:
+        spark.sql(f"DELETE FROM {table} WHERE as_of_date < DATE'{cutoff.isoformat()}'")
+        log.info("%s: dropped %d as-of dates before %s (retention)", table, dates, cutoff)
+    return dates
 
 
 def monitor_published(
@@ -917,19 +1053,24 @@ def backfill(
     end: dt.date,
     mode: Mode = "full",
     failpoint: Failpoint | None = None,
+    inputs_as_of: dt.datetime | None = None,
 ) -> list[RunResult]:
     """Score each as-of date from ``start`` to ``end`` (inclusive), oldest first, in one session.
 
     Each date is one run, atomic and idempotent as score_portfolio makes it; the first failure
     stops the backfill (its date is left as it was, the dates before it are committed) and is
     raised. In incremental mode each date reuses the previous date's scores where the
-    documents did not change.
+    documents did not change. ``inputs_as_of``: every date reads the inputs as known then.
     """
     if end < start:
         raise InputError(f"backfill: --to {end} is before --from {start}")
     results = []
     day = start
     while day <= end:
-        results.append(score_portfolio(spark, conf, as_of=day, mode=mode, failpoint=failpoint))
+        results.append(
+            score_portfolio(
+                spark, conf, as_of=day, mode=mode, failpoint=failpoint, inputs_as_of=inputs_as_of
+            )
+        )
         day += dt.timedelta(days=1)
     return results
