@@ -26,7 +26,7 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export HF_HUB_OFFLINE := 1
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: install demo data model baseline score monitor alert backfill submit-check test bench lint \
+.PHONY: install demo data model baseline score reproduce monitor alert backfill submit-check test bench lint \
   clean-lakehouse metastore metastore-stop bi bi-stop leases lease-release cluster cluster-stop \
   history history-stop
 
@@ -76,8 +76,16 @@ model: install lakehouse metastore
 baseline: install lakehouse metastore
 	$(RUN) jobs/baseline.py --train-table risk.training_documents
 
+# INPUTS_AS_OF=2026-11-28T23:00:00: read the inputs as known then (Delta time travel).
+KNOWN = $(if $(INPUTS_AS_OF),--inputs-as-of $(INPUTS_AS_OF))
 score: install lakehouse metastore
-	$(RUN) jobs/score_portfolio.py --as-of $(AS_OF) --mode $(MODE)
+	$(RUN) jobs/score_portfolio.py --as-of $(AS_OF) --mode $(MODE) $(KNOWN)
+
+# make reproduce RUN_ID=... [INPUTS_AS_OF=...]: score a run's date again from its recorded input
+# versions and compare with its stored rows (exit 5 when rows differ).
+reproduce: install lakehouse metastore
+	test -n "$(RUN_ID)" || { echo "usage: make reproduce RUN_ID=<run_id of score_runs>"; exit 2; }
+	$(RUN) jobs/score_portfolio.py --reproduce $(RUN_ID) $(KNOWN)
 
 # make monitor RUN_ID=...: monitor a published run again (after exit code 4, monitoring failed).
 monitor: install lakehouse metastore
@@ -92,7 +100,7 @@ alert: install lakehouse metastore
 
 # make backfill FROM=2026-11-01 TO=2026-11-28 [MODE=incremental]: one Spark application.
 backfill: install lakehouse metastore
-	$(RUN) jobs/score_portfolio.py --from $(FROM) --to $(TO) --mode $(MODE)
+	$(RUN) jobs/score_portfolio.py --from $(FROM) --to $(TO) --mode $(MODE) $(KNOWN)
 
 # The run leases on as-of dates (scoring_locks): who holds which date, until when.
 leases: install lakehouse metastore

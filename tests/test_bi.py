@@ -231,7 +231,9 @@ def test_an_undocumented_table_is_brought_up_to_date(spark) -> None:
     spark.sql("CREATE DATABASE IF NOT EXISTS bi_old")
     old_columns = tuple((n, k, r, "old") for n, k, r, _ in SCORE_RUNS_COLUMNS)
     spark.sql(f"CREATE TABLE bi_old.score_runs ({ddl(old_columns)}) USING DELTA")
-    table = documented_tables(TablesConf(database="bi_old"))[1]
+    (table,) = [
+        t for t in documented_tables(TablesConf(database="bi_old")) if t.name == "bi_old.score_runs"
+    ]
     changes = document_table(spark, table)
     assert changes[:2] == [f"properties {sorted(table.properties)}", "table comment"]
     assert len(changes) == 2 + len(SCORE_RUNS_COLUMNS)

@@ -10,13 +10,16 @@ library version rescores every row of an incremental run.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 from pyspark.sql import functions as F
+from test_jobs import job
 
 from riskudf.bi.views import publish_bi_objects
 from riskudf.config import RiskConf, load_config
@@ -25,7 +28,7 @@ from riskudf.monitoring.run import cohort_attributes, portfolio_of_run
 from riskudf.scoring import lineage
 from riskudf.scoring.incremental import score_conf_key
 from riskudf.scoring.pipeline import score_portfolio
-from riskudf.scoring.reproduce import compare_scores, reproduce
+from riskudf.scoring.reproduce import compare_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 DB = "pit"
@@ -63,9 +66,24 @@ def run_log(spark, run_id: str) -> dict:
     return row.asDict(recursive=True)
 
 
+def reproduce_job(argv: list[str]) -> tuple[int, str]:
+    """jobs/score_portfolio.py's exit code and stdout."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = job("score_portfolio").main(argv)
+    return code, out.getvalue()
+
+
+def reproduction_of(spark, stdout: str) -> dict:
+    """The run log row of the reproduction the job printed (run log: ... run_id <id>)."""
+    run_id = stdout.rsplit("run_id ", 1)[1].split()[0]
+    return run_log(spark, run_id)
+
+
 @pytest.fixture(scope="module")
 def story(spark, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
-    conf = write_conf(tmp_path_factory.mktemp("pit") / "pit.yaml", tiny_model)
+    conf_path = tmp_path_factory.mktemp("pit") / "pit.yaml"
+    conf = write_conf(conf_path, tiny_model)
     spark.sql(f"DROP DATABASE IF EXISTS {DB} CASCADE")
     spark.sql(f"CREATE DATABASE {DB}")
     portfolio = spark.createDataFrame(
@@ -109,12 +127,14 @@ def story(spark, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     )
     spark.sql(f"UPDATE {DB}.credit_reports SET text = '{LATE}' WHERE report_id = 'R-C'")
     rerun = score_portfolio(spark, conf, as_of=D1, inputs_as_of=known)
-    same, same_found = reproduce(spark, conf, run_id=first.run_id)
-    now, now_found = reproduce(
-        spark, conf, run_id=first.run_id, inputs_as_of=dt.datetime.now(dt.UTC)
+    # The job's --reproduce, from the recorded versions and from the current inputs.
+    same = reproduce_job(["--reproduce", first.run_id, "--conf", str(conf_path)])
+    current = dt.datetime.now(dt.UTC).isoformat()
+    now = reproduce_job(
+        ["--reproduce", first.run_id, "--inputs-as-of", current, "--conf", str(conf_path)]
     )
     publish_bi_objects(spark, conf)
-    return conf, first, known, rerun, (same, same_found), (now, now_found)
+    return conf, first, known, rerun, same, now
 
 
 def test_a_rerun_as_known_at_the_first_run_ignores_what_came_later(spark, story):
@@ -152,28 +172,30 @@ def test_the_run_log_records_knowledge_time_versions_and_late_records(spark, sto
 
 
 def test_reproducing_a_run_from_its_recorded_versions_finds_no_difference(spark, story):
-    _, first, _, _, (same, found), _ = story
-    assert (found.rows_compared, found.rows_differing, found.rows_missing) == (5, 0, 0)
-    assert found.max_pd_diff is not None and found.max_pd_diff <= 1e-6
-    assert found.identical
-    log = run_log(spark, same.run_id)
+    _, first, _, _, (code, stdout), _ = story
+    assert code == 0
+    assert f"reproduction of run {first.run_id} (recorded versions): reproduced" in stdout
+    log = reproduction_of(spark, stdout)
     assert (log["status"], log["mode"]) == ("reproduced", "reproduce")
-    assert log["reproduction"]["of_run_id"] == first.run_id
-    assert log["reproduction"]["rows_differing"] == 0
+    found = log["reproduction"]
+    assert found["of_run_id"] == first.run_id
+    assert (found["rows_compared"], found["rows_differing"], found["rows_missing"]) == (5, 0, 0)
+    assert found["max_pd_diff"] <= 1e-6
     assert log["input_versions"] == run_log(spark, first.run_id)["input_versions"]
     # A reproduction publishes nothing.
-    assert rows_of(spark, f"{DB}.scored_history", same.run_id) == {}
+    assert rows_of(spark, f"{DB}.scored_history", log["run_id"]) == {}
 
 
 def test_reproducing_from_current_inputs_finds_the_changed_rows(spark, story):
-    _, _, _, _, _, (now, found) = story
+    _, _, _, _, _, (code, stdout) = story
+    assert code == 5
+    assert "NOT reproduced" in stdout
+    found = reproduction_of(spark, stdout)["reproduction"]
     # A (a later report) and C (a corrected report) differ; F is only in the reproduction.
-    assert found.rows_compared == 5
-    assert found.rows_missing == 1
-    assert found.rows_differing >= 2
-    assert found.max_pd_diff is not None and found.max_pd_diff > 1e-6
-    assert not found.identical
-    assert run_log(spark, now.run_id)["reproduction"]["rows_differing"] == found.rows_differing
+    assert (found["rows_compared"], found["rows_missing"]) == (5, 1)
+    assert found["rows_differing"] >= 2
+    assert found["max_pd_diff"] > 1e-6
+    assert f"rows differing  {found['rows_differing']} " in stdout
 
 
 def test_a_superseded_run_stays_queryable_with_when_it_was_current(spark, story):

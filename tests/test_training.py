@@ -171,7 +171,7 @@ def test_published_model_scores_with_its_calibration(
     # The nightly path (artifact -> Scorer with the manifest's calibration) gives the test figures.
     manifest, tokenizer, model = load_artifact(trained.output)
     assert manifest.chunking == (chunking.model_dump() if chunking else {})
-    options = ScoringOptions(max_length=manifest.max_length, token_budget=8192)
+    options = ScoringOptions(max_length=manifest.max_length, token_budget=8192, precision="fp32")
     chunks = manifest.chunking or None
     raw = Scorer(tokenizer, model, positive_label=1, device="cpu", options=options, chunking=chunks)
     scored = Scorer(

@@ -676,10 +676,12 @@ def publish(
         table = conf.tables.qualified(name)
         lease.check()
         committed[table] = latest_version(spark, table)
+        clock = time.monotonic()
         if name == "scored_history":
             append(rows, table)
         else:
             replace_where(rows, table, this_date)
+        log.info("%s as of %s: committed in %.2fs", table, as_of, time.monotonic() - clock)
         if name == "scoring_quarantine":
             failpoints.hit(failpoint, "between_commits")
 

@@ -77,12 +77,15 @@ def score_texts(
     chunking: dict[str, Any] | None = None,
     features: dict[str, Any] | None = None,
     frame: pd.DataFrame | None = None,
+    precision: str = "fp32",
 ) -> pd.DataFrame:
     """pd, n_tokens, truncated and n_chunks through the same path the nightly UDF uses.
 
     ``features`` (a fused model's spec): ``frame`` holds the feature columns, a row per text.
+    ``precision``: fp32 by default, on every CPU: evaluation and calibration are the reference
+    (``auto`` would pick bf16 on CPUs with native bf16 and move the validated figures).
     """
-    options = ScoringOptions(max_length=max_length, token_budget=8192)
+    options = ScoringOptions(max_length=max_length, token_budget=8192, precision=precision)
     scorer = Scorer(
         tokenizer,
         model,
@@ -549,7 +552,7 @@ def assess_grades(
     features: dict[str, Any] | None = None,
 ) -> Assessment:
     """A grade classifier's validation and test figures (no calibration: there is no PD)."""
-    options = ScoringOptions(max_length=conf.max_length, token_budget=8192)
+    options = ScoringOptions(max_length=conf.max_length, token_budget=8192, precision="fp32")
     scorer = Scorer(
         tokenizer, model, positive_label=0, device="cpu", options=options, features=features
     )
