@@ -37,6 +37,9 @@ class ConfigError(ValueError):
     """The config file is missing, malformed or holds unknown or mistyped keys."""
 
 
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
 class TablesConf(_Conf):
     database: str = "risk"
     portfolio: str = "portfolio"
@@ -59,6 +62,18 @@ class TablesConf(_Conf):
         description="every run's scored rows (scored_history) and the run log are kept this "
         "long, superseded runs included; 2557 days: 7 years",
     )
+
+    @field_validator("*")
+    @classmethod
+    def _plain_identifier(cls, value: object) -> object:
+        # Names go into SQL and into the views BI users query: letters, digits and underscores
+        # only, so that no quote, semicolon or space can end a statement or start another.
+        if isinstance(value, str) and not IDENTIFIER.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a plain identifier (letters, digits and underscores, not "
+                "starting with a digit, at most 128 characters)"
+            )
+        return value
 
     def qualified(self, table: str) -> str:
         """``database.table`` for one of the table names above."""

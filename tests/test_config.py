@@ -35,6 +35,23 @@ def test_wrong_type_names_the_key() -> None:
         parse_config(raw)
 
 
+@pytest.mark.parametrize(
+    ("key", "name"),
+    [
+        ("portfolio", "portfolio'; DROP TABLE risk.score_runs; --"),
+        ("scored_portfolio", "scored;portfolio"),
+        ("database", "risk db"),
+        ("score_runs", "runs`"),
+        ("filings", "1filings"),
+    ],
+)
+def test_a_table_name_that_is_not_a_plain_identifier_is_refused(key: str, name: str) -> None:
+    raw = local()
+    raw["tables"][key] = name
+    with pytest.raises(ConfigError, match=rf"tables\.{key}.*not a plain identifier"):
+        parse_config(raw)
+
+
 def test_master_scale_must_increase_and_close_at_one() -> None:
     raw = local()
     raw["grading"]["master_scale"] = [
