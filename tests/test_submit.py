@@ -11,6 +11,9 @@ from riskudf.lakehouse.submit import render, submit_command
 JOB = "jobs/score_portfolio.py"
 
 
+SECURITY = ("spark.authenticate", "spark.network.crypto.enabled", "spark.io.encryption.enabled")
+
+
 def test_cluster_conf_renders_the_full_command_line() -> None:
     conf = load_config(ROOT / "conf/cluster.yaml")
     command = submit_command(conf, "conf/cluster.yaml", JOB, ["--as-of", "2026-11-28"])
@@ -45,6 +48,8 @@ def test_cluster_conf_renders_the_full_command_line() -> None:
     assert conf.scoring.gpu is not None and conf.scoring.gpu.task_gpus == 1.0
     assert settings["spark.executor.memoryOverhead"] == "12g"
     assert settings["spark.app.name"] == "riskudf-nightly"
+    # Document text is shuffled and spilled: RPC authenticated and encrypted, local disks too.
+    assert {k: settings.get(k) for k in SECURITY} == dict.fromkeys(SECURITY, "true")
     assert render(command, job=JOB).splitlines()[1] == "  --master yarn \\"
 
 
