@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from riskudf.documents.assemble import assemble_documents
-from riskudf.lakehouse.delta import overwrite_table
+from riskudf.lakehouse.delta import ensure_database, overwrite_table
 
 FIRST_NAMES = (
     "Ava",
@@ -408,7 +408,7 @@ def write_demo_tables(
     filing_lookback_days: int,
 ) -> dict[str, int]:
     """Write portfolio, credit_reports, filings, outcomes and training_documents; row counts."""
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
+    ensure_database(spark, database)
     names = {
         "portfolio": "portfolio",
         "reports": "credit_reports",

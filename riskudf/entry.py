@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pyspark.sql import SparkSession
 
 from riskudf.config import RiskConf, load_config
+from riskudf.lakehouse.delta import quote_name
 from riskudf.safe_logging import BAD_INPUT, safe_message, setup_logging
 
 EXIT_OK = 0
@@ -56,7 +57,7 @@ def iso_date(text: str) -> dt.date:
 
 
 def table_location(spark: SparkSession, table: str) -> str:
-    row = spark.sql(f"DESCRIBE DETAIL {table}").select("location").first()
+    row = spark.sql(f"DESCRIBE DETAIL {quote_name(table)}").select("location").first()
     return str(row["location"]) if row else "?"
 
 

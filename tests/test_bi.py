@@ -17,7 +17,16 @@ from riskudf.bi.views import (
     publish_bi_objects,
 )
 from riskudf.config import BiConf, RiskConf, TablesConf, load_config
-from riskudf.lakehouse.delta import ddl, overwrite_table, schema
+from riskudf.lakehouse.delta import (
+    ddl,
+    ensure_database,
+    ensure_table,
+    latest_version,
+    overwrite_table,
+    quote_name,
+    read_version,
+    schema,
+)
 from riskudf.lakehouse.schemas import (
     MONITOR_ALERTS_COLUMNS,
     SCORE_RUNS_COLUMNS,
@@ -303,3 +312,24 @@ def test_compaction_zorders_so_a_lookup_reads_one_file(spark, tmp_path) -> None:
     assert last["operation"] == "OPTIMIZE"
     assert last["operationParameters"]["zOrderBy"] == '["obligor_id"]'
     assert spark.table("bi_zorder.scored_portfolio").count() == n
+
+
+def test_table_names_reach_sql_quoted(spark) -> None:
+    """The SQL text the code writes quotes names: with reserved keywords enforced, a table named
+    like one is still read by version and history, while the unquoted name fails to parse."""
+    columns = (("a", "INT", False, "a column"),)
+    ensure_database(spark, "kw_db")
+    ensure_table(spark, "kw_db.select", columns, comment="a table named like a keyword")
+    spark.conf.set("spark.sql.ansi.enforceReservedKeywords", "true")
+    try:
+        assert latest_version(spark, "kw_db.select") == 0
+        assert read_version(spark, "kw_db.select", 0, {"a": "int"}).count() == 0
+        with pytest.raises(Exception, match="PARSE_SYNTAX_ERROR"):
+            spark.sql("SELECT * FROM kw_db.select VERSION AS OF 0")
+    finally:
+        spark.conf.unset("spark.sql.ansi.enforceReservedKeywords")
+
+
+def test_quote_name_quotes_each_part() -> None:
+    assert quote_name("risk.scored_portfolio") == "`risk`.`scored_portfolio`"
+    assert quote_name("db.we`ird") == "`db`.`we``ird`"

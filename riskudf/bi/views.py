@@ -21,7 +21,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from riskudf.config import BiConf, RiskConf, TablesConf
-from riskudf.lakehouse.delta import MissingTableError, properties_sql, sql_string
+from riskudf.lakehouse.delta import MissingTableError, properties_sql, quote_name, sql_string
 from riskudf.lakehouse.schemas import (
     ALERT_ACTIONS_COLUMNS,
     ALERT_ACTIONS_COMMENT,
@@ -125,11 +125,16 @@ def lgd_sql(bi: BiConf, segment: str) -> str:
     return f"CASE {segment} {cases} ELSE {_double(bi.lgd)} END"
 
 
+def sql_name(tables: TablesConf, table: str) -> str:
+    """One of conf's tables as quoted SQL identifiers, for SQL text (views are served to BI)."""
+    return quote_name(tables.qualified(table))
+
+
 def _successful_scores(tables: TablesConf) -> str:
     """Scored rows whose run is recorded as successful (one Delta snapshot of each table)."""
     return (
-        f"SELECT s.* FROM {tables.qualified('scored_portfolio')} s "
-        f"LEFT SEMI JOIN (SELECT run_id FROM {tables.qualified('score_runs')} "
+        f"SELECT s.* FROM {sql_name(tables, 'scored_portfolio')} s "
+        f"LEFT SEMI JOIN (SELECT run_id FROM {sql_name(tables, 'score_runs')} "
         "WHERE status = 'success') r ON s.run_id = r.run_id"
     )
 
@@ -137,6 +142,10 @@ def _successful_scores(tables: TablesConf) -> str:
 def view_queries(conf: RiskConf) -> dict[str, str]:
     """The SELECT behind each analyst view, keyed by view name (unqualified)."""
     t = conf.tables
+
+    def q(name: str) -> str:
+        return sql_name(t, name)
+
     lgd = lgd_sql(conf.bi, "coalesce(p.segment, 'unknown')")
     return {
         "v_latest_scores": (
@@ -149,16 +158,16 @@ def view_queries(conf: RiskConf) -> dict[str, str]:
             "count(*) AS obligors, sum(p.exposure) AS exposure, avg(s.pd) AS mean_pd, "
             f"max({lgd}) AS lgd, sum(s.pd * p.exposure * {lgd}) AS expected_loss "
             f"FROM ({_successful_scores(t)}) s "
-            f"LEFT JOIN {t.qualified('portfolio')} p ON s.obligor_id = p.obligor_id "
+            f"LEFT JOIN {q('portfolio')} p ON s.obligor_id = p.obligor_id "
             "GROUP BY s.as_of_date, coalesce(p.segment, 'unknown'), s.grade"
         ),
         "v_alerts_open": (
             "SELECT a.alert_id, a.run_id, a.as_of_date, a.rule, a.severity, a.metric, "
             "a.slice_key, a.slice_value, a.value, a.threshold, a.created_at "
-            f"FROM {t.qualified('monitor_alerts')} a "
+            f"FROM {q('monitor_alerts')} a "
             f"LEFT SEMI JOIN ({current_runs_sql(t.qualified('score_runs'))}) c "
             "ON a.run_id = c.run_id AND a.as_of_date = c.as_of_date "
-            f"LEFT ANTI JOIN {t.qualified('alert_actions')} x ON a.alert_id = x.alert_id "
+            f"LEFT ANTI JOIN {q('alert_actions')} x ON a.alert_id = x.alert_id "
             "WHERE a.status = 'open'"
         ),
         "v_run_history": (
@@ -167,17 +176,17 @@ def view_queries(conf: RiskConf) -> dict[str, str]:
             "r.rows_quarantined, r.model_version, to_json(r.input_versions) AS input_versions, "
             "r.error, m.monitoring_status, "
             "coalesce(m.alerts_fired, r.alerts_fired) AS alerts_fired, r.mode, r.knowledge_time "
-            f"FROM {t.qualified('score_runs')} r LEFT JOIN (SELECT DISTINCT run_id FROM "
-            f"{t.qualified('scored_portfolio')}) c ON r.run_id = c.run_id "
+            f"FROM {q('score_runs')} r LEFT JOIN (SELECT DISTINCT run_id FROM "
+            f"{q('scored_portfolio')}) c ON r.run_id = c.run_id "
             "LEFT JOIN (SELECT run_id, max_by(status, finished_at) AS monitoring_status, "
             "max_by(alerts_fired, finished_at) AS alerts_fired "
-            f"FROM {t.qualified('monitor_runs')} GROUP BY run_id) m ON r.run_id = m.run_id"
+            f"FROM {q('monitor_runs')} GROUP BY run_id) m ON r.run_id = m.run_id"
         ),
         "v_score_history": (
             "SELECT h.obligor_id, h.as_of_date, h.pd, h.grade, h.decision, h.model_version, "
             "h.run_id, h.scored_at, r.current_from, r.current_until, r.superseded_by_run_id, "
             "r.current_until IS NULL AS is_current "
-            f"FROM {t.qualified('scored_history')} h JOIN ({run_periods_sql(t)}) r "
+            f"FROM {q('scored_history')} h JOIN ({run_periods_sql(t)}) r "
             "ON h.run_id = r.run_id AND h.as_of_date = r.as_of_date"
         ),
     }
@@ -191,7 +200,7 @@ def run_periods_sql(tables: TablesConf) -> str:
         "SELECT run_id, as_of_date, finished_at AS current_from, "
         f"lead(finished_at) {order} AS current_until, "
         f"lead(run_id) {order} AS superseded_by_run_id "
-        f"FROM {tables.qualified('score_runs')} WHERE status = 'success'"
+        f"FROM {sql_name(tables, 'score_runs')} WHERE status = 'success'"
     )
 
 
@@ -230,7 +239,7 @@ def view_ddl(conf: RiskConf, view: str) -> str:
         lgds = [f"{seg} {value}" for seg, value in sorted(conf.bi.lgd_by_segment.items())]
         comment += f"; LGD: {', '.join([*lgds, f'other {conf.bi.lgd}'])}"
     return (
-        f"CREATE OR REPLACE VIEW {conf.tables.database}.{view} ({cols}) "
+        f"CREATE OR REPLACE VIEW {quote_name(f'{conf.tables.database}.{view}')} ({cols}) "
         f"COMMENT {sql_string(comment)} AS {view_queries(conf)[view]}"
     )
 
@@ -239,7 +248,8 @@ def view_ddl(conf: RiskConf, view: str) -> str:
 
 
 def _table_properties(spark: SparkSession, table: str) -> dict[str, str]:
-    return {row["key"]: row["value"] for row in spark.sql(f"SHOW TBLPROPERTIES {table}").collect()}
+    rows = spark.sql(f"SHOW TBLPROPERTIES {quote_name(table)}").collect()
+    return {row["key"]: row["value"] for row in rows}
 
 
 def document_table(spark: SparkSession, table: DocumentedTable) -> list[str]:
@@ -249,20 +259,21 @@ def document_table(spark: SparkSession, table: DocumentedTable) -> list[str]:
     written when everything already matches (the normal case after the first run).
     """
     changes: list[str] = []
+    name = quote_name(table.name)
     current = _table_properties(spark, table.name)
     missing = {k: v for k, v in table.properties.items() if current.get(k) != v}
     if missing:
-        spark.sql(f"ALTER TABLE {table.name} SET TBLPROPERTIES ({properties_sql(missing)})")
+        spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({properties_sql(missing)})")
         changes.append(f"properties {sorted(missing)}")
-    detail = spark.sql(f"DESCRIBE DETAIL {table.name}").select("description").first()
+    detail = spark.sql(f"DESCRIBE DETAIL {name}").select("description").first()
     if detail is None or detail["description"] != table.comment:
-        spark.sql(f"COMMENT ON TABLE {table.name} IS {sql_string(table.comment)}")
+        spark.sql(f"COMMENT ON TABLE {name} IS {sql_string(table.comment)}")
         changes.append("table comment")
     fields = {f.name: f.metadata.get("comment") for f in spark.table(table.name).schema.fields}
-    for name, _, _, comment in table.columns:
-        if name in fields and fields[name] != comment:
-            spark.sql(f"ALTER TABLE {table.name} ALTER COLUMN {name} COMMENT {sql_string(comment)}")
-            changes.append(f"comment of {name}")
+    for column, _, _, comment in table.columns:
+        if column in fields and fields[column] != comment:
+            spark.sql(f"ALTER TABLE {name} ALTER COLUMN {column} COMMENT {sql_string(comment)}")
+            changes.append(f"comment of {column}")
     return changes
 
 
@@ -290,7 +301,8 @@ def compact_scored_date(spark: SparkSession, conf: RiskConf, *, as_of: dt.date) 
     """
     table = conf.tables.qualified("scored_portfolio")
     row = spark.sql(
-        f"OPTIMIZE {table} WHERE as_of_date = DATE'{as_of.isoformat()}' ZORDER BY (obligor_id)"
+        f"OPTIMIZE {quote_name(table)} WHERE as_of_date = DATE'{as_of.isoformat()}' "
+        "ZORDER BY (obligor_id)"
     ).first()
     metrics = row["metrics"].asDict() if row is not None else {}
     log.info(

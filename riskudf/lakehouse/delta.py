@@ -12,6 +12,14 @@ from pyspark.sql import functions as F
 from riskudf.lakehouse.schemas import ColumnSpec
 
 
+def quote_name(name: str) -> str:
+    """A table or database name (``db.table``) as quoted SQL identifiers: `db`.`table`.
+
+    Conf names are plain identifiers already (config.TablesConf); quoting is the second guard,
+    so that no name can end a statement or start another."""
+    return ".".join("`" + part.replace("`", "``") + "`" for part in name.split("."))
+
+
 def sql_string(text: str) -> str:
     """A SQL string literal (single quotes, backslashes and quotes escaped)."""
     escaped = text.replace("\\", "\\\\").replace("'", "\\'")
@@ -67,10 +75,10 @@ def check_columns(df: DataFrame, table: str, required: Mapping[str, str]) -> Non
 
 def latest_version(spark: SparkSession, table: str) -> int:
     """The current Delta version of a table."""
-    if not spark.catalog.tableExists(table):
+    if not spark.catalog.tableExists(quote_name(table)):
         raise MissingTableError(f"table {table} does not exist")
     try:
-        row = spark.sql(f"DESCRIBE HISTORY {table} LIMIT 1").select("version").first()
+        row = spark.sql(f"DESCRIBE HISTORY {quote_name(table)} LIMIT 1").select("version").first()
     except AnalysisException:
         raise SchemaError(f"table {table} is not a Delta table") from None
     if row is None:
@@ -83,7 +91,7 @@ def version_at(spark: SparkSession, table: str, at: dt.datetime) -> int:
     latest = latest_version(spark, table)  # the table exists and is a Delta table
     moment = at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
     row = (
-        spark.sql(f"DESCRIBE HISTORY {table}")
+        spark.sql(f"DESCRIBE HISTORY {quote_name(table)}")
         .where(F.col("timestamp") <= F.lit(moment))
         .agg(F.max("version").alias("version"))
         .first()
@@ -100,7 +108,7 @@ def read_version(
     spark: SparkSession, table: str, version: int, required: Mapping[str, str]
 ) -> DataFrame:
     """Read a Delta table at ``version`` and check its columns."""
-    df = spark.sql(f"SELECT * FROM {table} VERSION AS OF {int(version)}")
+    df = spark.sql(f"SELECT * FROM {quote_name(table)} VERSION AS OF {int(version)}")
     check_columns(df, table, required)
     return df
 
@@ -114,7 +122,7 @@ def read_versioned(
 
 
 def ensure_database(spark: SparkSession, database: str) -> None:
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {quote_name(database)}")
 
 
 def ensure_table(
@@ -134,13 +142,13 @@ def ensure_table(
     partition = f"PARTITIONED BY ({partitioned_by})" if partitioned_by else ""
     props = f"TBLPROPERTIES ({properties_sql(properties)})" if properties else ""
     spark.sql(
-        f"CREATE TABLE IF NOT EXISTS {table} ({ddl(columns)}) USING DELTA {partition} "
+        f"CREATE TABLE IF NOT EXISTS {quote_name(table)} ({ddl(columns)}) USING DELTA {partition} "
         f"COMMENT {sql_string(comment)} {props}"
     )
     present = set(spark.table(table).columns)
     missing = tuple((n, k, False, c) for n, k, _, c in columns if n not in present)
     if missing:
-        spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({ddl(missing)})")
+        spark.sql(f"ALTER TABLE {quote_name(table)} ADD COLUMNS ({ddl(missing)})")
 
 
 def partition_by(spark: SparkSession, table: str, column: str) -> bool:
@@ -152,7 +160,7 @@ def partition_by(spark: SparkSession, table: str, column: str) -> bool:
     are not kept (its writers fill those columns anyway). A metadata change: writers of the
     table at that moment fail (and may retry).
     """
-    detail = spark.sql(f"DESCRIBE DETAIL {table}").first()
+    detail = spark.sql(f"DESCRIBE DETAIL {quote_name(table)}").first()
     assert detail is not None
     current = list(detail["partitionColumns"])
     if current == [column]:
@@ -164,8 +172,8 @@ def partition_by(spark: SparkSession, table: str, column: str) -> bool:
     props = f"TBLPROPERTIES ({properties_sql(properties)})" if properties else ""
     comment = f"COMMENT {sql_string(detail['description'])}" if detail["description"] else ""
     spark.sql(
-        f"REPLACE TABLE {table} USING DELTA PARTITIONED BY ({column}) {comment} {props} "
-        f"AS SELECT * FROM {table} VERSION AS OF {version}"
+        f"REPLACE TABLE {quote_name(table)} USING DELTA PARTITIONED BY ({column}) {comment} "
+        f"{props} AS SELECT * FROM {quote_name(table)} VERSION AS OF {int(version)}"
     )
     return True
 
@@ -173,7 +181,7 @@ def partition_by(spark: SparkSession, table: str, column: str) -> bool:
 def restore(spark: SparkSession, table: str, version: int) -> None:
     """Put a Delta table back to an earlier version (one new commit), if it moved since."""
     if latest_version(spark, table) != version:
-        spark.sql(f"RESTORE TABLE {table} TO VERSION AS OF {version}")
+        spark.sql(f"RESTORE TABLE {quote_name(table)} TO VERSION AS OF {int(version)}")
 
 
 def replace_where(df: DataFrame, table: str, condition: Column) -> None:

@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from riskudf.config import RiskConf
-from riskudf.lakehouse.delta import InputError, MissingTableError, append, schema
+from riskudf.lakehouse.delta import InputError, MissingTableError, append, quote_name, schema
 from riskudf.lakehouse.schemas import ALERT_ACTIONS_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def current_runs_sql(runs_table: str) -> str:
     return (
         "SELECT as_of_date, run_id FROM (SELECT as_of_date, run_id, row_number() OVER "
         "(PARTITION BY as_of_date ORDER BY finished_at DESC, run_id DESC) AS rank_current "
-        f"FROM {runs_table} WHERE status = 'success') ranked WHERE rank_current = 1"
+        f"FROM {quote_name(runs_table)} WHERE status = 'success') ranked WHERE rank_current = 1"
     )
 
 

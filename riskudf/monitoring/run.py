@@ -34,6 +34,7 @@ from riskudf.lakehouse.delta import (
     ensure_table,
     latest_version,
     partition_by,
+    read_version,
     replace_where,
     schema,
 )
@@ -452,7 +453,7 @@ def portfolio_of_run(
     version = run_portfolio_versions(spark, conf, [(run_id, as_of)]).get(
         (run_id, as_of), latest_version(spark, name)
     )
-    return spark.sql(f"SELECT * FROM {name} VERSION AS OF {version}"), version
+    return read_version(spark, name, version, {}), version
 
 
 def cohort_attributes(
@@ -470,7 +471,7 @@ def cohort_attributes(
     name = conf.tables.qualified("portfolio")
     current = latest_version(spark, name)
     frames = [
-        spark.sql(f"SELECT * FROM {name} VERSION AS OF {versions.get(run, current)}")
+        read_version(spark, name, versions.get(run, current), {})
         .select("obligor_id", *slices)
         .dropDuplicates(["obligor_id"])
         .withColumn("run_id", F.lit(run[0]))
@@ -488,7 +489,7 @@ def pinned(spark: SparkSession, table: str, versions: dict[str, int]) -> DataFra
     """``table`` at its current version, recorded in ``versions`` (the first read pins it)."""
     if table not in versions:
         versions[table] = latest_version(spark, table)
-    return spark.sql(f"SELECT * FROM {table} VERSION AS OF {versions[table]}")
+    return read_version(spark, table, versions[table], {})
 
 
 def _backtest(

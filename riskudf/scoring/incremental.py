@@ -21,6 +21,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from riskudf.config import ReasonsConf, ScoringConf
+from riskudf.lakehouse.delta import read_version
 
 MODEL_OUTPUTS = ("pd", "n_tokens", "truncated", "n_chunks", "reasons")
 
@@ -105,7 +106,7 @@ def previous_run(
     their date, and failed runs, are skipped. Reads ``scored_table`` at ``scored_version``.
     """
     current = (
-        spark.sql(f"SELECT * FROM {scored_table} VERSION AS OF {scored_version}")
+        read_version(spark, scored_table, scored_version, {})
         .where(F.col("as_of_date") <= F.lit(as_of))
         .select("run_id", "as_of_date")
         .distinct()
@@ -127,7 +128,7 @@ def previous_rows(
     """That run's rows, pinned at ``scored_version``, with scored_run_id filled in."""
     run_id, as_of = run
     return (
-        spark.sql(f"SELECT * FROM {scored_table} VERSION AS OF {scored_version}")
+        read_version(spark, scored_table, scored_version, {})
         .where((F.col("as_of_date") == F.lit(as_of)) & (F.col("run_id") == F.lit(run_id)))
         .select(
             "obligor_id",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from delta.tables import DeltaTable
 from pyspark import Accumulator, Broadcast, StorageLevel
 from pyspark.resource import ResourceProfile, ResourceProfileBuilder, TaskResourceRequests
 from pyspark.sql import DataFrame, SparkSession
@@ -474,7 +475,7 @@ def late_records(spark: SparkSession, inputs: Inputs, *, as_of: dt.date) -> dict
         if current == inputs.versions[name]:
             late[name] = 0
             continue
-        now = spark.sql(f"SELECT * FROM {name} VERSION AS OF {current}")
+        now = read_version(spark, name, current, {})
         if date_col is not None:
             now = now.where(F.col(date_col) <= F.lit(as_of))
         known = pinned[role].select(key).where(F.col(key).isNotNull())
@@ -646,7 +647,7 @@ def undo_date(spark: SparkSession, table: str, version: int, as_of: dt.date) -> 
     ``version``, stay as they are (a table-wide RESTORE would remove them).
     """
     this_date = F.col("as_of_date") == F.lit(as_of)
-    earlier = spark.sql(f"SELECT * FROM {table} VERSION AS OF {version}").where(this_date)
+    earlier = read_version(spark, table, version, {}).where(this_date)
     replace_where(earlier, table, this_date)
 
 
@@ -1025,7 +1026,7 @@ def purge_expired(spark: SparkSession, conf: RiskConf, *, today: dt.date) -> int
     old = F.col("as_of_date") < F.lit(cutoff)
     dates = spark.table(table).where(old).select("as_of_date").distinct().count()
     if dates:
-        spark.sql(f"DELETE FROM {table} WHERE as_of_date < DATE'{cutoff.isoformat()}'")
+        DeltaTable.forName(spark, table).delete(old)
         log.info("%s: dropped %d as-of dates before %s (retention)", table, dates, cutoff)
     return dates
 
