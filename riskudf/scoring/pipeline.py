@@ -940,7 +940,7 @@ def score_portfolio(
         )
     # By default the current versions, read now: the knowledge time is the run's start. Commit
     # times come from the storage's clock, so only an explicit --inputs-as-of goes by them.
-    inputs = read_inputs(spark, conf, knowledge_time=inputs_as_of and knowledge_time)
+    inputs = read_inputs(spark, conf, knowledge_time=knowledge_time if inputs_as_of else None)
     model = load_model(conf, inputs)
     ensure_output_tables(spark, conf)
     run = RunResult(
