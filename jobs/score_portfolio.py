@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_conf_argument(parser)
     args = parser.parse_args(argv)
+    if args.reproduce and (args.end is not None or args.full or args.mode != "full"):
+        parser.error("--reproduce scores the run's own date in full: no --to, --mode or --full")
     if (args.start is None) != (args.end is None):
         parser.error("--from and --to go together")
     start, end = (args.as_of, args.as_of) if args.as_of else (args.start, args.end)

@@ -167,7 +167,7 @@ def test_published_fused_model_scores_its_manifest_figures(
     assert {"model.safetensors", "config.json"} <= set(trained.manifest.files)
     assert trained.manifest.features == tuned.features
     manifest, tokenizer, model = load_artifact(trained.output)
-    options = ScoringOptions(max_length=manifest.max_length, token_budget=8192)
+    options = ScoringOptions(max_length=manifest.max_length, token_budget=8192, precision="fp32")
     common: dict = {"positive_label": 1, "device": "cpu", "features": manifest.features}
     scorer = Scorer(tokenizer, model, options=options, calibration=manifest.calibration, **common)
     raw = Scorer(tokenizer, model, options=options, **common)

@@ -24,11 +24,11 @@ from test_jobs import job
 from riskudf.bi.views import publish_bi_objects
 from riskudf.config import RiskConf, load_config
 from riskudf.lakehouse.delta import InputError, append, overwrite_table, version_at
-from riskudf.monitoring.run import cohort_attributes, portfolio_of_run
+from riskudf.monitoring.run import backtest_cohorts, cohort_attributes, portfolio_of_run
 from riskudf.scoring import lineage
 from riskudf.scoring.incremental import score_conf_key
 from riskudf.scoring.pipeline import score_portfolio
-from riskudf.scoring.reproduce import compare_scores
+from riskudf.scoring.reproduce import compare_scores, environment_changes
 
 ROOT = Path(__file__).resolve().parents[1]
 DB = "pit"
@@ -182,6 +182,10 @@ def test_reproducing_a_run_from_its_recorded_versions_finds_no_difference(spark,
     assert (found["rows_compared"], found["rows_differing"], found["rows_missing"]) == (5, 0, 0)
     assert found["max_pd_diff"] <= 1e-6
     assert log["input_versions"] == run_log(spark, first.run_id)["input_versions"]
+    recorded = {w["precision"] for w in run_log(spark, first.run_id)["scoring_workers"]}
+    assert {found["precision"]} == recorded
+    assert found["environment_changes"] == ""
+    assert "libraries       as recorded" in stdout
     # A reproduction publishes nothing.
     assert rows_of(spark, f"{DB}.scored_history", log["run_id"]) == {}
 
@@ -216,8 +220,9 @@ def test_a_superseded_run_stays_queryable_with_when_it_was_current(spark, story)
     properties = {
         r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES {DB}.scored_history").collect()
     }
-    assert properties["delta.deletedFileRetentionDuration"] == "interval 2557 days"
     assert properties["delta.logRetentionDuration"] == "interval 2557 days"
+    # Rows the retention purge deletes leave with VACUUM after 30 days, not 7 more years.
+    assert properties["delta.deletedFileRetentionDuration"] == "interval 30 days"
 
 
 def test_a_changed_library_version_rescores_every_row(spark, story, monkeypatch):
@@ -247,6 +252,21 @@ def test_a_run_refuses_scores_at_two_precisions():
         lineage.check_one_precision(["bf16"], ["fp32"], run_id="r")
 
 
+def test_environment_changes_name_each_changed_library():
+    recorded = {"torch": "2.5.1", "transformers": "4.46.0", "python": "3.11.9"}
+    now = {"torch": "2.6.0", "transformers": "4.46.0", "python": "3.11.9", "peft": "0.13"}
+    assert environment_changes(recorded, now) == "peft absent -> 0.13, torch 2.5.1 -> 2.6.0"
+    assert environment_changes(recorded, dict(recorded)) == ""
+    assert environment_changes({}, now) == ""  # a run from before the record
+
+
+@pytest.mark.parametrize("extra", [["--mode", "incremental"], ["--full"], ["--to", "2026-11-21"]])
+def test_reproduce_refuses_options_that_do_not_apply(extra: list[str]):
+    with pytest.raises(SystemExit) as exit_info:
+        job("score_portfolio").main(["--reproduce", "r", *extra])
+    assert exit_info.value.code == 2
+
+
 def test_compare_scores_counts_differences(spark):
     cols = "obligor_id string, pd double, grade string, decision string"
     stored = spark.createDataFrame(
@@ -266,17 +286,62 @@ def test_a_knowledge_time_before_a_table_existed_is_refused(spark, story):
         version_at(spark, f"{DB}.portfolio", dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
 
 
+def library_run(spark) -> str:
+    """The run of test_a_changed_library_version_rescores_every_row (it read the portfolio with
+    F in it)."""
+    row = (
+        spark.table(f"{DB}.score_runs")
+        .where(F.col("environment")["torch"].endswith("+new"))
+        .select("run_id")
+        .first()
+    )
+    assert row is not None
+    return str(row["run_id"])
+
+
 def test_monitoring_reads_attributes_as_each_run_read_them(spark, story):
-    conf, first, _, rerun, _, _ = story
-    # After both runs, B moves to corporate in the portfolio.
+    conf, first, _, _, _, _ = story
+    later = library_run(spark)
+    # After every run, B moves to corporate in the portfolio.
     spark.sql(f"UPDATE {DB}.portfolio SET segment = 'corporate' WHERE obligor_id = 'B'")
     portfolio, version = portfolio_of_run(spark, conf, first.run_id, D1)
     assert version == run_log(spark, first.run_id)["input_versions"][f"{DB}.portfolio"]
     assert portfolio.where(F.col("obligor_id") == "B").first()["segment"] == "retail"
-    rows = spark.table(f"{DB}.scored_history").where(
-        F.col("run_id").isin(first.run_id, rerun.run_id)
+    rows = spark.createDataFrame(
+        [(run, D1, o) for run in (first.run_id, later) for o in "BF"],
+        "run_id string, as_of_date date, obligor_id string",
     )
     joined = cohort_attributes(spark, conf, rows, ["segment"])
     segments = {(r["run_id"], r["obligor_id"]): r["segment"] for r in joined.collect()}
-    assert segments[(first.run_id, "B")] == segments[(rerun.run_id, "B")] == "retail"
-    assert len(segments) == 10
+    # F joined after run 1 (not in its portfolio version) and before the later run; B was
+    # retail for both, whatever the portfolio says today.
+    assert segments == {
+        (first.run_id, "B"): "retail",
+        (first.run_id, "F"): None,
+        (later, "B"): "retail",
+        (later, "F"): "retail",
+    }
+
+
+def test_a_backtest_whose_cohort_version_is_gone_uses_current_attributes(spark, story):
+    conf = story[0]
+    overwrite_table(
+        spark.createDataFrame(
+            [(o, D1, int(o in "AC")) for o in "ABCDEF"],
+            "obligor_id string, observation_date date, default_12m int",
+        ),
+        f"{DB}.outcomes",
+    )
+    notes: list[str] = []
+    records, _ = backtest_cohorts(spark, conf, ["segment"], [D1], {}, notes)
+    assert notes == [] and records
+    # The current run of D1 recorded a portfolio version that no longer exists.
+    spark.sql(
+        f"UPDATE {DB}.score_runs SET input_versions = map('{DB}.portfolio', 999L) "
+        f"WHERE run_id = '{library_run(spark)}'"
+    )
+    fallback, _ = backtest_cohorts(spark, conf, ["segment"], [D1], {}, notes)
+    assert len(notes) == 1 and "no longer readable" in notes[0]
+    # Pinned, B is retail as the run read it; the fallback has today's corporate B.
+    assert {r.slice_value for r in records if r.slice_key == "segment"} == {"retail"}
+    assert {r.slice_value for r in fallback if r.slice_key == "segment"} == {"retail", "corporate"}

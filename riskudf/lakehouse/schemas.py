@@ -69,7 +69,8 @@ WORKER_FIELDS = (
 # What a --reproduce run found (score_runs.reproduction, see riskudf.scoring.reproduce).
 REPRODUCTION_FIELDS = (
     "of_run_id: STRING, inputs: STRING, rows_compared: BIGINT, rows_differing: BIGINT, "
-    "rows_missing: BIGINT, max_pd_diff: DOUBLE, pd_tolerance: DOUBLE"
+    "rows_missing: BIGINT, max_pd_diff: DOUBLE, pd_tolerance: DOUBLE, precision: STRING, "
+    "environment_changes: STRING"
 )
 SCORE_RUNS_COLUMNS: tuple[ColumnSpec, ...] = (
     ("run_id", "STRING", True, "unique id of the scoring run"),
@@ -363,8 +364,8 @@ SCORED_PORTFOLIO_COMMENT = (
     "the date (see score_runs for its status)"
 )
 SCORE_RUNS_COMMENT = (
-    "one row per scoring run, written when the run ends; append-only, kept for "
-    "tables.retention_days"
+    "one row per scoring run, written when the run ends; append-only, never purged (counts, "
+    "versions and ids only)"
 )
 SCORED_HISTORY_COMMENT = (
     "every run's scored rows, superseded runs included (append-only, kept for "
@@ -392,14 +393,13 @@ SCORED_PORTFOLIO_PROPERTIES = {
 
 
 def history_properties(retention_days: int) -> dict[str, str]:
-    """Properties of the tables kept for the retention period (scored_history, score_runs):
-    their log and removed files last as long as their rows, so time travel and VACUUM agree
-    with it."""
-    interval = f"interval {retention_days} days"
+    """Properties of the tables that keep every run (scored_history, score_runs): their log,
+    and so their own commit history, lasts as long as the retention. Their rows stay in the
+    table itself, never removed by a rerun; the files of rows the retention purge deletes go
+    with VACUUM after the usual 30 days, not another retention period."""
     return {
         **RETENTION_PROPERTIES,
-        "delta.logRetentionDuration": interval,
-        "delta.deletedFileRetentionDuration": interval,
+        "delta.logRetentionDuration": f"interval {retention_days} days",
     }
 
 

@@ -492,12 +492,13 @@ def pinned(spark: SparkSession, table: str, versions: dict[str, int]) -> DataFra
     return read_version(spark, table, versions[table], {})
 
 
-def _backtest(
+def backtest_cohorts(
     spark: SparkSession,
     conf: RiskConf,
     slices: list[str],
     cohorts: list[dt.date],
     versions: dict[str, int],
+    notes: list[str],
 ) -> tuple[list[BacktestRecord], list[Any]]:
     outcomes_table = conf.tables.qualified("outcomes")
     if not spark.catalog.tableExists(outcomes_table):
@@ -514,8 +515,20 @@ def _backtest(
             ["obligor_id", "as_of_date"],
         )
     )
-    rows = cohort_attributes(spark, conf, rows, slices)
-    bins = agg.outcome_bins(rows, slice_columns=slices).collect()
+    try:
+        bins = agg.outcome_bins(
+            cohort_attributes(spark, conf, rows, slices), slice_columns=slices
+        ).collect()
+    except Exception as exc:  # a cohort's version is past the portfolio table's retention
+        name = conf.tables.qualified("portfolio")
+        notes.append(
+            f"backtest slices: a cohort's portfolio version of {name} is no longer readable "
+            f"({type(exc).__name__}); slice attributes from its current version instead"
+        )
+        current = read_version(spark, name, latest_version(spark, name), {})
+        bins = agg.outcome_bins(
+            agg.with_attributes(rows, current, slices), slice_columns=slices
+        ).collect()
     horizon = conf.monitoring.outcome_horizon_months
     return backtest_records(bins, horizon_months=horizon), bins
 
@@ -656,7 +669,7 @@ def _cohort_backtest(
         notes.append(f"no cohort scored {months} months before {as_of}: backtest skipped")
         return [], []
     try:
-        return _backtest(spark, conf, slices, cohorts, versions)
+        return backtest_cohorts(spark, conf, slices, cohorts, versions, notes)
     except MissingTableError as exc:
         notes.append(f"{exc}: backtest skipped")
         return [], []

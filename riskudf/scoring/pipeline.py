@@ -697,9 +697,23 @@ def undo(
 ) -> None:
     """Put back the date's rows of each table this run committed to (see undo_date), unless
     another run holds the date now: that run replaces the date when it publishes, and its own
-    commits must not be undone."""
+    commits must not be undone. The run's own rows in scored_history (append-only) are deleted
+    whoever holds the date: no other run replaces them, and other runs' rows stay."""
     if not committed:
         return
+    committed = dict(committed)
+    history = conf.tables.qualified("scored_history")
+    if committed.pop(history, None) is not None:
+        try:
+            own = (F.col("as_of_date") == F.lit(as_of)) & (F.col("run_id") == F.lit(run_id))
+            DeltaTable.forName(spark, history).delete(own)
+        except Exception as exc:
+            log.error(
+                "run %s: could not delete its rows from %s (%s)",
+                run_id,
+                history,
+                type(exc).__name__,
+            )
     try:
         holder = leases.current_lease(spark, conf.tables.qualified("scoring_locks"), as_of)
     except Exception as exc:  # the run's own error matters more; undo as if the date were free
@@ -810,7 +824,7 @@ def run_phases(
         carried = results.where(F.col("carried_forward")).count()
         lineage.check_one_precision(
             (w["precision"] for w in workers),
-            carried_precisions(spark, conf, run.carried_from_run_id) if carried else (),
+            carried_precisions(spark, conf, results) if carried else (),
             run_id=run_id,
         )
         progress.done("score", rows_done - carried, rows_carried_forward=carried)
@@ -856,13 +870,14 @@ def run_phases(
     )
 
 
-def carried_precisions(spark: SparkSession, conf: RiskConf, run_id: str | None) -> list[str]:
-    """The precisions the workers of ``run_id`` resolved (none for runs before the record)."""
-    if run_id is None:
-        return []
+def carried_precisions(spark: SparkSession, conf: RiskConf, results: DataFrame) -> list[str]:
+    """The precisions of the runs whose model calls gave the carried rows (their scored_run_id;
+    none for runs from before the workers were recorded)."""
+    runs = results.where(F.col("carried_forward")).select("scored_run_id").distinct()
     rows = (
         spark.table(conf.tables.qualified("score_runs"))
-        .where((F.col("run_id") == run_id) & (F.col("status") == "success"))
+        .where(F.col("status") == "success")
+        .join(runs, F.col("run_id") == F.col("scored_run_id"), "left_semi")
         .select(F.explode_outer("scoring_workers.precision").alias("precision"))
         .where(F.col("precision").isNotNull())
         .distinct()

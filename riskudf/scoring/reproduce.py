@@ -43,6 +43,8 @@ class Reproduction:
     rows_missing: int  # obligors in only one of the two
     max_pd_diff: float | None  # largest |PD difference| over rows_compared
     pd_tolerance: float
+    precision: str  # scored at: the run's recorded precision, else conf's
+    environment_changes: str  # library versions that differ from the run's, "" when none
 
     @property
     def identical(self) -> bool:
@@ -132,6 +134,11 @@ def reproduce(
         knowledge = knowledge_time_of(inputs_as_of, started)
         inputs = read_inputs(spark, conf, knowledge_time=knowledge)
         how = f"as of {knowledge.isoformat()}"
+    # The precision the run's workers resolved, so that auto does not resolve otherwise here.
+    recorded_precisions = {w["precision"] for w in recorded["scoring_workers"] or []}
+    if len(recorded_precisions) == 1:
+        scoring = conf.scoring.model_copy(update={"precision": recorded_precisions.pop()})
+        conf = conf.model_copy(update={"scoring": scoring})
     model = load_model(conf, inputs)
     if model.manifest.model_version != recorded["model_version"]:
         raise InputError(
@@ -168,7 +175,18 @@ def reproduce(
     finally:
         results.unpersist()
         artifact.unpersist()
-    found = Reproduction(run_id, how, compared, differing, missing, max_diff, tolerance)
+    changes = environment_changes(dict(recorded["environment"] or {}), environment)
+    found = Reproduction(
+        run_id,
+        how,
+        compared,
+        differing,
+        missing,
+        max_diff,
+        tolerance,
+        conf.scoring.precision,
+        changes,
+    )
     result = RunResult(
         run_id=own_id,
         as_of=as_of,
@@ -188,6 +206,19 @@ def reproduce(
     return replace(result, rows_scored=rows_scored), found
 
 
+def environment_changes(recorded: dict[str, str], now: dict[str, str]) -> str:
+    """ "torch 2.5.1 -> 2.6.0, ..." for the libraries whose version differs; "" when none (or
+    when the run recorded none)."""
+    if not recorded:
+        return ""
+    names = sorted(set(recorded) | set(now))
+    return ", ".join(
+        f"{n} {recorded.get(n, 'absent')} -> {now.get(n, 'absent')}"
+        for n in names
+        if recorded.get(n) != now.get(n)
+    )
+
+
 def reproduction_row(found: Reproduction) -> dict[str, Any]:
     return asdict(found)
 
@@ -203,4 +234,6 @@ def report_lines(found: Reproduction) -> list[str]:
         "or decision changed)",
         f"  rows missing    {found.rows_missing} (in only one of stored and reproduced)",
         f"  largest PD difference {largest}",
+        f"  precision       {found.precision}",
+        f"  libraries       {found.environment_changes or 'as recorded'}",
     ]
