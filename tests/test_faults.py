@@ -28,10 +28,11 @@ RUN_COLUMNS = ("run_id", "scored_run_id", "scored_at", "quarantined_at")
 
 
 def state(spark, db: str, *, with_run: bool = True) -> dict[str, list[tuple]]:
-    """The scored and quarantine rows of AS_OF, sorted; optionally without the run's own ids
-    and the model's outputs (see outputs)."""
+    """The scored and quarantine rows of AS_OF, sorted, and every run's rows in scored_history;
+    or without the run's own ids and the model's outputs (see outputs), and no history."""
     out = {}
-    for table in ("scored_portfolio", "scoring_quarantine"):
+    tables = ("scored_portfolio", "scoring_quarantine")
+    for table in (*tables, "scored_history") if with_run else tables:
         df = spark.table(f"{db}.{table}").where(F.col("as_of_date") == AS_OF)
         if not with_run:
             df = df.drop(*RUN_COLUMNS, "pd", "reasons")
