@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from pyspark.sql import SparkSession
+from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
 
 from riskudf.config import RiskConf
@@ -48,6 +48,18 @@ def current_runs_sql(runs_table: str) -> str:
         "(PARTITION BY as_of_date ORDER BY finished_at DESC, run_id DESC) AS rank_current "
         f"FROM {quote_name(runs_table)} WHERE status = 'success') ranked WHERE rank_current = 1"
     )
+
+
+def successful_run(spark: SparkSession, conf: RiskConf, run_id: str) -> Row:
+    """The run log row of ``run_id``, a successful scoring run (else InputError)."""
+    runs = conf.tables.qualified("score_runs")
+    if not spark.catalog.tableExists(runs):
+        raise MissingTableError(f"table {runs} does not exist")
+    row = spark.table(runs).where(F.col("run_id") == run_id).orderBy(F.desc("finished_at")).first()
+    if row is None or row["status"] != "success":
+        status = row["status"] if row is not None else "not in score_runs"
+        raise InputError(f"run {run_id} is not a successful scoring run ({status})")
+    return row
 
 
 def current_run(spark: SparkSession, conf: RiskConf, as_of: dt.date) -> str | None:

@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Literal
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
 from riskudf.config import RiskConf
 from riskudf.lakehouse import leases
-from riskudf.lakehouse.delta import InputError, MissingTableError, append, schema
+from riskudf.lakehouse.delta import InputError, append, schema
 from riskudf.lakehouse.schemas import MONITOR_RUNS_COLUMNS
 from riskudf.model.artifact import Manifest, read_manifest
-from riskudf.monitoring.lifecycle import close_stale_alerts, current_run
+from riskudf.monitoring.lifecycle import close_stale_alerts, current_run, successful_run
 from riskudf.monitoring.run import MonitorSummary, ensure_log_tables, monitor_run
 from riskudf.safe_logging import safe_message
 
@@ -105,13 +104,7 @@ def monitor_published_run(spark: SparkSession, conf: RiskConf, *, run_id: str) -
     """Monitor again the current successful run ``run_id`` (its scores are the date's rows),
     holding its date so that no rerun replaces them meanwhile. The model of conf must be the
     one the run was scored with."""
-    runs = conf.tables.qualified("score_runs")
-    if not spark.catalog.tableExists(runs):
-        raise MissingTableError(f"table {runs} does not exist")
-    row = spark.table(runs).where(F.col("run_id") == run_id).orderBy(F.desc("finished_at")).first()
-    if row is None or row["status"] != "success":
-        status = row["status"] if row is not None else "not in score_runs"
-        raise InputError(f"run {run_id} is not a successful published run ({status})")
+    row = successful_run(spark, conf, run_id)
     as_of = row["as_of_date"]
     current = current_run(spark, conf, as_of)
     if current != run_id:

@@ -11,13 +11,13 @@ import datetime as dt
 import time
 import uuid
 from dataclasses import asdict, dataclass, replace
-from typing import Any
 
-from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from riskudf.config import RiskConf
-from riskudf.lakehouse.delta import InputError, MissingTableError, append
+from riskudf.lakehouse.delta import InputError, append
+from riskudf.monitoring.lifecycle import successful_run
 from riskudf.scoring import lineage
 from riskudf.scoring.pipeline import (
     RunResult,
@@ -82,18 +82,6 @@ def compare_scores(
     return int(row["compared"]), int(row["differing"]), int(row["missing"]), max_diff
 
 
-def recorded_run(spark: SparkSession, conf: RiskConf, run_id: str) -> Row:
-    """The run log row of a successful scoring run."""
-    runs = conf.tables.qualified("score_runs")
-    if not spark.catalog.tableExists(runs):
-        raise MissingTableError(f"table {runs} does not exist")
-    row = spark.table(runs).where(F.col("run_id") == run_id).orderBy(F.desc("finished_at")).first()
-    if row is None or row["status"] != "success":
-        status = row["status"] if row is not None else "not in score_runs"
-        raise InputError(f"run {run_id} is not a successful scoring run ({status})")
-    return row
-
-
 def stored_rows(spark: SparkSession, conf: RiskConf, run_id: str, as_of: dt.date) -> DataFrame:
     """What the run wrote: its rows in scored_history, or for a run from before that table,
     in scored_portfolio while they are still current."""
@@ -122,7 +110,7 @@ def reproduce(
     the run recorded. The scoring is full (nothing carried forward); the run log gets a row with
     status ``reproduced`` and the comparison.
     """
-    recorded = recorded_run(spark, conf, run_id)
+    recorded = successful_run(spark, conf, run_id)
     as_of: dt.date = recorded["as_of_date"]
     own_id = uuid.uuid4().hex
     started = dt.datetime.now(dt.UTC)
@@ -200,7 +188,7 @@ def reproduce(
         scoring_workers=tuple(workers),
         knowledge_time=knowledge,
         environment=environment,
-        reproduction=reproduction_row(found),
+        reproduction=asdict(found),
     )
     append(run_log_row(spark, result, started, None), conf.tables.qualified("score_runs"))
     return replace(result, rows_scored=rows_scored), found
@@ -217,10 +205,6 @@ def environment_changes(recorded: dict[str, str], now: dict[str, str]) -> str:
         for n in names
         if recorded.get(n) != now.get(n)
     )
-
-
-def reproduction_row(found: Reproduction) -> dict[str, Any]:
-    return asdict(found)
 
 
 def report_lines(found: Reproduction) -> list[str]:
