@@ -26,6 +26,7 @@ from riskudf.entry import (
     add_conf_argument,
     grade_lines,
     iso_date,
+    iso_timestamp,
     run_job,
     table_location,
 )
@@ -90,14 +91,6 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
     return run_job(args.conf, score, log=log, failure="scoring run failed")
-
-
-def iso_timestamp(text: str) -> dt.datetime:
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 timestamp: {text!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def reproduce_run(

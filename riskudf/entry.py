@@ -56,6 +56,15 @@ def iso_date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
+def iso_timestamp(text: str) -> dt.datetime:
+    """An ISO 8601 timestamp, aware: UTC unless it carries an offset."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 timestamp: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
 def table_location(spark: SparkSession, table: str) -> str:
     row = spark.sql(f"DESCRIBE DETAIL {quote_name(table)}").select("location").first()
     return str(row["location"]) if row else "?"

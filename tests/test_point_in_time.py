@@ -10,6 +10,7 @@ library version rescores every row of an incremental run.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as dt
 import io
@@ -23,11 +24,12 @@ from test_jobs import job
 
 from riskudf.bi.views import publish_bi_objects
 from riskudf.config import RiskConf, load_config
+from riskudf.entry import iso_timestamp
 from riskudf.lakehouse.delta import InputError, append, overwrite_table, version_at
 from riskudf.monitoring.run import backtest_cohorts, cohort_attributes, portfolio_of_run
 from riskudf.scoring import lineage
 from riskudf.scoring.incremental import score_conf_key
-from riskudf.scoring.pipeline import score_portfolio
+from riskudf.scoring.pipeline import purge_expired, score_portfolio
 from riskudf.scoring.reproduce import compare_scores, environment_changes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -267,6 +269,15 @@ def test_reproduce_refuses_options_that_do_not_apply(extra: list[str]):
     assert exit_info.value.code == 2
 
 
+def test_inputs_as_of_takes_iso_timestamps_utc_unless_offset():
+    assert iso_timestamp("2026-11-20T23:00:00") == dt.datetime(2026, 11, 20, 23, tzinfo=dt.UTC)
+    assert iso_timestamp("2026-11-21T01:00:00+02:00").astimezone(dt.UTC) == dt.datetime(
+        2026, 11, 20, 23, tzinfo=dt.UTC
+    )
+    with pytest.raises(argparse.ArgumentTypeError, match="not an ISO 8601 timestamp"):
+        iso_timestamp("yesterday")
+
+
 def test_compare_scores_counts_differences(spark):
     cols = "obligor_id string, pd double, grade string, decision string"
     stored = spark.createDataFrame(
@@ -345,3 +356,17 @@ def test_a_backtest_whose_cohort_version_is_gone_uses_current_attributes(spark, 
     # Pinned, B is retail as the run read it; the fallback has today's corporate B.
     assert {r.slice_value for r in records if r.slice_key == "segment"} == {"retail"}
     assert {r.slice_value for r in fallback if r.slice_key == "segment"} == {"retail", "corporate"}
+
+
+def test_history_past_the_retention_is_dropped_whole_dates(spark, story):
+    conf = story[0]
+    history = spark.table(f"{DB}.scored_history")
+    kept = history.count()
+    assert kept > 0 and history.where(F.col("as_of_date") != D1).count() == 0
+    # On the last day of the retention D1 stays; a day later its rows go.
+    last_day = D1 + dt.timedelta(days=conf.tables.retention_days)
+    assert purge_expired(spark, conf, today=last_day) == 0
+    assert spark.table(f"{DB}.scored_history").count() == kept
+    assert purge_expired(spark, conf, today=last_day + dt.timedelta(days=1)) == 1
+    assert spark.table(f"{DB}.scored_history").count() == 0
+    assert spark.table(f"{DB}.scored_portfolio").where(F.col("as_of_date") == D1).count() == 6
