@@ -111,12 +111,14 @@ BOILERPLATE = (
 
 PORTFOLIO_SCHEMA = (
     "obligor_id string, segment string, exposure double, age_band string, region string, "
-    "industry string"
+    "industry string, legal_name string, contact_name string, street_address string, "
+    "birth_date date"
 )
 REPORT_SCHEMA = "report_id string, obligor_id string, report_date date, text string"
 FILING_SCHEMA = (
     "filing_id string, obligor_id string, filing_date date, form_type string, text string"
 )
+IDENTITY_COLUMNS = ("legal_name", "contact_name", "street_address", "birth_date")
 OUTCOME_SCHEMA = "obligor_id string, observation_date date, default_12m int"
 
 
@@ -149,17 +151,47 @@ def _latent(spec: DemoSpec, index: int) -> tuple[np.random.Generator, bool, floa
     return rng, corporate, float(rng.normal()) + spec.shift
 
 
+def identity(spec: DemoSpec, index: int) -> dict[str, object]:
+    """What the bank holds about who the obligor is (personal data): the same in the portfolio
+    table and in every report, for redaction's known values."""
+    _, corporate, _ = _latent(spec, index)
+    rng = np.random.default_rng([spec.seed, index, 5])
+    person = f"{_pick(rng, FIRST_NAMES)} {_pick(rng, LAST_NAMES)}"
+    company = f"{_pick(rng, LAST_NAMES)} {_pick(rng, ('Holdings', 'Industries', 'Group', 'Ltd'))}"
+    birth = dt.date(
+        int(rng.integers(1950, 2005)), int(rng.integers(1, 13)), int(rng.integers(1, 29))
+    )
+    return {
+        "legal_name": company if corporate else person,
+        "contact_name": person if corporate else None,
+        "street_address": f"{int(rng.integers(1, 250))} {_pick(rng, STREETS)}",
+        "birth_date": None if corporate else birth,
+    }
+
+
+def age_band(born: object, on: dt.date) -> str:
+    """The band of AGE_BANDS holding the age on ``on`` of someone born on ``born``."""
+    assert isinstance(born, dt.date)
+    age = on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+    for band, top in zip(AGE_BANDS, (25, 35, 50, 65), strict=False):
+        if age <= top:
+            return band
+    return AGE_BANDS[-1]
+
+
 def portfolio_row(spec: DemoSpec, index: int) -> dict[str, object]:
     rng, corporate, _ = _latent(spec, index)
     rng = np.random.default_rng([spec.seed, index, 1])
     exposure = rng.lognormal(14.5, 1.0) if corporate else rng.lognormal(9.8, 0.8)
+    who = identity(spec, index)
     return {
         "obligor_id": obligor_id(index),
         "segment": "corporate" if corporate else "retail",
         "exposure": round(float(exposure), 2),
-        "age_band": None if corporate else _pick(rng, AGE_BANDS),
+        "age_band": None if corporate else age_band(who["birth_date"], spec.as_of),
         "region": _pick(rng, REGIONS),
         "industry": _pick(rng, INDUSTRIES) if corporate else None,
+        **who,
     }
 
 
@@ -184,17 +216,18 @@ def _report_dates(rng: np.random.Generator, as_of: dt.date) -> list[dt.date]:
 
 
 # Long on purpose: the text template of a demo credit report.
-def _retail_report(rng: np.random.Generator, risk: float, report_id: str, date: dt.date) -> str:
+def _retail_report(
+    rng: np.random.Generator, risk: float, report_id: str, date: dt.date, who: dict[str, object]
+) -> str:
     late30 = int(rng.poisson(math.exp(risk - 0.6)))
     late90 = int(rng.poisson(math.exp(1.2 * risk - 1.8)))
     utilisation = round(100 * _sigmoid(0.9 * risk + rng.normal(0.0, 0.4)))
     inquiries = int(rng.poisson(math.exp(0.5 * risk + 0.2)))
-    name = f"{_pick(rng, FIRST_NAMES)} {_pick(rng, LAST_NAMES)}"
-    address = f"{int(rng.integers(1, 250))} {_pick(rng, STREETS)}"
     lines = [
         "CONSUMER CREDIT REPORT",
         f"Report reference {report_id}, prepared {date.isoformat()}.",
-        f"Subject: {name}, born {int(rng.integers(1950, 2005))}, residing at {address}.",
+        f"Subject: {who['legal_name']}, date of birth {who['birth_date']}, residing at "
+        f"{who['street_address']}.",
         "",
         "PAYMENT HISTORY",
     ]
@@ -252,14 +285,15 @@ def _retail_report(rng: np.random.Generator, risk: float, report_id: str, date: 
     return "\n".join(lines)
 
 
-def _business_report(rng: np.random.Generator, risk: float, report_id: str, date: dt.date) -> str:
+def _business_report(
+    rng: np.random.Generator, risk: float, report_id: str, date: dt.date, who: dict[str, object]
+) -> str:
     paydex = int(np.clip(rng.normal(78 - 12 * risk, 5), 20, 100))
     beyond_terms = max(0, int(rng.normal(6 + 12 * risk, 6)))
-    company = f"{_pick(rng, LAST_NAMES)} {_pick(rng, ('Holdings', 'Industries', 'Group', 'Ltd'))}"
     lines = [
         "BUSINESS CREDIT REPORT",
         f"Report reference {report_id}, prepared {date.isoformat()}.",
-        f"Company: {company}; director {_pick(rng, FIRST_NAMES)} {_pick(rng, LAST_NAMES)}.",
+        f"Company: {who['legal_name']}; director {who['contact_name']}.",
         "",
         "PAYMENT HISTORY",
         f"Payment index {paydex}; suppliers are paid on average {beyond_terms} days beyond terms.",
@@ -326,6 +360,7 @@ def _filing_text(rng: np.random.Generator, risk: float, form: str) -> str:
 def report_rows(spec: DemoSpec, index: int) -> list[dict[str, object]]:
     _, corporate, risk = _latent(spec, index)
     rng = np.random.default_rng([spec.seed, index, 3])
+    who = identity(spec, index)
     rows = []
     for number, date in enumerate(sorted(_report_dates(rng, spec.as_of))):
         report_id = f"R{index:07d}-{number + 1}"
@@ -336,7 +371,7 @@ def report_rows(spec: DemoSpec, index: int) -> list[dict[str, object]]:
                 "report_id": report_id,
                 "obligor_id": obligor_id(index),
                 "report_date": date,
-                "text": write(rng, noisy, report_id, date),
+                "text": write(rng, noisy, report_id, date, who),
             }
         )
     return rows
@@ -431,7 +466,7 @@ def write_demo_tables(
     training = (
         documents.where(F.col("report_id").isNotNull())
         .join(outcomes, "obligor_id")
-        .join(portfolio.select("obligor_id", "exposure", "region"), "obligor_id")
+        .join(portfolio.select("obligor_id", "exposure", "region", *IDENTITY_COLUMNS), "obligor_id")
         .select(
             "obligor_id",
             "segment",
@@ -440,6 +475,7 @@ def write_demo_tables(
             "default_12m",
             "exposure",  # portfolio attributes, for training.data.features
             "region",
+            *IDENTITY_COLUMNS,  # the known values of redaction
         )
     )
     overwrite_table(training, f"{database}.training_documents")

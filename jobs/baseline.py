@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def benchmark(conf: RiskConf) -> int:
         training = conf.training.with_data(table=args.train_table)
-        figures = benchmark_only(build_spark(conf.spark), training)
+        figures = benchmark_only(build_spark(conf.spark), training, conf.redaction)
         print(
             f"TF-IDF + logistic regression on {training.data.table}: "
             + ", ".join(f"{k.removeprefix('tfidf_')} {v:.3f}" for k, v in figures.items())

@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             grading=conf.grading,
             slice_columns=conf.monitoring.slice_columns,
             registry_table=conf.tables.qualified("model_registry"),
+            redaction=conf.redaction,
         )
         return report(trained)
 

@@ -238,6 +238,124 @@ class ReasonsConf(_Conf):
         return self
 
 
+# The built-in redaction rules (docs/design.md, Personal data): a pattern with a group replaces
+# the group only, so the context word ("born", "Subject:") stays and tells the model a value was
+# there. Applied after the obligor's own known values.
+_NAME_WORD = r"(?:[A-Z](?:\.|[\w'-]*)|van|von|de|da|del|der|bin|al)"
+_NAME_WORDS = r"(?!(?:Mr|Mrs|Ms|Miss|Dr|Prof)\b)[A-Z](?:\.|[\w'-]*)(?:[ -]" + _NAME_WORD + ")*"
+DEFAULT_REDACTION_RULES: tuple[dict[str, Any], ...] = (
+    {"kind": "EMAIL", "patterns": [r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"]},
+    {
+        "kind": "BIRTH_DATE",
+        "patterns": [
+            r"(?i:\bborn|\bdate of birth|\bd\.o\.b\.?|\bDOB|\bbirth date)[:\s]+"
+            r"(\d{4}-\d{2}-\d{2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}"
+            r"|\d{1,2}\s+[A-Za-z]+\s+\d{4}|[A-Za-z]+\s+\d{1,2},?\s+\d{4}|\d{4})",
+            r"(?i:\baged?)[:\s]+(\d{1,3})\b",
+        ],
+    },
+    {
+        "kind": "NATIONAL_ID",
+        "patterns": [
+            r"\b\d{3}-\d{2}-\d{4}\b",  # US SSN
+            r"\b[A-CEGHJ-PR-TW-Z]{2}\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-D]\b",  # UK NINO
+            r"(?i:\b(?:national id|passport|tax id|id number|ssn)(?: number| no\.?)?)[:\s]+"
+            r"([A-Z0-9][A-Z0-9 -]{4,}[A-Z0-9])",
+        ],
+    },
+    {
+        "kind": "ACCOUNT",
+        "patterns": [
+            r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,3})?\b",  # IBAN
+            r"\b\d{4}(?:[ -]?\d{4}){3}\b",  # card number
+            r"(?i:\b(?:account|acct|sort code)(?: number| no\.?)?)[:\s#]+(\d[\d -]{4,}\d)",
+        ],
+    },
+    {
+        "kind": "PHONE",
+        "patterns": [
+            r"\+\d{1,3}[\s\d()-]{6,}\d",
+            r"(?i:\b(?:tel|phone|telephone|mobile|fax)\.?)[:\s]+(\(?\d[\d\s()-]{5,}\d)",
+        ],
+    },
+    {
+        "kind": "ADDRESS",
+        "patterns": [
+            r"\b\d{1,5}[A-Za-z]?,?\s+(?:[A-Z][\w'-]*\s+){0,3}(?:Street|St|Road|Rd|Lane|Ln|"
+            r"Avenue|Ave|Drive|Dr|Way|Boulevard|Blvd|Court|Ct|Place|Pl|Square|Close|Crescent|"
+            r"Terrace|Hill|Row|Walk|Gardens|Parade)\b",
+            r"\b\d{1,5}[A-Za-z]?,?\s+[A-Z][\w'-]*(?:way|gate|side|field|wood|ford|bridge)\b",
+            r"(?i:\b(?:residing at|resides at|address|lives at))[:\s]+(?!\[)([^.;\n]{3,80})",
+        ],
+    },
+    {
+        "kind": "NAME",
+        "patterns": [
+            r"(?:\b(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+)(" + _NAME_WORDS + ")",
+            r"(?i:\b(?:subject|name|applicant|borrower|guarantor|holder|director|officer|"
+            r"signed by|contact|account holder|spouse)\b)[:\s]+"
+            r"(?:(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+)?(" + _NAME_WORDS + ")",
+            r"(?i:\bcompany)[:\s]+(" + _NAME_WORDS + ")",
+        ],
+    },
+)
+
+
+class RedactionRuleConf(_Conf):
+    """One kind of personal data: text matching a pattern becomes ``[KIND]``."""
+
+    kind: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$", description="placeholder name, e.g. NAME")
+    patterns: tuple[str, ...] = Field(
+        min_length=1,
+        description="regular expressions (Python); with a group, only the group is replaced",
+    )
+
+    @model_validator(mode="after")
+    def _check_patterns(self) -> RedactionRuleConf:
+        for pattern in self.patterns:
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"redaction {self.kind}: bad pattern {pattern!r}: {exc}") from None
+            if compiled.groups > 1:
+                raise ValueError(
+                    f"redaction {self.kind}: pattern {pattern!r} has more than one group"
+                )
+        return self
+
+
+class RedactionConf(_Conf):
+    """Personal data out of the text before the model (riskudf/documents/redact.py).
+
+    ``known_columns``: per kind, columns of the portfolio table (and of the training table)
+    holding the obligor's own values; where a table has them, those values are replaced
+    wherever they occur. ``rules``: the patterns applied after them; null: the built-in set.
+    The rules are recorded in the model's manifest, and scoring refuses a model trained under
+    other rules.
+    """
+
+    known_columns: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    rules: tuple[RedactionRuleConf, ...] = Field(
+        default_factory=lambda: tuple(RedactionRuleConf(**r) for r in DEFAULT_REDACTION_RULES)
+    )
+    min_known_chars: int = Field(
+        default=4, ge=1, description="known values shorter than this are not searched for"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> RedactionConf:
+        kinds = [rule.kind for rule in self.rules]
+        if len(set(kinds)) != len(kinds):
+            raise ValueError(f"redaction kinds must be unique, got {kinds}")
+        for kind, columns in self.known_columns.items():
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", kind):
+                raise ValueError(f"redaction.known_columns: kind {kind!r} is not like NAME")
+            for column in columns:
+                if not IDENTIFIER.fullmatch(column):
+                    raise ValueError(f"redaction.known_columns.{kind}: {column!r} is no column")
+        return self
+
+
 class LoraConf(_Conf):
     """LoRA adapters (peft) for ``training.method: lora``; merged into the weights at publish."""
 
@@ -497,6 +615,7 @@ class RiskConf(_Conf):
     scoring: ScoringConf
     grading: GradingConf
     reasons: ReasonsConf = ReasonsConf()
+    redaction: RedactionConf = RedactionConf()
     training: TrainingConf = TrainingConf()
     monitoring: MonitoringConf = MonitoringConf()
     spark: SparkConf = SparkConf()

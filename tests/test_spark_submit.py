@@ -98,7 +98,12 @@ def plant_sentinels(spark, warehouse: Path) -> None:
     day = dt.date(2026, 11, 1)
     spark.createDataFrame(
         [
-            ("S-1", ids[0], day, f"Holder {SENTINEL}, 12 Elm Street. No delinquencies."),
+            (
+                "S-1",
+                ids[0],
+                day,
+                f"Holder {SENTINEL}, born 1931, of 4471 Sentinel Road. No delinquencies.",
+            ),
             ("S-2", ids[1], day, f"{SENTINEL}\x00\x01\x02 binary"),
             ("S-3", ids[2], day, f"{SENTINEL} " * 20_000),
         ],
@@ -234,6 +239,34 @@ def test_killed_driver_then_rerun_matches_a_clean_run_and_no_text_leaks(
     assert z_orders(spark, warehouse) == ['["obligor_id"]', *optimized]
     assert optimized and set(optimized) == {'["obligor_id"]'}
     assert_no_sentinel(spark, warehouse, clean, killed, rerun)
+
+
+@pytest.mark.slow
+def test_a_run_with_a_failing_task_leaks_no_input_text(spark, submitted) -> None:
+    """A scoring task fails (the UDF raises after its first row): the run fails, and neither its
+    output (driver and, in local mode, executor logs) nor the tables hold a sentinel."""
+    day = dt.date(2026, 11, 25)
+    score = ("jobs/score_portfolio.py", "--as-of", day.isoformat(), "--conf", str(submitted.quiet))
+    failed = submit(submitted.root, *score, failpoint="udf:raise:1")
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    assert "Lost task" in failed.stderr  # the executor's log of the failing task is there
+    assert_no_sentinel(spark, submitted.warehouse, failed)
+
+
+def test_spark_logs_withhold_values_that_failures_quote(tmp_path: Path) -> None:
+    """conf/spark/log4j2.properties: a cast in a task, a Python UDF and the driver's analysis
+    each fail on a value; the value is in no log line, the error class is."""
+    probe = run_in(
+        ROOT, [str(Path(sys.executable).parent / "spark-submit"), "tests/log_probe.py", SENTINEL]
+    )
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    assert probe.stdout.splitlines()[-3:] == [
+        "cast failed: NumberFormatException",
+        "udf failed: PythonException",
+        "analysis failed: NumberFormatException",
+    ]
+    assert "Lost task" in probe.stderr and "[CAST_INVALID_INPUT] (message withheld)" in probe.stderr
+    assert SENTINEL not in probe.stdout + probe.stderr
 
 
 def wait_for(path: Path, seconds: float = 600) -> None:

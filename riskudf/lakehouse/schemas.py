@@ -137,6 +137,13 @@ SCORE_RUNS_COLUMNS: tuple[ColumnSpec, ...] = (
         "mode reproduce only: the run re-scored, how its inputs were read, and how its stored "
         "rows compare (rows compared, differing, largest PD difference)",
     ),
+    (
+        "redactions",
+        "MAP<STRING, BIGINT>",
+        False,
+        "personal data replaced by a placeholder before the model, per kind (NAME, ADDRESS, "
+        "BIRTH_DATE, ...), over the run's scorable documents; counts only, never values",
+    ),
 )
 
 # Monitoring tables: every row carries the run it describes (run_id, as_of_date); a rerun of the

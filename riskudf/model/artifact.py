@@ -72,6 +72,9 @@ class Manifest(BaseModel):
     # Structured features fused with the text (riskudf.model.features: columns, train means and
     # stds, categories, pooling); empty: a text-only transformers classifier.
     features: dict[str, Any] = Field(default_factory=dict)
+    # The redaction rules the training text went through (riskudf.documents.redact.rules_record);
+    # scoring refuses the model under other rules. Empty: trained before redaction existed.
+    redaction: dict[str, Any] = Field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(), indent=2, sort_keys=True)

@@ -70,7 +70,8 @@ def split_by_fingerprint(
 ) -> tuple[DataFrame, DataFrame | None]:
     """Documents that need the model, and carried rows with the earlier run's model outputs.
 
-    ``documents`` has obligor_id, fingerprint, n_filings, report_age_days and document;
+    ``documents`` has obligor_id, fingerprint, n_filings, report_age_days, redactions and
+    document;
     ``previous`` has obligor_id, fingerprint, the model outputs and scored_run_id (one row per
     obligor). The carried rows have the model outputs, carried_forward true and scored_run_id,
     and the documents' own n_filings and report_age_days. ``lacks_reasons`` (over
@@ -90,6 +91,7 @@ def split_by_fingerprint(
         "fingerprint",
         "n_filings",
         "report_age_days",
+        "redactions",
         *MODEL_OUTPUTS,
         F.lit(True).alias("carried_forward"),
         "scored_run_id",

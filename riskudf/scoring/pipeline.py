@@ -28,6 +28,7 @@ from riskudf import failpoints
 from riskudf.config import GpuConf, RiskConf, ScoringConf
 from riskudf.documents import quarantine
 from riskudf.documents.assemble import assemble_documents
+from riskudf.documents.redact import check_model_rules, count_totals, redact_documents
 from riskudf.failpoints import Failpoint
 from riskudf.lakehouse import leases
 from riskudf.lakehouse.delta import (
@@ -102,6 +103,7 @@ class RunResult:
     late_records: dict[str, int] = field(default_factory=dict)  # written after knowledge_time
     environment: dict[str, str] = field(default_factory=dict)  # see lineage.environment
     reproduction: dict[str, Any] | None = None  # mode reproduce, see reproduce.Reproduction
+    redactions: dict[str, int] = field(default_factory=dict)  # per kind, see documents.redact
 
 
 class ReconciliationError(RuntimeError):
@@ -244,7 +246,7 @@ def score_and_grade(
     )
     spec = feature_spec_of(manifest.features)
     features = spec.columns if spec is not None else ()
-    keep = ["obligor_id", "fingerprint", "n_filings", "report_age_days"]
+    keep = ["obligor_id", "fingerprint", "n_filings", "report_age_days", "redactions"]
     if gpu is None:
         pd_udf = make_pd_udf(
             artifact_broadcast,
@@ -361,6 +363,7 @@ def run_log_row(
         result.late_records,
         result.environment,
         result.reproduction,
+        result.redactions,
     )
     return spark.createDataFrame([row], schema(SCORE_RUNS_COLUMNS))
 
@@ -408,6 +411,7 @@ class Documents:
     scorable: DataFrame  # documents with features and fingerprint
     obligor_rows: DataFrame  # obligor-level quarantine rows (portfolio, documents)
     record_rows: DataFrame  # record-level quarantine rows (reports, filings)
+    redaction_kinds: tuple[str, ...] = ()  # the order of scorable's redactions counts
 
 
 @dataclass(frozen=True)
@@ -490,6 +494,7 @@ def load_model(conf: RiskConf, inputs: Inputs) -> Model:
     # The bytes verified here are the bytes shipped to the executors, which verify them again.
     manifest, files = load_artifact_bytes(Path(conf.scoring.model_dir))
     require_pd_model(manifest)
+    check_model_rules(manifest, conf.redaction)
     spec = feature_spec_of(manifest.features)
     if spec is not None:
         check_feature_columns(inputs.portfolio, inputs.names["portfolio"], spec)
@@ -557,6 +562,8 @@ def build_documents(
         as_of=as_of,
         max_chars=conf.scoring.max_document_chars,
     )
+    # Personal data out before anything reads the text for the model (fingerprint included).
+    scorable, kinds = redact_documents(scorable, usable, conf.redaction)
     scorable = with_feature_columns(scorable, usable, model.spec).withColumn(
         "fingerprint",
         incremental.fingerprint_expr(
@@ -578,7 +585,9 @@ def build_documents(
             key="filing_id",
         )
     )
-    return Documents(usable, scorable, portfolio_rows.unionByName(document_rows), record_rows)
+    return Documents(
+        usable, scorable, portfolio_rows.unionByName(document_rows), record_rows, kinds
+    )
 
 
 def settle(
@@ -822,6 +831,7 @@ def run_phases(
             loads_by_executor(workers),
         )
         carried = results.where(F.col("carried_forward")).count()
+        redactions = count_totals(documents.redaction_kinds, results)
         lineage.check_one_precision(
             (w["precision"] for w in workers),
             carried_precisions(spark, conf, results) if carried else (),
@@ -867,6 +877,7 @@ def run_phases(
         reason_counts=settled.reason_counts,
         rows_carried_forward=carried,
         scoring_workers=tuple(workers),
+        redactions=redactions,
     )
 
 

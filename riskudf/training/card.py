@@ -35,6 +35,19 @@ def _features(manifest: Manifest) -> str:
 
 
 # Long on purpose: the card's markdown lines, one after another.
+def _redaction(manifest: Manifest) -> str:
+    rules = manifest.redaction
+    if not rules:
+        return "not redacted (trained before redaction existed; scoring refuses this model)"
+    found = manifest.training.get("redactions") or {}
+    counts = ", ".join(f"{kind} {n}" for kind, n in found.items() if n) or "none found"
+    kinds = ", ".join(r["kind"] for r in rules.get("rules", []))
+    return (
+        f"redacted before tokenisation ({kinds}; rules sha256 {str(rules.get('sha256'))[:12]}); "
+        f"replacements in the training rows: {counts}"
+    )
+
+
 def model_card(manifest: Manifest) -> str:
     """Identity, training, calibration and held-out test figures of a model, in markdown."""
     m = manifest.metrics
@@ -60,6 +73,7 @@ def model_card(manifest: Manifest) -> str:
         f"- window: {manifest.max_length} tokens; longer documents are cut and flagged "
         "`truncated` at scoring",
         f"- structured features: {_features(manifest)}",
+        f"- personal data: {_redaction(manifest)}",
         "",
         "## Calibration",
         f"- method: {manifest.calibration.get('method', 'platt')}, fitted on the validation split",

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from sklearn.model_selection import train_test_split
 
+from riskudf.config import RedactionConf
+from riskudf.documents.redact import Redactor, known_columns_in
 from riskudf.documents.windows import serialise_row
 from riskudf.lakehouse.delta import MissingTableError, SchemaError
 
@@ -23,6 +25,7 @@ class TrainingData:
     table: str
     version: int | None
     frame: pd.DataFrame  # columns: text, label, and the kept columns present
+    redactions: dict[str, int] = field(default_factory=dict)  # per kind, over the rows read
 
 
 def _is_path(table: str) -> bool:
@@ -63,6 +66,7 @@ def load_labelled(
     keep: Sequence[str] = (),
     numeric: Sequence[str] = (),
     categorical: Sequence[str] = (),
+    redaction: RedactionConf | None = None,
 ) -> TrainingData:
     """Id, text and 0/1 label of a training table, on the driver (training sets fit in memory).
 
@@ -71,6 +75,8 @@ def load_labelled(
     ``text_col``, the text is the ``text_from`` columns serialised as ``field: value; ...``.
     With ``classes`` (grades), the label is the index of the label column's value among them.
     Feature columns come along as double (``numeric``) and string (``categorical``).
+    The text goes through ``redaction`` (riskudf.documents.redact, the step scoring uses), with
+    the known-value columns the table has.
     """
     df, version = read_training_table(spark, table)
     required = [col for col in (id_col, text_col, label_col, *text_from) if col]
@@ -88,6 +94,8 @@ def load_labelled(
         for c in dict.fromkeys(keep)
         if c in df.columns and c not in ("id", "text", "label", date_col, *features)
     ]
+    known = known_columns_in(redaction, df.columns) if redaction else {}
+    known_cols = sorted({c for cols in known.values() for c in cols})
     label = F.col(label_col).cast("int")
     if classes:
         names = F.array(*[F.lit(name) for name in classes])
@@ -104,6 +112,7 @@ def load_labelled(
         *[F.col(c).cast("double") for c in numeric],
         *[F.col(c).cast("string") for c in categorical],
         *([F.col(date_col)] if date_col else []),
+        *[F.col(c).cast("string").alias(f"_known_{c}") for c in known_cols],
     )
     valid = list(range(len(classes))) if classes else [0, 1]
     bad = selected.where(~F.col("label").isin(*valid) | F.col("label").isNull()).count()
@@ -122,9 +131,17 @@ def load_labelled(
         frame = frame.drop(columns=parts).assign(
             text=[serialise_row(row, text_from) for row in values.to_dict("records")]
         )
+    redactions: dict[str, int] = {}
+    if redaction is not None:
+        redactor = Redactor.of(redaction)
+        values = frame[[f"_known_{c}" for c in known_cols]].set_axis(known_cols, axis=1)
+        texts, counts = redactor.redact_texts(frame["text"].tolist(), values, known)
+        frame = frame.drop(columns=[f"_known_{c}" for c in known_cols]).assign(text=texts)
+        totals = [sum(column) for column in zip(*counts, strict=True)] if counts else []
+        redactions = dict(zip(redactor.kinds, totals, strict=False))
     if frame["label"].nunique() < 2:
         raise LabelError(f"table {table}: column {label_col} needs at least two classes")
-    return TrainingData(table=table, version=version, frame=frame)
+    return TrainingData(table=table, version=version, frame=frame, redactions=redactions)
 
 
 @dataclass(frozen=True)

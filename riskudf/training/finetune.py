@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from riskudf.config import TrainingConf
+from riskudf.config import RedactionConf, TrainingConf
+from riskudf.documents.redact import rules_record
 from riskudf.documents.windows import aggregate, chunk_windows
 from riskudf.model.artifact import Manifest, publish_directory, sha256_file, write_manifest
 from riskudf.model.calibration import IDENTITY, apply_calibration, fit_calibration
@@ -582,6 +583,7 @@ def publish_model(
     training: dict[str, Any] | None = None,
     model_card: Callable[[Manifest], str] | None = None,
     features: dict[str, Any] | None = None,
+    redaction: dict[str, Any] | None = None,
 ) -> TrainedModel:
     """Save safetensors weights, tokenizer, the monitoring baseline (``baseline.json``), the
     model card and the manifest, then move the directory into place.
@@ -619,6 +621,7 @@ def publish_model(
         chunking=chunking_of(conf),
         training=training or {},
         features=dict(features or {}),
+        redaction=redaction if redaction is not None else rules_record(RedactionConf()),
     )
     if model_card is not None:
         (staging / MODEL_CARD_NAME).write_text(model_card(manifest))

@@ -11,7 +11,8 @@ from typing import Any
 import pandas as pd
 from pyspark.sql import SparkSession
 
-from riskudf.config import GradingConf, TrainingConf
+from riskudf.config import GradingConf, RedactionConf, TrainingConf
+from riskudf.documents.redact import rules_record
 from riskudf.model.artifact import ArtifactError, read_manifest
 from riskudf.model.registry import register_model
 from riskudf.monitoring.baseline import build_baseline
@@ -59,7 +60,11 @@ def split_data(frame: pd.DataFrame, conf: TrainingConf) -> Splits:
 
 
 def load_and_split(
-    spark: SparkSession, conf: TrainingConf, *, keep: tuple[str, ...] = ()
+    spark: SparkSession,
+    conf: TrainingConf,
+    *,
+    keep: tuple[str, ...] = (),
+    redaction: RedactionConf | None = None,
 ) -> tuple[TrainingData, Splits]:
     """The configured training table, read at its current version, and its split."""
     data_conf = conf.data
@@ -77,6 +82,7 @@ def load_and_split(
         keep=[c for c in (*keep, data_conf.segment_col) if c],
         numeric=data_conf.features.numeric,
         categorical=data_conf.features.categorical,
+        redaction=redaction if redaction is not None else RedactionConf(),
     )
     splits = split_data(data.frame, conf)
     log.info(
@@ -91,9 +97,11 @@ def load_and_split(
     return data, splits
 
 
-def benchmark_only(spark: SparkSession, conf: TrainingConf) -> dict[str, float]:
+def benchmark_only(
+    spark: SparkSession, conf: TrainingConf, redaction: RedactionConf | None = None
+) -> dict[str, float]:
     """TF-IDF + logistic regression on the split the transformer would get (``make baseline``)."""
-    _, splits = load_and_split(spark, conf)
+    _, splits = load_and_split(spark, conf, redaction=redaction)
     return tfidf_benchmark(splits, seed=conf.seed, balanced=conf.imbalance != "none")
 
 
@@ -164,6 +172,7 @@ def train_model(
     grading: GradingConf | None = None,
     slice_columns: tuple[str, ...] = (),
     registry_table: str | None = None,
+    redaction: RedactionConf | None = None,
 ) -> TrainedModel:
     """Fine-tune the configured backbone on the configured Delta table and publish the model.
 
@@ -172,7 +181,8 @@ def train_model(
     training table has. Test metrics use grading's review and decline thresholds.
     """
     backbone = Path(conf.backbone) if conf.backbone else default_backbone_dir()
-    data, splits = load_and_split(spark, conf, keep=slice_columns)
+    redaction = redaction if redaction is not None else RedactionConf()
+    data, splits = load_and_split(spark, conf, keep=slice_columns, redaction=redaction)
     with tempfile.TemporaryDirectory(prefix="riskudf-train-") as work:
         if conf.processes:
             tuned = fine_tune_distributed(
@@ -215,6 +225,7 @@ def train_model(
         "split": conf.data.split,
         "parent_model": previous_version(output),
         "conf": conf.model_dump(mode="json"),
+        "redactions": data.redactions,
     }
     trained = publish_model(
         tuned.tokenizer,
@@ -231,6 +242,7 @@ def train_model(
         training=training,
         model_card=model_card,
         features=tuned.features,
+        redaction=rules_record(redaction),
     )
     if registry_table:
         register_model(spark, registry_table, trained.manifest, model_dir=str(trained.output))
