@@ -9,7 +9,7 @@ RUN = $(PY) -m riskudf.lakehouse.submit --run --conf $(CONF)
 DELTA_VERSION := 4.0.1
 DERBY_VERSION := 10.16.1.1
 JARS := jars/delta-spark_2.13-$(DELTA_VERSION).jar jars/delta-storage-$(DELTA_VERSION).jar \
-  jars/derbynet-$(DERBY_VERSION).jar jars/derbyclient-$(DERBY_VERSION).jar
+  jars/derbynet-$(DERBY_VERSION).jar jars/derbyclient-$(DERBY_VERSION).jar jars/riskudf-bi.jar
 MVN_COPY := mvn -q -B org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy -DoutputDirectory=jars
 AS_OF ?= 2026-11-28
 # The demo scores the outcome cohort (2025-11-28) first, so that the 2026 run has a previous run
@@ -27,7 +27,7 @@ export HF_HUB_OFFLINE := 1
 export PATH := $(VENV)/bin:$(PATH)
 
 .PHONY: install demo data model baseline score reproduce monitor alert backfill submit-check test bench lint \
-  clean-lakehouse metastore metastore-stop bi bi-stop leases lease-release cluster cluster-stop \
+  clean-lakehouse metastore metastore-stop bi bi-user bi-stop leases lease-release cluster cluster-stop \
   history history-stop
 
 install: $(VENV)/.installed $(JARS)
@@ -55,6 +55,15 @@ jars/derbynet-$(DERBY_VERSION).jar:
 
 jars/derbyclient-$(DERBY_VERSION).jar:
 	$(MVN_COPY) -Dartifact=org.apache.derby:derbyclient:$(DERBY_VERSION)
+
+# The BI server's password provider and outputs-only guard (riskudf/bi/jvm), compiled against the
+# installed pyspark's jars with the JDK: see docs/bi.md.
+jars/riskudf-bi.jar: $(wildcard riskudf/bi/jvm/*.java) $(VENV)/.installed
+	rm -rf build/bi-classes && mkdir -p build/bi-classes jars
+	javac --release 17 -nowarn -d build/bi-classes \
+	  -cp "$$($(PY) -c 'import pyspark, os; print(os.path.dirname(pyspark.__file__))')/jars/*" \
+	  riskudf/bi/jvm/*.java
+	jar cf $@ -C build/bi-classes .
 
 lakehouse:
 	mkdir -p lakehouse
@@ -145,6 +154,10 @@ bench: install
 # The BI endpoint: Spark Thrift Server (HiveServer2 protocol) on bi.port; Ctrl-C or bi-stop ends it.
 bi: install lakehouse metastore
 	$(RUN) jobs/serve_bi.py --pid-file lakehouse/bi.pid
+
+# A BI user (name and password, PBKDF2 hash in bi.password_file): make bi-user BI_USER=analyst
+bi-user: install lakehouse
+	$(PY) -m riskudf.bi.users add "$(BI_USER)" --conf $(CONF)
 
 bi-stop:
 	if test -f lakehouse/bi.pid; then kill "$$(cat lakehouse/bi.pid)"; else echo "bi: not running"; fi

@@ -17,8 +17,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from riskudf.bi.server import BiServerError, jdbc_url, start_thrift_server
-from riskudf.bi.views import publish_bi_objects
+from riskudf.bi.server import BI_SESSION_SETTINGS, BiServerError, jdbc_url, start_thrift_server
+from riskudf.bi.views import publish_bi_objects, readable_tables
 from riskudf.config import load_config
 from riskudf.entry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from riskudf.lakehouse.metastore import MetastoreError
@@ -41,9 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         conf = load_config(args.conf)
         if args.port is not None:
             conf = conf.model_copy(update={"bi": conf.bi.model_copy(update={"port": args.port})})
-        spark = build_spark(conf.spark)
+        # BI sessions read the output tables and views only (riskudf.bi.OutputsOnly).
+        settings = {**conf.spark.settings, **BI_SESSION_SETTINGS}
+        spark = build_spark(conf.spark.model_copy(update={"settings": settings}))
         publish_bi_objects(spark, conf)
-        server = start_thrift_server(spark, conf.bi)
+        server = start_thrift_server(spark, conf.bi, readable=readable_tables(conf))
     except BAD_INPUT as exc:
         log.error("bad input: %s", exc)
         return EXIT_BAD_INPUT
@@ -62,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         args.pid_file.write_text(f"{os.getpid()}\n")
     url = jdbc_url(conf.bi, conf.tables.database)
     print(
-        f"riskudf BI ready: {url} (HiveServer2 protocol; any user name, no password; "
-        f"views {conf.tables.database}.v_latest_scores, v_portfolio_summary, v_alerts_open, "
+        f"riskudf BI ready: {url} (HiveServer2 protocol; {conf.bi.auth} login; output tables "
+        f"and views {conf.tables.database}.v_latest_scores, v_portfolio_summary, v_alerts_open, "
         "v_run_history). Stop with Ctrl-C or `make bi-stop`.",
         flush=True,
     )

@@ -492,6 +492,16 @@ class TrainingConf(_Conf):
         return self
 
 
+class LdapConf(_Conf):
+    """HiveServer2's LDAP provider: a user binds as uid=<user>,<base_dn> or <user>@<domain>."""
+
+    url: str = Field(pattern=r"^ldaps?://", description="e.g. ldaps://ldap.bank.example:636")
+    base_dn: str | None = Field(default=None, description="e.g. ou=people,dc=bank,dc=example")
+    domain: str | None = Field(
+        default=None, description="Active Directory domain, e.g. bank.example"
+    )
+
+
 class BiConf(_Conf):
     """The BI endpoint (Spark Thrift Server) and what the analyst views compute."""
 
@@ -507,12 +517,21 @@ class BiConf(_Conf):
         default=True, description="compact and Z-order the scored date by obligor_id"
     )
     ready_timeout_s: int = Field(default=300, gt=0, description="wait this long for the port")
+    auth: Literal["password", "ldap"] = Field(
+        default="password", description="how the Thrift server checks users (docs/bi.md)"
+    )
+    password_file: str = Field(
+        default="lakehouse/bi_users", description="auth password: users and PBKDF2 hashes"
+    )
+    ldap: LdapConf | None = Field(default=None, description="auth ldap: the bank's directory")
 
     @model_validator(mode="after")
     def _check_lgd(self) -> BiConf:
         bad = {seg: v for seg, v in self.lgd_by_segment.items() if not 0.0 <= v <= 1.0}
         if bad:
             raise ValueError(f"lgd_by_segment values must lie in [0, 1], got {bad}")
+        if self.auth == "ldap" and self.ldap is None:
+            raise ValueError("bi.auth ldap needs bi.ldap (url, and base_dn or domain)")
         return self
 
 

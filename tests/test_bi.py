@@ -93,6 +93,7 @@ def run_row(run_id: str, as_of: dt.date, status: str) -> tuple:
         None,  # late_records
         None,  # environment
         None,  # reproduction
+        None,  # redactions
     )
 
 
@@ -333,3 +334,51 @@ def test_table_names_reach_sql_quoted(spark) -> None:
 def test_quote_name_quotes_each_part() -> None:
     assert quote_name("risk.scored_portfolio") == "`risk`.`scored_portfolio`"
     assert quote_name("db.we`ird") == "`db`.`we``ird`"
+
+
+def test_bi_users_are_stored_as_salted_pbkdf2_hashes(tmp_path: Path) -> None:
+    from riskudf.bi.users import UserError, add_user, remove_user, users, verify
+
+    path = tmp_path / "bi_users"
+    add_user(path, "analyst", "first password", iterations=1000)
+    add_user(path, "risk.officer@bank", "second password", iterations=1000)
+    add_user(path, "analyst", "a new password", iterations=1000)  # replaces the old one
+    lines = path.read_text().splitlines()
+    assert users(path) == ["risk.officer@bank", "analyst"]
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert "password" not in path.read_text()
+    assert verify(lines[1], "analyst", "a new password")
+    assert not verify(lines[1], "analyst", "first password")
+    assert lines[0].split(":")[2] != lines[1].split(":")[2]  # salts differ
+    assert remove_user(path, "analyst") and users(path) == ["risk.officer@bank"]
+    assert not remove_user(path, "analyst")
+    for name, password in (
+        ("ana lyst", "long enough password"),
+        ("a:b", "long enough"),
+        ("x", "short"),
+    ):
+        with pytest.raises(UserError):
+            add_user(path, name, password)
+
+
+def test_bi_auth_settings(tmp_path: Path) -> None:
+    from riskudf.bi.server import BiServerError, auth_settings
+    from riskudf.bi.users import add_user
+
+    empty = BiConf(password_file=str(tmp_path / "none"))
+    with pytest.raises(BiServerError, match="make bi-user"):
+        auth_settings(empty)
+    add_user(tmp_path / "users", "analyst", "long enough password", iterations=1000)
+    assert auth_settings(BiConf(password_file=str(tmp_path / "users"))) == {
+        "hive.server2.authentication": "CUSTOM",
+        "hive.server2.custom.authentication.class": "riskudf.bi.PasswordFile",
+        "riskudf.bi.password.file": str((tmp_path / "users").resolve()),
+    }
+    ldap = {"url": "ldaps://ldap.bank.example:636", "base_dn": "ou=people,dc=bank,dc=example"}
+    assert auth_settings(BiConf(auth="ldap", ldap=ldap)) == {
+        "hive.server2.authentication": "LDAP",
+        "hive.server2.authentication.ldap.url": "ldaps://ldap.bank.example:636",
+        "hive.server2.authentication.ldap.baseDN": "ou=people,dc=bank,dc=example",
+    }
+    with pytest.raises(ValueError, match=r"needs bi\.ldap"):
+        BiConf(auth="ldap")

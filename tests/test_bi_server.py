@@ -26,6 +26,7 @@ import yaml
 from conftest import free_port
 
 from demo.portfolio import DemoSpec, write_demo_tables
+from riskudf.bi.users import add_user
 from riskudf.bi.views import after_nightly_write
 from riskudf.config import RiskConf, load_config
 from riskudf.lakehouse.metastore import HOME_KEY, URL_KEY, read_spark_defaults
@@ -39,6 +40,7 @@ DB = "bi_wire"
 D1, D2 = dt.date(2026, 10, 31), dt.date(2026, 11, 28)
 N = 40
 READY = "riskudf BI ready: "
+PASSWORD = "correct-horse-battery"
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,10 @@ def lakehouse(spark, tiny_model, tmp_path_factory) -> Lakehouse:
     data = load_config(ROOT / "conf/local.yaml").model_dump(mode="json")
     data["tables"]["database"] = DB
     data["scoring"].update(model_dir=str(tiny_model), partitions=2)
-    data["bi"].update(port=free_port(), ready_timeout_s=240)
     conf_path = tmp_path_factory.mktemp("bi_wire") / "bi.yaml"
+    password_file = conf_path.parent / "bi_users"
+    add_user(password_file, "analyst", PASSWORD, iterations=1000)
+    data["bi"].update(port=free_port(), ready_timeout_s=240, password_file=str(password_file))
     data["monitoring"]["report_dir"] = str(conf_path.parent / "reports")
     # The server is started from the project root: its event logs go to the test's folder.
     data["spark"]["event_log_dir"] = str(conf_path.parent / "spark-events")
@@ -145,11 +149,20 @@ def server(spark, lakehouse, tmp_path_factory) -> Iterator[Server]:
     assert not pid_file.exists()
 
 
-def wire(server: Server, sql: str) -> list[tuple]:
+def wire(
+    server: Server, sql: str, *, user: str = "analyst", password: str = PASSWORD
+) -> list[tuple]:
     """Rows of a query sent over the HiveServer2 protocol with PyHive (what Superset uses)."""
     from pyhive import hive
 
-    conn = hive.connect(host="127.0.0.1", port=server.port, username="analyst", database=DB)
+    conn = hive.connect(
+        host="127.0.0.1",
+        port=server.port,
+        username=user,
+        password=password,
+        auth="CUSTOM",
+        database=DB,
+    )
     try:
         cursor = conn.cursor()
         cursor.execute(sql)
@@ -175,6 +188,8 @@ def beeline(server: Server, sql: str) -> list[str]:
             server.url,
             "-n",
             "analyst",
+            "-p",
+            PASSWORD,
             "--silent=true",
             "--outputformat=tsv2",
             "-e",
@@ -220,6 +235,51 @@ def test_views_over_the_wire_match_spark(spark, lakehouse, server) -> None:
     assert len(latest) == N
     assert {(r[1], r[5]) for r in latest} == {(D1.isoformat(), lakehouse.first_run_id)}
     assert wire(server, HISTORY) == [(lakehouse.first_run_id, D1.isoformat(), "success", True, N)]
+
+
+@pytest.mark.parametrize(
+    ("user", "password"), [("analyst", "wrong password!"), ("nobody", PASSWORD)]
+)
+def test_a_wrong_password_or_user_is_refused(server, user: str, password: str) -> None:
+    from thrift.transport.TTransport import TTransportException
+
+    with pytest.raises(TTransportException):
+        wire(server, f"SELECT count(*) FROM {DB}.v_latest_scores", user=user, password=password)
+
+
+GUARD = "riskudf BI serves the output tables and views only"
+
+
+@pytest.mark.parametrize(
+    ("sql", "refusal"),
+    [
+        (f"SELECT * FROM {DB}.credit_reports", GUARD),
+        (
+            f"SELECT obligor_id FROM {DB}.scored_portfolio WHERE obligor_id IN "
+            f"(SELECT obligor_id FROM {DB}.filings)",
+            GUARD,
+        ),
+        (f"SELECT legal_name FROM {DB}.portfolio", GUARD),
+        (f"SELECT count(*) FROM {DB}.training_documents", GUARD),
+        (f"CREATE VIEW {DB}.mine AS SELECT * FROM {DB}.credit_reports", GUARD),
+        (f"CREATE TEMPORARY VIEW mine AS SELECT * FROM {DB}.credit_reports", GUARD),
+        # spark.sql.runSQLOnFiles is off in BI sessions: a path is no table.
+        ("SELECT * FROM delta.`{reports}`", "TABLE_OR_VIEW_NOT_FOUND"),
+    ],
+)
+def test_an_analyst_cannot_read_the_inputs(spark, server, sql: str, refusal: str) -> None:
+    from pyhive.exc import OperationalError
+
+    reports = _path(spark, "credit_reports")
+    with pytest.raises(OperationalError, match=refusal):
+        wire(server, sql.format(reports=reports))
+
+
+def test_an_analyst_reads_the_output_tables_and_views(spark, server) -> None:
+    for table in ("v_latest_scores", "v_portfolio_summary", "scored_portfolio", "score_runs"):
+        got = wire(server, f"SELECT count(*) FROM {DB}.{table}")
+        assert got == [(spark.table(f"{DB}.{table}").count(),)], table
+    assert ("credit_reports",) in [(r[1],) for r in wire(server, f"SHOW TABLES IN {DB}")]
 
 
 def test_beeline_sees_the_views_columns_and_rows(spark, server) -> None:

@@ -91,7 +91,7 @@ def lake(spark, tiny_model, tmp_path_factory) -> dict[str, Any]:
     stamp = dt.datetime(2026, 11, 29, 1, 0, 0)
     failed_run = ("f", D1, stamp, stamp, "failed", 40, 0, 0, 0, "tiny-1", {}, 1.0, "E")
     spark.createDataFrame(
-        [(*failed_run, None, "full", 0, None, None, None, None, None, None)],
+        [(*failed_run, None, "full", 0, None, None, None, None, None, None, None)],
         schema(SCORE_RUNS_COLUMNS),
     ).writeTo(f"{DB}.score_runs").append()
     alert = ("f-alert", "f", D1, "psi_pd_baseline", "alert", "psi", None, None, 0.5, 0.25)

@@ -48,7 +48,7 @@ from riskudf.lakehouse.schemas import (
     history_properties,
 )
 from riskudf.monitoring.lifecycle import current_runs_sql
-from riskudf.monitoring.run import ensure_monitor_tables
+from riskudf.monitoring.run import MONITOR_TABLES, ensure_monitor_tables, monitor_table
 from riskudf.scoring.pipeline import ensure_output_tables
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,17 @@ def documented_tables(tables: TablesConf) -> tuple[DocumentedTable, ...]:
             SCORING_QUARANTINE_COMMENT,
             RETENTION_PROPERTIES,
         ),
+    )
+
+
+def readable_tables(conf: RiskConf) -> tuple[str, ...]:
+    """What BI users may read besides the views: the output tables (scores, history, run log,
+    quarantine, monitoring, alerts, model registry). Never the inputs, whose text is personal."""
+    tables = conf.tables
+    return (
+        *(table.name for table in documented_tables(tables)),
+        *(monitor_table(conf, name) for name in MONITOR_TABLES),
+        tables.qualified("model_registry"),
     )
 
 
