@@ -129,9 +129,9 @@ def test_arrow_batches_are_bounded_in_bytes(spark, tiny_model: Path, make_conf) 
     model = Model(manifest, files, artifact_key(files), None)
     text = "Payments were made on time. " * 180
     scorable = spark.createDataFrame(
-        [(f"O{i:02d}", f"f{i}", 0, 0, text[: 5000 - i]) for i in range(12)],
+        [(f"O{i:02d}", f"f{i}", 0, 0, [0], text[: 5000 - i]) for i in range(12)],
         "obligor_id string, fingerprint string, n_filings int, report_age_days int, "
-        "document string",
+        "redactions array<int>, document string",
     )
     documents = Documents(scorable, scorable, scorable, scorable)
     largest = {}
