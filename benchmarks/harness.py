@@ -418,23 +418,29 @@ def write_documents(job: Job, n_docs: int) -> None:
     from pyspark.sql import functions as F
 
     from demo.portfolio import DemoSpec, generate
+    from riskudf.config import load_config
     from riskudf.documents.assemble import assemble_documents
+    from riskudf.documents.redact import redact_documents
 
     spark = bench_spark(job)
     spec = DemoSpec()
     n_obligors = int(n_docs * 1.05) + 10
+    portfolio = generate(spark, "portfolio", n_obligors, spec)
     documents = assemble_documents(
-        generate(spark, "portfolio", n_obligors, spec),
+        portfolio,
         generate(spark, "reports", n_obligors, spec),
         generate(spark, "filings", n_obligors, spec),
         as_of=spec.as_of,
         filing_lookback_days=730,
     )
+    # The documents the model reads, as build_documents leaves them: redacted.
+    documents, _ = redact_documents(
+        documents.where(F.length("document") > 0), portfolio, load_config(job.conf).redaction
+    )
     (
-        documents.where(F.length("document") > 0)
-        .orderBy("obligor_id")
+        documents.orderBy("obligor_id")
         .limit(n_docs)
-        .select("obligor_id", "n_filings", "report_age_days", "document")
+        .select("obligor_id", "n_filings", "report_age_days", "redactions", "document")
         .coalesce(1)
         .write.mode("overwrite")
         .parquet(job.docs)
@@ -472,6 +478,7 @@ def long_stage(job: Job, n_docs: int) -> dict[str, float]:
     frame["fingerprint"] = frame["obligor_id"]
     frame["n_filings"] = 0
     frame["report_age_days"] = 0
+    frame["redactions"] = [[0]] * n_docs
     documents = spark.createDataFrame(frame).repartition(2).cache()
     documents.count()
     set_arrow_batches(spark, conf.scoring)
@@ -720,7 +727,14 @@ def main(
     else:
         print(f"model: {model_dir}")
     base = Job(
-        "docs", str(root / f"docs-{n_docs}.parquet"), model_dir, conf, "", threads, master, device
+        "docs",
+        str(root / f"docs-redacted-{n_docs}.parquet"),
+        model_dir,
+        conf,
+        "",
+        threads,
+        master,
+        device,
     )
 
     gpu = device.startswith("cuda")
