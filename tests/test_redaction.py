@@ -127,12 +127,12 @@ def test_the_manifest_records_the_rules_and_scoring_refuses_other_ones(tiny_mode
 # --- one story on Spark -------------------------------------------------------------------
 
 
-def write_conf(path: Path, model_dir: Path):
+def write_conf(path: Path, model_dir: Path, *, monitoring: bool):
     data = load_config(ROOT / "conf/local.yaml").model_dump(mode="json")
     data["tables"]["database"] = DB
     data["scoring"]["model_dir"] = str(model_dir)
     data["scoring"]["precision"] = "fp32"
-    data["monitoring"]["enabled"] = False
+    data["monitoring"]["enabled"] = monitoring
     data["monitoring"]["report_dir"] = str(path.parent / "reports")
     data["spark"]["event_log_dir"] = str(path.parent / "spark-events")
     path.write_text(yaml.safe_dump(data))
@@ -181,7 +181,9 @@ def write_inputs(spark, a: tuple, b: tuple) -> None:
 
 @pytest.fixture(scope="module")
 def story(spark, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
-    conf = write_conf(tmp_path_factory.mktemp("redact") / "redact.yaml", tiny_model)
+    folder = tmp_path_factory.mktemp("redact")
+    # Run 1 (the sentinels) is monitored: its report is searched too.
+    conf = write_conf(folder / "redact.yaml", tiny_model, monitoring=True)
     spark.sql(f"DROP DATABASE IF EXISTS {DB} CASCADE")
     spark.sql(f"CREATE DATABASE {DB}")
     write_inputs(spark, A_FIRST, B_FIRST)
@@ -197,7 +199,9 @@ def story(spark, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
         .collect()
     }
     write_inputs(spark, A_SECOND, B_SECOND)
-    second = score_portfolio(spark, conf, as_of=D1)
+    second = score_portfolio(
+        spark, write_conf(folder / "quiet.yaml", tiny_model, monitoring=False), as_of=D1
+    )
     return conf, texts, first, first_pds, second
 
 
@@ -257,9 +261,17 @@ def test_the_run_log_counts_redactions_per_kind(spark, story):
     assert counts == {"NAME": 3, "ADDRESS": 2, "BIRTH_DATE": 2}
 
 
-def test_no_sentinel_in_any_output_table(spark, story):
+def test_no_sentinel_in_any_output_table_or_the_monitoring_report(spark, story):
+    conf, _, first, *_ = story
     values = [s for s in SENTINELS if not s.isdigit()]
-    for table in ("scored_portfolio", "scoring_quarantine", "score_runs", "scored_history"):
+    tables = [r["tableName"] for r in spark.sql(f"SHOW TABLES IN {DB}").collect()]
+    inputs = {"portfolio", "credit_reports", "filings"}
+    assert {"scored_portfolio", "score_runs", "monitor_runs"} <= set(tables)
+    for table in set(tables) - inputs:
         for row in spark.table(f"{DB}.{table}").collect():
             text = repr(tuple(row)).lower()
             assert not [s for s in values if s in text], table
+    reports = list(Path(conf.monitoring.report_dir).rglob(f"{first.run_id}.html"))
+    assert len(reports) == 1
+    text = reports[0].read_text().lower()
+    assert not [s for s in values if s in text]
