@@ -99,6 +99,14 @@ def test_a_known_value_kind_without_a_rule_is_counted():
     assert dict(zip(redactor.kinds, counts, strict=True))["CUSTOMER_REF"] == 1
 
 
+def test_an_optional_group_that_took_no_part_replaces_nothing():
+    rule = RedactionRuleConf(kind="ACCOUNT", patterns=(r"Ref(?: no\. (\d+))?",))
+    redactor = Redactor.of(RedactionConf(rules=(rule,)))
+    out, counts = redactor.redact("Ref given. Ref no. 12345 given.")
+    assert out == "Ref given. Ref no. [ACCOUNT] given."
+    assert counts == [1]
+
+
 def test_rules_are_checked_at_config_load():
     base = load_config(ROOT / "conf/local.yaml").model_dump(mode="json")
     for rules, message in (

@@ -154,13 +154,19 @@ def _substitute(pattern: re.Pattern[str], token: str, text: str) -> tuple[str, i
     if pattern.groups == 0:
         return pattern.subn(token, text)
 
+    replaced = 0
+
     def keep_context(match: re.Match[str]) -> str:
+        nonlocal replaced
         start, end = match.span(1)
         whole = match.group(0)
+        if start < 0:  # an optional group that took no part: nothing to replace
+            return whole
+        replaced += 1
         offset = match.start(0)
         return whole[: start - offset] + token + whole[end - offset :]
 
-    return pattern.subn(keep_context, text)
+    return pattern.sub(keep_context, text), replaced
 
 
 def known_columns_in(conf: RedactionConf, columns: Sequence[str]) -> dict[str, tuple[str, ...]]:
