@@ -38,10 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         "--as-of", type=iso_date, default=demo.DemoSpec.as_of, help="latest date the data reaches"
     )
     parser.add_argument(
-        "--observation-date",
+        "--cohorts",
         type=iso_date,
-        default=demo.DemoSpec.observation_date,
-        help="cohort date of the training documents and 12-month outcomes",
+        nargs="+",
+        default=list(demo.DemoSpec.cohorts),
+        help="observation dates with 12-month outcomes",
     )
     parser.add_argument(
         "--shift",
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = demo.DemoSpec(
         seed=args.seed,
         as_of=args.as_of,
-        observation_date=args.observation_date,
+        cohorts=tuple(args.cohorts),
         shift=args.shift,
     )
     counts = demo.write_demo_tables(

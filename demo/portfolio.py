@@ -1,10 +1,12 @@
 """Synthetic but realistic demo data: portfolio, credit reports, filings and outcomes.
 
-Every obligor is generated from its own seeded random stream (seed, obligor index), so the data
-is the same whatever the partitioning, and generation runs distributed in ``mapInPandas``.
-A latent risk drives the text's risk signals (delinquencies, utilisation, inquiries, public
-records, employment; liquidity, covenants, going-concern and litigation language in filings) and,
-with noise, the 12-month default.
+Every obligor is generated from its own seeded random streams (seed, obligor index, purpose), so
+the data is the same whatever the partitioning, and generation runs distributed in
+``mapInPandas``. Each obligor has a latent risk that moves year by year (a stationary AR(1)
+path). The text of every report and filing reflects the latent at its own date, through signals
+a reader understands (negations, magnitudes, covenants met or breached, going-concern language),
+each said in several wordings; the 12-month default of each cohort is drawn from the latent at
+the cohort date plus a small term the text does not see.
 """
 
 from __future__ import annotations
@@ -17,9 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
-from riskudf.documents.assemble import assemble_documents
 from riskudf.lakehouse.delta import ensure_database, overwrite_table
 
 FIRST_NAMES = (
@@ -85,29 +85,220 @@ EMPLOYERS = (
     "a secondary school",
 )
 OCCUPATIONS = ("nurse", "driver", "clerk", "store manager", "engineer", "electrician", "teacher")
-PRODUCTS = (
-    "Revolving credit card",
-    "Auto loan",
-    "Mortgage",
-    "Personal loan",
-    "Store card",
-    "Overdraft facility",
-    "Student loan",
-)
 BOILERPLATE = (
-    "Our results depend on general economic conditions, interest rates and the availability of "
-    "credit to our customers, and a downturn could reduce demand for our products.",
-    "We rely on a limited number of suppliers for key inputs; disruption in their operations "
-    "could delay our deliveries and increase our costs.",
-    "Changes in tax law, accounting standards or regulation in the jurisdictions where we "
-    "operate could affect our reported results and our cash flows.",
-    "We depend on information systems; a cyber incident could interrupt operations, expose "
-    "confidential data and lead to claims and regulatory penalties.",
-    "Competition in our markets is intense and pricing pressure could reduce our margins.",
-    "Our ability to attract and retain skilled staff affects our capacity to serve customers.",
-    "Fluctuations in energy and commodity prices affect our input costs and those of our clients.",
-    "Exchange rate movements affect the value of sales and purchases made in other currencies.",
+    "Our results depend on economic conditions and interest rates.",
+    "We rely on a limited number of suppliers for key inputs.",
+    "Changes in tax law or regulation could affect our reported results.",
+    "A cyber incident could interrupt operations and lead to claims.",
+    "Competition in our markets is intense and could reduce margins.",
+    "Energy and commodity prices affect our input costs.",
 )
+
+# The wordings of each signal: one is drawn at random per document, so a reader has to know
+# that they mean the same. Safe wordings often share words with risky ones (negation), and
+# magnitudes (utilisation, days beyond terms, current ratio) are only numbers.
+PAID_AS_AGREED = (
+    "No late payments in the last 24 months.",
+    "All accounts have been paid as agreed over the last 24 months.",
+    "Not a single payment has been missed in the past two years.",
+    "Every instalment in the last 24 months arrived on or before its due date.",
+    "There are no past due amounts on any account.",
+    "A clean repayment record: nothing overdue at any point since {since}.",
+    "Lenders report no arrears over the past 24 months.",
+    "The subject has always paid on time across all accounts.",
+    "No account has been delinquent in the review period.",
+)
+PAID_LATE = (
+    "Late payments in {n} of the last 24 months.",
+    "{n} payments 30 to 59 days past due in the last 24 months.",
+    "Payments were missed in {n} separate months, leaving balances past due.",
+    "The subject fell behind on repayments {n} times in the last 24 months.",
+    "Arrears were recorded on {n} occasions since {since}.",
+    "{n} instalments arrived after their due date and were reported delinquent.",
+    "Accounts were delinquent in {n} monthly cycles of the last 24.",
+    "Repayments ran late {n} times over the review period; each was briefly past due.",
+)
+SEVERE = (
+    "{n} accounts were 90 or more days delinquent and referred to a collection agency.",
+    "{n} debts have been passed to a collection agency.",
+    "A lender charged off a balance of {amount} in {year}.",
+    "{n} accounts went more than 90 days past due and were defaulted.",
+    "A debt collector is pursuing {n} unpaid balances.",
+    "{n} facilities were closed by the lender after prolonged arrears.",
+)
+UTILISATION = (
+    "Revolving utilisation is {u}% of total limits.",
+    "Revolving utilisation stands at {u}% across {k} cards.",
+    "Balances use {u}% of the available revolving credit.",
+    "Revolving utilisation: the subject has drawn {u}% of combined card limits.",
+    "Card debt amounts to {u}% of the credit available.",
+    "Credit lines are {u}% used (revolving utilisation).",
+    "{u}% of the revolving credit limit is in use.",
+    "Revolving utilisation: {u}% of limits.",
+)
+MAXED_OUT = (
+    "Several cards are at or above their credit limit.",
+    "Two cards are maxed out, at or above their credit limit.",
+    "Two accounts sit at or above their credit limit.",
+    "Balances exceed the limit on one card.",
+    "Only minimum payments are being made on the cards.",
+)
+NO_INQUIRIES = (
+    "No hard inquiries in the last 6 months.",
+    "No new credit applications in the past six months.",
+    "No lender has searched the file this half year.",
+    "There were no credit inquiries recently.",
+)
+INQUIRIES = (
+    "{n} hard inquiries in the last 6 months.",
+    "{n} credit inquiries by lenders in the past six months.",
+    "Lenders searched the file {n} times in the last half year.",
+    "{n} applications for new credit since {month} (hard inquiries).",
+    "The subject applied for credit {n} times recently.",
+    "{n} searches by lenders in six months, all hard inquiries.",
+)
+RETAIL_RECORD = (
+    "Chapter 7 bankruptcy filed {year}, discharged.",
+    "The subject is subject to a court judgment for unpaid debt, not yet satisfied.",
+    "A county court judgment for {amount} was entered in {year} and remains unpaid.",
+    "Personal bankruptcy declared in {year}.",
+    "A tax lien of {amount} was registered in {year}.",
+    "An insolvency arrangement with creditors was agreed in {year}.",
+    "Creditors obtained a court judgment in {year}; the debt is outstanding.",
+    "Declared insolvent in {year}; the arrangement is ongoing.",
+)
+RETAIL_CLEAN = (
+    "No public records found.",
+    "The subject has never been subject to a court judgment.",
+    "No bankruptcy, judgment or lien on file.",
+    "Public registers show nothing against the subject.",
+    "There is no record of insolvency, liens or court judgments.",
+    "Never declared bankrupt; no judgments registered.",
+    "Searches of court and insolvency registers were clear.",
+)
+UNEMPLOYED = (
+    "Currently unemployed; previous employment ended within the last year. Income not verified.",
+    "Unemployed since {month}; living on benefits.",
+    "Out of work since {year}; no payslips provided.",
+    "Stated income could not be confirmed; income not verified.",
+    "Between jobs; recent income not verified.",
+    "Lost the position at {employer} in {year} and has not found new work.",
+    "Self-reported income with no supporting documents and no current employer.",
+)
+EMPLOYED = (
+    "Employed as {occupation} at {employer} for {years} years; stated annual income "
+    "{income}, verified by payslips.",
+    "Works as {occupation} at {employer} ({years} years); income of {income} confirmed by the "
+    "employer.",
+    "{years} years in a permanent role as {occupation}; salary {income}, verified.",
+    "In steady employment as {occupation} with {employer} since {since}; income {income} "
+    "documented.",
+    "Holds a permanent {occupation} position at {employer}; annual pay {income} checked against "
+    "bank statements.",
+    "Salaried {occupation}, {years} years with the same employer; income verified at {income}.",
+)
+WITHIN_TERMS = (
+    "Suppliers are paid within terms.",
+    "Trade suppliers report prompt payment.",
+    "Invoices are settled on time or early.",
+    "No trade creditor reports late settlement.",
+    "The company pays its suppliers by the agreed date.",
+)
+BEYOND_TERMS = (
+    "Suppliers are paid on average {d} days beyond terms.",
+    "Trade invoices are settled {d} days late on average.",
+    "Average payment delay to suppliers: {d} days beyond terms.",
+    "Creditors wait about {d} days after the due date for payment.",
+    "Invoices run {d} days past due on average.",
+    "The company takes {d} days longer than agreed to pay its suppliers.",
+    "Supplier payments run {d} days beyond terms.",
+)
+FACILITIES = (
+    "Committed facilities drawn to {f}%.",
+    "The revolving facility is {f}% drawn.",
+    "Bank facilities drawn: {f}% of the limits.",
+    "{f}% of committed bank facilities are in use.",
+    "Headroom under its credit lines is {h}% of the limits.",
+    "Credit facilities drawn to {f}% of commitments.",
+    "Committed facilities drawn: {f}%.",
+)
+BUSINESS_RECORD = (
+    "Tax lien filed by the revenue authority; two trade creditors filed claims.",
+    "A court judgment for {amount} was entered against the company in {year}.",
+    "Winding-up petition presented by a supplier in {year}.",
+    "The revenue authority registered a tax lien in {year}.",
+    "Two creditors filed claims for unpaid invoices.",
+    "A judgment creditor is enforcing an unpaid award of {amount}.",
+)
+BUSINESS_CLEAN = (
+    "No liens, judgments or insolvency filings.",
+    "The company has never been subject to a court judgment.",
+    "Registers show no charges, liens or claims against the company.",
+    "Clean public record.",
+    "No insolvency or enforcement proceedings on file.",
+    "No tax liens or court judgments recorded.",
+)
+NO_BUSINESS_INQUIRIES = (
+    "No credit inquiries by lenders in the last 6 months.",
+    "No lender has checked the company's file this half year.",
+    "No new financing applications in six months.",
+)
+BUSINESS_INQUIRIES = (
+    "{n} credit inquiries by lenders in the last 6 months.",
+    "Lenders checked the company's file {n} times this half year.",
+    "{n} credit inquiries from new lenders in six months.",
+    "{n} credit inquiries since {month}.",
+)
+LIQUIDITY_WEAK = (
+    "Our current ratio fell to {cr} and we are seeking additional financing.",
+    "Current liabilities exceed current assets; the current ratio fell to {cr}.",
+    "Cash covers about three months of operating expenses; the current ratio is {cr}.",
+    "Working capital is negative, with a current ratio of {cr}.",
+    "We are seeking additional financing to meet obligations as they fall due.",
+    "Liquidity is tight: current assets cover {cr} times current liabilities.",
+)
+LIQUIDITY_FINE = (
+    "Our current ratio was {cr} and undrawn committed facilities provide ample liquidity.",
+    "Current assets cover current liabilities {cr} times.",
+    "Liquidity remains comfortable with a current ratio of {cr}.",
+    "Working capital is positive; the current ratio is {cr}.",
+    "Cash and undrawn lines comfortably fund the next twelve months.",
+    "We do not expect to seek additional financing; the current ratio is {cr}.",
+)
+LIQUIDITY_PLAIN = ("The current ratio at period end was {cr}.", "Current ratio: {cr}.")
+COVENANT_BREACH = (
+    "We did not meet the maximum leverage covenant; the lenders granted a temporary waiver.",
+    "We breached the interest cover covenant at quarter end and obtained a waiver.",
+    "The leverage test under our credit agreement was failed; lenders agreed to reset it.",
+    "We did not meet the minimum liquidity covenant and are negotiating with lenders.",
+    "Covenant headroom was exhausted and we requested a waiver from our banks.",
+    "Our lenders have reserved their rights after a covenant default.",
+)
+COVENANT_MET = (
+    "We were in compliance with all financial covenants.",
+    "All covenant tests were met with comfortable headroom.",
+    "We met every financial covenant under our credit agreements.",
+    "There were no covenant breaches during the period.",
+    "Leverage and interest cover remain well within covenant limits.",
+    "We did not need any waiver from our lenders.",
+)
+GOING_CONCERN = (
+    "These conditions raise substantial doubt about the Company's ability to continue as a "
+    "going concern.",
+    "Our auditors drew attention to a material uncertainty over the going concern basis.",
+    "There is substantial doubt that we can meet our obligations as they fall due.",
+    "A material uncertainty exists about our ability to continue operating.",
+)
+NO_GOING_CONCERN = (
+    "Our auditors raised no going concern issue.",
+    "The accounts are prepared on a going concern basis with no material uncertainty.",
+)
+LITIGATION = (
+    "A former customer filed a claim alleging breach of contract and seeking material damages.",
+    "A supplier has brought a claim alleging unpaid invoices of {amount}.",
+    "We are defending a lawsuit from a former distributor; damages could be material.",
+)
+NO_LITIGATION = ("We are not party to any material litigation.",)
 
 PORTFOLIO_SCHEMA = (
     "obligor_id string, segment string, exposure double, age_band string, region string, "
@@ -119,17 +310,26 @@ FILING_SCHEMA = (
     "filing_id string, obligor_id string, filing_date date, form_type string, text string"
 )
 IDENTITY_COLUMNS = ("legal_name", "contact_name", "street_address", "birth_date")
-OUTCOME_SCHEMA = "obligor_id string, observation_date date, default_12m int"
+OUTCOME_SCHEMA = "obligor_id string, observation_date date, default_12m int, oracle_pd double"
+
+FIRST_YEAR = 2021  # the latent path starts here; earlier dates read this year's value
+PERSISTENCE = 0.8  # AR(1): z_t = 0.8 z_{t-1} + 0.6 e_t keeps z_t ~ N(0, 1)
+# 12-month PD = sigmoid(intercept + slope * latent + N(0, IDIOSYNCRATIC)), per segment.
+INTERCEPT = {"retail": -5.0, "corporate": -5.8}
+SLOPE = 1.8
+IDIOSYNCRATIC = 0.5
+READING_NOISE = 0.25  # how loosely a document's signals follow the latent at its date
 
 
 @dataclass(frozen=True)
 class DemoSpec:
     seed: int = 7
     as_of: dt.date = dt.date(2026, 11, 28)
-    observation_date: dt.date = dt.date(2025, 11, 28)
+    # Outcome cohorts: a 12-month default per obligor and date.
+    cohorts: tuple[dt.date, ...] = (dt.date(2024, 11, 28), dt.date(2025, 11, 28))
     corporate_share: float = 0.3
-    # Population shift: added to every obligor's latent risk (0: the reference population). A
-    # positive shift makes riskier text (more delinquencies, covenant breaches) and more defaults.
+    # Population shift: added to every obligor's latent risk at every date (0: the reference
+    # population). A positive shift makes riskier text and more defaults.
     shift: float = 0.0
 
 
@@ -141,20 +341,45 @@ def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
     return options[int(rng.integers(len(options)))]
 
 
+def _say(rng: np.random.Generator, options: tuple[str, ...], **values: object) -> str:
+    """One wording of a signal, drawn at random, with its values filled in."""
+    return _pick(rng, options).format(**values)
+
+
+def _amount(rng: np.random.Generator, mean_log: float) -> str:
+    return f"{round(float(rng.lognormal(mean_log, 0.8)), -2):,.0f}"
+
+
 def obligor_id(index: int) -> str:
     return f"OBL{index:07d}"
 
 
-def _latent(spec: DemoSpec, index: int) -> tuple[np.random.Generator, bool, float]:
-    rng = np.random.default_rng([spec.seed, index])
-    corporate = bool(rng.random() < spec.corporate_share)
-    return rng, corporate, float(rng.normal()) + spec.shift
+def _is_corporate(spec: DemoSpec, index: int) -> bool:
+    return bool(np.random.default_rng([spec.seed, index]).random() < spec.corporate_share)
+
+
+def latent_path(spec: DemoSpec, index: int) -> dict[int, float]:
+    """The obligor's latent risk per calendar year (without the shift), FIRST_YEAR onwards."""
+    rng = np.random.default_rng([spec.seed, index, 0])
+    last = max(spec.as_of.year, *(c.year for c in spec.cohorts))
+    z = float(rng.normal())
+    path = {FIRST_YEAR: z}
+    for year in range(FIRST_YEAR + 1, last + 1):
+        z = PERSISTENCE * z + math.sqrt(1 - PERSISTENCE**2) * float(rng.normal())
+        path[year] = z
+    return path
+
+
+def latent_at(path: dict[int, float], spec: DemoSpec, date: dt.date) -> float:
+    """The latent risk on a date: the value of its year (clamped to the path), plus the shift."""
+    year = min(max(date.year, FIRST_YEAR), max(path))
+    return path[year] + spec.shift
 
 
 def identity(spec: DemoSpec, index: int) -> dict[str, object]:
     """What the bank holds about who the obligor is (personal data): the same in the portfolio
     table and in every report, for redaction's known values."""
-    _, corporate, _ = _latent(spec, index)
+    corporate = _is_corporate(spec, index)
     rng = np.random.default_rng([spec.seed, index, 5])
     person = f"{_pick(rng, FIRST_NAMES)} {_pick(rng, LAST_NAMES)}"
     company = f"{_pick(rng, LAST_NAMES)} {_pick(rng, ('Holdings', 'Industries', 'Group', 'Ltd'))}"
@@ -180,7 +405,7 @@ def age_band(born: object, on: dt.date) -> str:
 
 
 def portfolio_row(spec: DemoSpec, index: int) -> dict[str, object]:
-    rng, corporate, _ = _latent(spec, index)
+    corporate = _is_corporate(spec, index)
     rng = np.random.default_rng([spec.seed, index, 1])
     exposure = rng.lognormal(14.5, 1.0) if corporate else rng.lognormal(9.8, 0.8)
     who = identity(spec, index)
@@ -195,204 +420,215 @@ def portfolio_row(spec: DemoSpec, index: int) -> dict[str, object]:
     }
 
 
-def outcome_row(spec: DemoSpec, index: int) -> dict[str, object]:
-    _, _, risk = _latent(spec, index)
-    rng = np.random.default_rng([spec.seed, index, 2])
-    p_default = _sigmoid(-3.2 + 1.6 * risk + rng.normal(0.0, 0.5))
-    return {
-        "obligor_id": obligor_id(index),
-        "observation_date": spec.observation_date,
-        "default_12m": int(rng.random() < p_default),
-    }
+def oracle_pd(spec: DemoSpec, index: int, cohort: dt.date) -> float:
+    """The generator's own 12-month PD from ``cohort``: the latent then, plus a term per obligor
+    and cohort that no document sees."""
+    segment = "corporate" if _is_corporate(spec, index) else "retail"
+    rng = np.random.default_rng([spec.seed, index, 2, cohort.toordinal()])
+    risk = latent_at(latent_path(spec, index), spec, cohort)
+    return _sigmoid(INTERCEPT[segment] + SLOPE * risk + float(rng.normal(0.0, IDIOSYNCRATIC)))
 
 
-def _report_dates(rng: np.random.Generator, as_of: dt.date) -> list[dt.date]:
-    count = 1 + int(rng.integers(4))
-    latest = as_of - dt.timedelta(days=int(rng.integers(3, 330)))
-    dates = [latest]
-    for _ in range(count - 1):
-        dates.append(dates[-1] - dt.timedelta(days=int(rng.integers(120, 420))))
-    return dates
+def outcome_rows(spec: DemoSpec, index: int) -> list[dict[str, object]]:
+    """One row per cohort: the default within 12 months, Bernoulli(oracle_pd)."""
+    rows = []
+    for cohort in spec.cohorts:
+        p_default = oracle_pd(spec, index, cohort)
+        rng = np.random.default_rng([spec.seed, index, 6, cohort.toordinal()])
+        rows.append(
+            {
+                "obligor_id": obligor_id(index),
+                "observation_date": cohort,
+                "default_12m": int(rng.random() < p_default),
+                "oracle_pd": p_default,
+            }
+        )
+    return rows
 
 
-# Long on purpose: the text template of a demo credit report.
+def _years_back(spec: DemoSpec) -> int:
+    """Years before as_of that reports and filings cover: 3, or back to the first cohort."""
+    return max(3, (spec.as_of - min(spec.cohorts, default=spec.as_of)).days // 365 + 1)
+
+
+def _dates_per_year(
+    rng: np.random.Generator, spec: DemoSpec, chance: float, extra: float
+) -> list[dt.date]:
+    """Dates spread over the years before as_of: in each 365-day window, one with probability
+    ``chance`` and a second with probability ``extra``."""
+    dates = []
+    for year in range(_years_back(spec)):
+        end = spec.as_of - dt.timedelta(days=365 * year)
+        for _ in range(int(rng.random() < chance) + int(rng.random() < extra)):
+            dates.append(end - dt.timedelta(days=int(rng.integers(0, 365))))
+    return sorted(dates)
+
+
 def _retail_report(
     rng: np.random.Generator, risk: float, report_id: str, date: dt.date, who: dict[str, object]
 ) -> str:
-    late30 = int(rng.poisson(math.exp(risk - 0.6)))
-    late90 = int(rng.poisson(math.exp(1.2 * risk - 1.8)))
-    utilisation = round(100 * _sigmoid(0.9 * risk + rng.normal(0.0, 0.4)))
-    inquiries = int(rng.poisson(math.exp(0.5 * risk + 0.2)))
-    lines = [
-        "CONSUMER CREDIT REPORT",
-        f"Report reference {report_id}, prepared {date.isoformat()}.",
-        f"Subject: {who['legal_name']}, date of birth {who['birth_date']}, residing at "
-        f"{who['street_address']}.",
-        "",
-        "PAYMENT HISTORY",
-    ]
-    if late30 == 0 and late90 == 0:
-        lines.append("All accounts have been paid as agreed over the last 24 months.")
+    late = int(rng.poisson(math.exp(1.1 * risk - 1.4)))
+    severe = int(rng.poisson(math.exp(1.3 * risk - 3.2)))
+    utilisation = int(np.clip(round(100 * _sigmoid(1.1 * risk - 0.5 + rng.normal(0, 0.5))), 1, 99))
+    inquiries = int(rng.poisson(math.exp(0.6 * risk - 0.2)))
+    since = date.year - 2
+    year = date.year - int(rng.integers(0, 3))
+    month = (date - dt.timedelta(days=int(rng.integers(30, 300)))).strftime("%B %Y")
+    payment = (
+        _say(rng, PAID_LATE, n=late, since=since)
+        if late
+        else _say(rng, PAID_AS_AGREED, since=since)
+    )
+    if severe:
+        payment += " " + _say(rng, SEVERE, n=severe, amount=_amount(rng, 7.5), year=year)
+    usage = _say(rng, UTILISATION, u=utilisation, k=1 + int(rng.integers(5)))
+    if utilisation > 85 and rng.random() < 0.6:
+        usage += " " + _pick(rng, MAXED_OUT)
+    asked = (
+        _say(rng, INQUIRIES, n=inquiries, month=month) if inquiries else _pick(rng, NO_INQUIRIES)
+    )
+    if risk + rng.normal(0, 0.5) > 2.0:
+        record = _say(rng, RETAIL_RECORD, year=year, amount=_amount(rng, 8.0))
     else:
-        lines.append(f"{late30} payments 30 to 59 days past due in the last 24 months.")
-        if late90:
-            lines.append(
-                f"{late90} accounts were 90 or more days delinquent; "
-                f"{min(late90, 2)} referred to a collection agency."
-            )
-    lines += [
-        "",
-        "UTILISATION",
-        f"Revolving utilisation is {utilisation}% of total limits across "
-        f"{1 + int(rng.integers(6))} open revolving accounts.",
-    ]
-    if utilisation > 85:
-        lines.append("Several cards are at or above their credit limit.")
-    lines += ["", "INQUIRIES", f"{inquiries} hard inquiries in the last 6 months."]
-    lines += ["", "PUBLIC RECORDS"]
-    if risk > 1.6 and rng.random() < 0.6:
-        lines.append(
-            f"Chapter 7 bankruptcy filed {date.year - int(rng.integers(1, 4))}, discharged."
-        )
-    elif risk > 1.0 and rng.random() < 0.5:
-        lines.append("County court judgment for unpaid debt recorded, not yet satisfied.")
+        record = _pick(rng, RETAIL_CLEAN)
+    if risk + rng.normal(0, 0.6) > 1.8:
+        work = _say(rng, UNEMPLOYED, month=month, year=date.year, employer=_pick(rng, EMPLOYERS))
     else:
-        lines.append("No public records found.")
-    lines += ["", "EMPLOYMENT AND INCOME"]
-    if risk > 1.3 and rng.random() < 0.5:
-        lines.append(
-            "Currently unemployed; previous employment ended within the last year. "
-            "Income not verified."
+        work = _say(
+            rng,
+            EMPLOYED,
+            occupation=_pick(rng, OCCUPATIONS),
+            employer=_pick(rng, EMPLOYERS),
+            years=max(1, int(rng.normal(8 - 2.5 * risk, 3))),
+            since=date.year - max(1, int(rng.normal(8 - 2.5 * risk, 3))),
+            income=f"{round(float(rng.lognormal(10.7 - 0.15 * risk, 0.3)), -2):,.0f}",
         )
-    else:
-        years = max(0, int(rng.normal(7 - 2 * risk, 3)))
-        income = round(float(rng.lognormal(10.8 - 0.15 * risk, 0.35)), -2)
-        lines.append(
-            f"Employed as {_pick(rng, OCCUPATIONS)} at {_pick(rng, EMPLOYERS)} for "
-            f"{years} years; stated annual income {income:,.0f}, verified by payslips."
-        )
-    lines += ["", "TRADELINE DETAIL"]
-    for number in range(1 + int(rng.poisson(5 if rng.random() < 0.7 else 22))):
-        balance = round(float(rng.lognormal(8, 1)))
-        status = "current"
-        if rng.random() < min(0.9, 0.08 * (late30 + 2 * late90)):
-            status = _pick(rng, ("30 days past due", "60 days past due", "charged off"))
-        lines.append(
-            f"Tradeline {number + 1}: {_pick(rng, PRODUCTS)}, opened "
-            f"{int(rng.integers(1998, date.year + 1))}, balance {balance:,}, "
-            f"status {status}."
-        )
-    return "\n".join(lines)
+    return "\n".join(
+        [
+            "CONSUMER CREDIT REPORT",
+            f"Report reference {report_id}, prepared {date.isoformat()}.",
+            f"Subject: {who['legal_name']}, date of birth {who['birth_date']}, residing at "
+            f"{who['street_address']}.",
+            "",
+            "PAYMENT HISTORY",
+            payment,
+            "",
+            "UTILISATION",
+            usage,
+            "",
+            "INQUIRIES",
+            asked,
+            "",
+            "PUBLIC RECORDS",
+            record,
+            "",
+            "EMPLOYMENT AND INCOME",
+            work,
+        ]
+    )
 
 
 def _business_report(
     rng: np.random.Generator, risk: float, report_id: str, date: dt.date, who: dict[str, object]
 ) -> str:
-    paydex = int(np.clip(rng.normal(78 - 12 * risk, 5), 20, 100))
-    beyond_terms = max(0, int(rng.normal(6 + 12 * risk, 6)))
-    lines = [
-        "BUSINESS CREDIT REPORT",
-        f"Report reference {report_id}, prepared {date.isoformat()}.",
-        f"Company: {who['legal_name']}; director {who['contact_name']}.",
-        "",
-        "PAYMENT HISTORY",
-        f"Payment index {paydex}; suppliers are paid on average {beyond_terms} days beyond terms.",
-        "",
-        "UTILISATION",
-        f"Committed facilities drawn to {round(100 * _sigmoid(0.8 * risk + rng.normal(0, 0.4)))}%.",
-        "",
-        "PUBLIC RECORDS",
-    ]
-    if risk > 1.2 and rng.random() < 0.5:
-        lines.append("Tax lien filed by the revenue authority; two trade creditors filed claims.")
+    days = round(float(rng.normal(2 + 11 * risk, 6)))
+    drawn = int(np.clip(round(100 * _sigmoid(1.1 * risk - 0.4 + rng.normal(0, 0.5))), 1, 99))
+    inquiries = int(rng.poisson(math.exp(0.5 * risk + 0.3)))
+    year = date.year - int(rng.integers(0, 3))
+    month = (date - dt.timedelta(days=int(rng.integers(30, 180)))).strftime("%B %Y")
+    if risk + rng.normal(0, 0.5) > 1.9:
+        record = _say(rng, BUSINESS_RECORD, year=year, amount=_amount(rng, 10.0))
     else:
-        lines.append("No liens, judgments or insolvency filings.")
-    lines += [
-        "",
-        "INQUIRIES",
-        f"{int(rng.poisson(math.exp(0.4 * risk + 0.5)))} credit inquiries "
-        "by lenders in the last 6 months.",
-    ]
-    return "\n".join(lines)
+        record = _pick(rng, BUSINESS_CLEAN)
+    return "\n".join(
+        [
+            "BUSINESS CREDIT REPORT",
+            f"Report reference {report_id}, prepared {date.isoformat()}.",
+            f"Company: {who['legal_name']}; director {who['contact_name']}.",
+            "",
+            "PAYMENT HISTORY",
+            _say(rng, BEYOND_TERMS, d=days) if days > 3 else _pick(rng, WITHIN_TERMS),
+            "",
+            "UTILISATION",
+            _say(rng, FACILITIES, f=drawn, h=100 - drawn),
+            "",
+            "PUBLIC RECORDS",
+            record,
+            "",
+            "INQUIRIES",
+            _say(rng, BUSINESS_INQUIRIES, n=inquiries, month=month)
+            if inquiries
+            else _pick(rng, NO_BUSINESS_INQUIRIES),
+        ]
+    )
 
 
 def _filing_text(rng: np.random.Generator, risk: float, form: str) -> str:
-    paragraphs = [f"FORM {form}. Management's discussion and analysis."]
-    current_ratio = max(0.2, rng.normal(1.9 - 0.5 * risk, 0.3))
-    if current_ratio < 1.0:
-        paragraphs.append(
-            f"LIQUIDITY. Our current ratio fell to {current_ratio:.2f}. Cash on hand "
-            "covers about three months of operating expenses and we are seeking "
-            "additional financing."
-        )
+    ratio = max(0.2, float(rng.normal(1.8 - 0.55 * risk, 0.25)))
+    cr = f"{ratio:.2f}"
+    if rng.random() < 0.25:
+        liquidity = _say(rng, LIQUIDITY_PLAIN, cr=cr)
     else:
-        paragraphs.append(
-            f"LIQUIDITY. Our current ratio was {current_ratio:.2f} and undrawn "
-            "committed facilities provide ample liquidity for the next twelve "
-            "months."
-        )
-    if risk + rng.normal(0, 0.5) > 1.0:
-        paragraphs.append(
-            "COVENANTS. We did not meet the maximum leverage covenant under our "
-            "credit agreement at the quarter end; the lenders granted a temporary "
-            "waiver and amended pricing."
-        )
-    else:
-        paragraphs.append(
-            "COVENANTS. We were in compliance with all financial covenants under "
-            "our credit agreements."
-        )
-    if risk > 1.4 and rng.random() < 0.6:
-        paragraphs.append(
-            "GOING CONCERN. These conditions raise substantial doubt about the "
-            "Company's ability to continue as a going concern."
-        )
-    if rng.random() < 0.15 + 0.2 * max(0.0, risk):
-        paragraphs.append(
-            "LITIGATION. A former customer filed a claim alleging breach of "
-            "contract and seeking material damages; the outcome is uncertain."
-        )
-    for _ in range(int(rng.integers(0, 9))):
+        liquidity = _say(rng, LIQUIDITY_WEAK if ratio < 1.0 else LIQUIDITY_FINE, cr=cr)
+    paragraphs = [
+        f"FORM {form}. Management's discussion and analysis.",
+        "LIQUIDITY. " + liquidity,
+        "COVENANTS. "
+        + _pick(rng, COVENANT_BREACH if risk + rng.normal(0, 0.5) > 1.2 else COVENANT_MET),
+    ]
+    if risk + rng.normal(0, 0.4) > 2.0:
+        paragraphs.append("GOING CONCERN. " + _pick(rng, GOING_CONCERN))
+    elif rng.random() < 0.2:
+        paragraphs.append("GOING CONCERN. " + _pick(rng, NO_GOING_CONCERN))
+    if rng.random() < 0.08 + 0.15 * max(0.0, risk):
+        paragraphs.append("LITIGATION. " + _say(rng, LITIGATION, amount=_amount(rng, 11.0)))
+    elif rng.random() < 0.2:
+        paragraphs.append("LITIGATION. " + _pick(rng, NO_LITIGATION))
+    for _ in range(int(rng.integers(0, 2))):
         paragraphs.append("RISK FACTORS. " + _pick(rng, BOILERPLATE))
     return "\n\n".join(paragraphs)
 
 
 def report_rows(spec: DemoSpec, index: int) -> list[dict[str, object]]:
-    _, corporate, risk = _latent(spec, index)
+    """Credit reports spread over the years before as_of; each reads the latent at its date."""
+    corporate = _is_corporate(spec, index)
+    path = latent_path(spec, index)
     rng = np.random.default_rng([spec.seed, index, 3])
     who = identity(spec, index)
+    dates = _dates_per_year(rng, spec, chance=0.92, extra=0.15) or [spec.as_of]
+    write = _business_report if corporate else _retail_report
     rows = []
-    for number, date in enumerate(sorted(_report_dates(rng, spec.as_of))):
+    for number, date in enumerate(dates):
         report_id = f"R{index:07d}-{number + 1}"
-        noisy = risk + float(rng.normal(0.0, 0.5))
-        write = _business_report if corporate else _retail_report
+        risk = latent_at(path, spec, date) + float(rng.normal(0.0, READING_NOISE))
         rows.append(
             {
                 "report_id": report_id,
                 "obligor_id": obligor_id(index),
                 "report_date": date,
-                "text": write(rng, noisy, report_id, date, who),
+                "text": write(rng, risk, report_id, date, who),
             }
         )
     return rows
 
 
 def filing_rows(spec: DemoSpec, index: int) -> list[dict[str, object]]:
-    _, corporate, risk = _latent(spec, index)
-    if not corporate:
+    """Corporates' filings, about one every two years, each reading the latent at its date."""
+    if not _is_corporate(spec, index):
         return []
+    path = latent_path(spec, index)
     rng = np.random.default_rng([spec.seed, index, 4])
     rows = []
-    for number in range(int(rng.integers(0, 5))):
+    for number, date in enumerate(_dates_per_year(rng, spec, chance=0.5, extra=0.0)):
         form = _pick(rng, ("10-K", "10-Q", "10-Q", "8-K"))
-        date = spec.as_of - dt.timedelta(days=int(rng.integers(1, 1100)))
+        risk = latent_at(path, spec, date) + float(rng.normal(0.0, READING_NOISE))
         rows.append(
             {
                 "filing_id": f"F{index:07d}-{number + 1}",
                 "obligor_id": obligor_id(index),
                 "filing_date": date,
                 "form_type": form,
-                "text": _filing_text(rng, risk + float(rng.normal(0, 0.4)), form),
+                "text": _filing_text(rng, risk, form),
             }
         )
     return rows
@@ -406,7 +642,7 @@ def _generator(spec: DemoSpec, kind: str):  # type: ignore[no-untyped-def]
                 if kind == "portfolio":
                     rows.append(portfolio_row(spec, int(index)))
                 elif kind == "outcomes":
-                    rows.append(outcome_row(spec, int(index)))
+                    rows.extend(outcome_rows(spec, int(index)))
                 elif kind == "reports":
                     rows.extend(report_rows(spec, int(index)))
                 else:
@@ -442,7 +678,10 @@ def write_demo_tables(
     spec: DemoSpec,
     filing_lookback_days: int,
 ) -> dict[str, int]:
-    """Write portfolio, credit_reports, filings, outcomes and training_documents; row counts."""
+    """Write portfolio, credit_reports, filings and outcomes; their row counts.
+
+    ``filing_lookback_days`` is kept for callers; the tables do not depend on it.
+    """
     ensure_database(spark, database)
     names = {
         "portfolio": "portfolio",
@@ -452,34 +691,4 @@ def write_demo_tables(
     }
     for kind, name in names.items():
         overwrite_table(generate(spark, kind, n_obligors, spec), f"{database}.{name}")
-    portfolio = spark.table(f"{database}.portfolio")
-    documents = assemble_documents(
-        portfolio,
-        spark.table(f"{database}.credit_reports"),
-        spark.table(f"{database}.filings"),
-        as_of=spec.observation_date,
-        filing_lookback_days=filing_lookback_days,
-    )
-    outcomes = spark.table(f"{database}.outcomes").where(
-        F.col("observation_date") == F.lit(spec.observation_date)
-    )
-    training = (
-        documents.where(F.col("report_id").isNotNull())
-        .join(outcomes, "obligor_id")
-        .join(portfolio.select("obligor_id", "exposure", "region", *IDENTITY_COLUMNS), "obligor_id")
-        .select(
-            "obligor_id",
-            "segment",
-            "observation_date",
-            F.col("document").alias("text"),
-            "default_12m",
-            "exposure",  # portfolio attributes, for training.data.features
-            "region",
-            *IDENTITY_COLUMNS,  # the known values of redaction
-        )
-    )
-    overwrite_table(training, f"{database}.training_documents")
-    counts = {}
-    for name in [*names.values(), "training_documents"]:
-        counts[name] = spark.table(f"{database}.{name}").count()
-    return counts
+    return {name: spark.table(f"{database}.{name}").count() for name in names.values()}

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 from riskudf.config import RiskConf
-from riskudf.entry import EXIT_OK, add_conf_argument, run_job
+from riskudf.entry import EXIT_BENCHMARK_WINS, EXIT_OK, add_conf_argument, run_job
 from riskudf.lakehouse.session import build_spark
 from riskudf.training.data import LabelError
 from riskudf.training.finetune import TrainedModel
-from riskudf.training.pipeline import train_model
+from riskudf.training.pipeline import OutputError, train_model
 
 log = logging.getLogger("train")
 
@@ -24,15 +24,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-table", help="Delta table name or path (training.data.table)")
     parser.add_argument("--text-col", help="default: training.data.text_col")
     parser.add_argument("--label-col", help="default: training.data.label_col")
+    parser.add_argument(
+        "--reference-pd-col", help="a PD column reported beside the model's (training.data)"
+    )
     parser.add_argument("--output", type=Path, required=True, help="model directory to write")
     parser.add_argument("--model-version", default=None, help="default: timestamp and hash")
+    parser.add_argument(
+        "--publish-if-benchmark-wins",
+        action="store_true",
+        help="publish the transformer even when TF-IDF + LR beats it on validation (recorded)",
+    )
     add_conf_argument(parser)
     args = parser.parse_args(argv)
 
     def train(conf: RiskConf) -> int:
         training = conf.training.with_data(
-            table=args.train_table, text_col=args.text_col, label_col=args.label_col
+            table=args.train_table,
+            text_col=args.text_col,
+            label_col=args.label_col,
+            reference_pd_col=args.reference_pd_col,
         )
+        if args.publish_if_benchmark_wins:
+            training = training.model_copy(update={"publish_if_benchmark_wins": True})
         trained = train_model(
             build_spark(conf.spark),
             training,
@@ -45,32 +58,66 @@ def main(argv: list[str] | None = None) -> int:
         )
         return report(trained)
 
-    return run_job(args.conf, train, log=log, failure="training failed", bad_input=(LabelError,))
+    return run_job(
+        args.conf, train, log=log, failure="training failed", bad_input=(LabelError, OutputError)
+    )
 
 
 def report(trained: TrainedModel) -> int:
-    """Print the model's figures; the exit code."""
+    """Print the model's figures and the verdict against the benchmark; the exit code (6 when
+    the benchmark won and the model was set aside)."""
     metrics = trained.manifest.metrics
+    training = trained.manifest.training
     print(f"model {trained.manifest.model_version} written to {trained.output}")
-    print(
-        f"rows: train {metrics['train_rows']:.0f}, validation {metrics['validation_rows']:.0f}, "
-        f"test {metrics['test_rows']:.0f}"
-    )
+    rows = training.get("split_rows") or {}
+    print("rows: " + ", ".join(f"{name} {count}" for name, count in rows.items()))
+    code = _verdict(trained)
     if "test_macro_auc" in metrics:  # a grade classifier
         print(
             f"test macro AUC {metrics['test_macro_auc']:.3f} (TF-IDF + LR "
             f"{metrics['tfidf_test_macro_auc']:.3f}), accuracy {metrics['test_accuracy']:.3f}, "
             f"quadratic kappa {metrics['test_quadratic_kappa']:.3f}"
         )
-        return EXIT_OK
+        return code
     print(
         f"validation AUC {metrics['validation_auc']:.3f}; test AUC {metrics['test_auc']:.3f} "
         f"(TF-IDF + LR {metrics['tfidf_test_auc']:.3f}), Gini {metrics['test_gini']:.3f}, "
         f"KS {metrics['test_ks']:.3f}; Brier {metrics['test_raw_brier']:.4f} -> "
         f"{metrics['test_brier']:.4f}, ECE {metrics['test_raw_ece']:.4f} -> "
-        f"{metrics['test_ece']:.4f} ({trained.manifest.calibration.get('method')})"
+        f"{metrics['test_ece']:.4f} ({trained.manifest.calibration.get('method')}, fitted on "
+        "the calibration split)"
     )
-    return EXIT_OK
+    if "reference_pd_test_auc" in metrics:
+        print(
+            f"reference PD column on the same test split: AUC "
+            f"{metrics['reference_pd_test_auc']:.3f} (the model reaches "
+            f"{metrics['test_auc'] / metrics['reference_pd_test_auc']:.2f} of it)"
+        )
+    return code
+
+
+def _verdict(trained: TrainedModel) -> int:
+    selection = trained.manifest.training.get("selection") or {}
+    line = (
+        f"selection on {selection.get('criterion')}: transformer "
+        f"{selection.get('transformer', float('nan')):.3f}, TF-IDF + LR "
+        f"{selection.get('benchmark', float('nan')):.3f}"
+    )
+    if selection.get("verdict") != "benchmark_better":
+        print(f"{line}: the transformer is better")
+        return EXIT_OK
+    print("!" * 78)
+    print(f"THE BENCHMARK WINS. {line}.")
+    if trained.published:
+        print("The transformer was published anyway (--publish-if-benchmark-wins); recorded.")
+        print("!" * 78)
+        return EXIT_OK
+    print(
+        f"The transformer was NOT published: set aside at {trained.output}. The model in use "
+        "is unchanged. Rerun with --publish-if-benchmark-wins to publish it anyway."
+    )
+    print("!" * 78)
+    return EXIT_BENCHMARK_WINS
 
 
 if __name__ == "__main__":

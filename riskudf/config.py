@@ -56,6 +56,7 @@ class TablesConf(_Conf):
     alert_actions: str = "alert_actions"
     model_registry: str = "model_registry"
     scored_history: str = "scored_history"
+    training_documents: str = "training_documents"  # written by jobs/build_training_set.py
     retention_days: int = Field(
         default=2557,
         gt=0,
@@ -407,6 +408,14 @@ class TrainingDataConf(_Conf):
         default="stratified", description="time: train on the oldest dates, test on the newest"
     )
     date_col: str | None = Field(default=None, description="the date column of a time split")
+    gap_months: int = Field(
+        default=12, ge=0, description="time split: months between splits (the outcome horizon)"
+    )
+    reference_pd_col: str | None = Field(
+        default=None,
+        description="a PD column reported beside the model's on the same splits (an incumbent "
+        "scorecard; the demo: its generator's own PD)",
+    )
     features: FeaturesConf = FeaturesConf()
 
     @model_validator(mode="after")
@@ -458,10 +467,17 @@ class TrainingConf(_Conf):
         default="class_weight", description="how rare defaults are weighed"
     )
     calibration: Literal["none", "temperature", "platt", "isotonic"] = Field(
-        default="platt", description="fitted on the validation split, applied at scoring"
+        default="platt", description="fitted on the calibration split, applied at scoring"
     )
-    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1, description="early stopping")
+    calibration_fraction: float = Field(
+        default=0.15, ge=0, lt=1, description="fits the calibration; 0 only with calibration none"
+    )
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    publish_if_benchmark_wins: bool = Field(
+        default=False,
+        description="publish the transformer even when TF-IDF + LR beats it on validation",
+    )
     max_train_rows: int = Field(default=0, ge=0, description="0: all rows")
     processes: int = Field(
         default=0, ge=0, description="0: train in the driver; n: TorchDistributor, n processes"
@@ -479,8 +495,19 @@ class TrainingConf(_Conf):
 
     @model_validator(mode="after")
     def _check_fractions(self) -> TrainingConf:
-        if self.validation_fraction + self.test_fraction >= 1:
-            raise ValueError("validation_fraction + test_fraction must be below 1")
+        if self.validation_fraction + self.calibration_fraction + self.test_fraction >= 1:
+            raise ValueError(
+                "validation_fraction + calibration_fraction + test_fraction must be below 1"
+            )
+        if (
+            self.calibration != "none"
+            and self.target == "default"
+            and not self.calibration_fraction
+        ):
+            raise ValueError(
+                f"calibration {self.calibration} needs a calibration split: set "
+                "calibration_fraction (the validation split chose the epoch)"
+            )
         if self.target == "grade" and len(set(self.grade_classes)) < 3:
             raise ValueError("target: grade needs at least 3 distinct grade_classes")
         if self.target == "grade" and self.chunking is not None:

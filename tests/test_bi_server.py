@@ -260,7 +260,7 @@ GUARD = "riskudf BI serves the output tables and views only"
             GUARD,
         ),
         (f"SELECT legal_name FROM {DB}.portfolio", GUARD),
-        (f"SELECT count(*) FROM {DB}.training_documents", GUARD),
+        (f"SELECT count(*) FROM {DB}.outcomes", GUARD),
         (f"CREATE VIEW {DB}.mine AS SELECT * FROM {DB}.credit_reports", GUARD),
         (f"CREATE TEMPORARY VIEW mine AS SELECT * FROM {DB}.credit_reports", GUARD),
         # spark.sql.runSQLOnFiles is off in BI sessions: a path is no table.

@@ -4,6 +4,7 @@ test_incremental)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -82,10 +83,10 @@ def test_features_conf_defaults_to_text_only_and_refuses_clashes() -> None:
         parse_config({"training": {"data": {"features": {"numeric": ["default_12m"]}}}})
 
 
-def numeric_only(n: int = 400) -> pd.DataFrame:
+def numeric_only(n: int = 400, seed: int = 8) -> pd.DataFrame:
     """The label is 1 when a bureau score is in its top quarter; the text is noise, and so is a
     categorical column (with nulls)."""
-    rng = np.random.default_rng(8)
+    rng = np.random.default_rng(seed)
     score = rng.normal(600.0, 50.0, n)
     return pd.DataFrame(
         {
@@ -148,8 +149,11 @@ def test_published_fused_model_scores_its_manifest_figures(
     tuned = fine_tune(
         SPLITS.train, SPLITS.validation, conf, backbone=tiny_backbone, work_dir=tmp_path
     )
+    calibrated = dataclasses.replace(
+        SPLITS, calibration=numeric_only(100, seed=9).assign(id=lambda f: "c" + f["id"])
+    )
     assessment = calibrate_and_evaluate(
-        tuned.tokenizer, tuned.model, SPLITS, conf, features=tuned.features
+        tuned.tokenizer, tuned.model, calibrated, conf, features=tuned.features
     )
     trained = publish_model(
         tuned.tokenizer,

@@ -33,8 +33,11 @@ def test_demo_data_train_and_score(spark, tiny_backbone, make_conf, tmp_path, ca
         training__batch_size=8,
         training__max_train_rows=0,
     )
-    # 120 obligors: enough defaults for a stratified train / validation / test split
-    assert job("demo/make_data").main(["--obligors", "120", "--conf", str(conf)]) == 0
+    # 120 obligors of a riskier book (shift 2): enough defaults for every split
+    made = ["--obligors", "120", "--shift", "2.0", "--conf", str(conf)]
+    assert job("demo/make_data").main(made) == 0
+    built = ["--dates", "2024-11-28", "--knowledge", "current", "--conf", str(conf)]
+    assert job("build_training_set").main(built) == 0
     assert (
         job("train").main(
             [
@@ -50,6 +53,10 @@ def test_demo_data_train_and_score(spark, tiny_backbone, make_conf, tmp_path, ca
                 str(conf),
                 "--model-version",
                 "e2e-1",
+                "--reference-pd-col",
+                "oracle_pd",
+                # A tiny random model against TF-IDF: either may win; the verdict is recorded.
+                "--publish-if-benchmark-wins",
             ]
         )
         == 0
@@ -62,8 +69,21 @@ def test_demo_data_train_and_score(spark, tiny_backbone, make_conf, tmp_path, ca
     metrics = manifest["metrics"]
     assert 0.0 <= metrics["validation_auc"] <= 1.0
     assert 0.0 <= metrics["test_auc"] <= 1.0
-    rows = [metrics[f"{part}_rows"] for part in ("train", "validation", "test")]
-    assert sum(rows) == spark.table("e2e.training_documents").count()
+    rows = manifest["training"]["split_rows"]
+    assert set(rows) == {"train", "validation", "calibration", "test"}
+    assert sum(rows.values()) == spark.table("e2e.training_documents").count()
+    assert [rows[part] for part in ("train", "validation", "test")] == [
+        metrics[f"{part}_rows"] for part in ("train", "validation", "test")
+    ]
+    assert 0.5 < metrics["reference_pd_test_auc"] <= 1.0  # the generator's own PD
+    verdict = manifest["training"]["selection"]["verdict"]
+    assert verdict in ("transformer_better", "benchmark_better")
+    assert "training_curves.svg" in manifest["files"]
+    assert "calibration_curve.svg" in manifest["files"]
+    events = list(Path(manifest["training"]["tensorboard"]).glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].parent.parent == model_dir.with_name("e2e.tensorboard")
+    written = events[0].read_bytes()  # the Trainer's TensorBoard integration, per epoch
+    assert b"train/loss" in written and b"eval/loss" in written and b"eval/auc" in written
     assert "model.safetensors" in manifest["files"] and "MODEL_CARD.md" in manifest["files"]
     assert manifest["calibration"]["method"] == "platt"
     assert manifest["training"]["method"] == "full"

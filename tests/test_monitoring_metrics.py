@@ -155,7 +155,12 @@ def test_hosmer_lemeshow_matches_a_direct_computation() -> None:
     )
     assert n_groups == 10
     assert statistic == pytest.approx(direct, rel=1e-12)
-    assert pvalue == pytest.approx(stats.chi2.sf(direct, 8), rel=1e-12)
+    # Out of sample (a backtest) the statistic has G degrees of freedom; in sample, G - 2.
+    assert pvalue == pytest.approx(stats.chi2.sf(direct, 10), rel=1e-12)
+    _, in_sample, _ = m.hosmer_lemeshow(
+        groups.n.to_numpy(), groups.o.to_numpy(), groups.e.to_numpy(), in_sample=True
+    )
+    assert in_sample == pytest.approx(stats.chi2.sf(direct, 8), rel=1e-12)
 
 
 def test_quantile_groups_split_sorted_bins_evenly() -> None:

@@ -85,7 +85,7 @@ def test_a_shifted_population_drifts_past_the_alert_level() -> None:
         backtest=[],
         fairness=[],
         shares=RunShares(None, None),
-        validation_auc=None,
+        reference_auc=None,
     )
     fired = {(a.rule, a.slice_value): a for a in alerts}
     assert fired[("psi_pd_baseline", None)].severity == "alert"
@@ -217,7 +217,7 @@ def test_document_share_rules() -> None:
         backtest=[],
         fairness=[],
         shares=RunShares(empty_document_share=0.2, quarantined_share=0.02),
-        validation_auc=0.8,
+        reference_auc=0.8,
     )
     assert {(a.rule, a.severity, a.threshold) for a in alerts} == {
         ("empty_documents", "alert", 0.10),

@@ -3,6 +3,7 @@ calibration applied at scoring, model card and reproducibility."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +31,10 @@ GOOD = ["paid on time", "strong cash flow", "no arrears", "low leverage", "stabl
 BAD = ["missed payment", "arrears rising", "covenant breach", "court judgment", "late again"]
 
 
-def synthetic(n: int = 120, default_every: int = 4) -> pd.DataFrame:
+def synthetic(n: int = 120, default_every: int = 4, seed: int = 3) -> pd.DataFrame:
     """Short documents, 1 default in ``default_every``: one word carries the label, four are
     noise, so that the tiny model's validation AUC moves from epoch to epoch."""
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
         label = int(i % default_every == 0)
@@ -44,6 +45,10 @@ def synthetic(n: int = 120, default_every: int = 4) -> pd.DataFrame:
 
 
 SPLITS = split_stratified(synthetic(), validation_fraction=0.25, test_fraction=0.25, seed=0)
+# The calibration fit gets rows of its own (never the validation split, which chose the epoch).
+CALIBRATED = dataclasses.replace(
+    SPLITS, calibration=synthetic(48, seed=4).assign(id=lambda f: "c" + f["id"])
+)
 
 
 def conf(**kw: object) -> TrainingConf:
@@ -155,7 +160,7 @@ def test_published_model_scores_with_its_calibration(
     )
     assert type(tuned.model).__name__ == "BertForSequenceClassification"  # adapters merged
     assessment = calibrate_and_evaluate(
-        tuned.tokenizer, tuned.model, SPLITS, settings, thresholds={"review": 0.05}
+        tuned.tokenizer, tuned.model, CALIBRATED, settings, thresholds={"review": 0.05}
     )
     assert assessment.calibration["method"] == calibration
     trained = publish(
@@ -206,7 +211,7 @@ def test_same_seed_same_metrics(tiny_backbone: Path, tmp_path: Path) -> None:
             backbone=tiny_backbone,
             work_dir=tmp_path / where,
         )
-        return calibrate_and_evaluate(tuned.tokenizer, tuned.model, SPLITS, conf()).metrics
+        return calibrate_and_evaluate(tuned.tokenizer, tuned.model, CALIBRATED, conf()).metrics
 
     first, second = run("a"), run("b")
     assert first.keys() == second.keys()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +34,21 @@ LABELS = np.array([0, 0, 1, 1])
 PDS = np.array([0.1, 0.4, 0.35, 0.8])
 
 
-def test_ece_weights_each_bin_by_its_rows() -> None:
-    # bins: 0.05 -> [0, .1); 0.15, 0.15 -> [.1, .2) with rate 0.5; 0.95 -> [.9, 1]
-    ece = expected_calibration_error(LABELS, np.array([0.05, 0.15, 0.15, 0.95]))
-    assert ece == pytest.approx((0.05 + 2 * 0.35 + 0.05) / 4, abs=1e-12)
+def test_ece_weights_each_quantile_bin_by_its_rows() -> None:
+    # Two quantile bins: {0.05, 0.15} with rate 0, {0.15 (tie goes up), 0.95}: ties share a bin.
+    ece = expected_calibration_error(LABELS, np.array([0.05, 0.15, 0.15, 0.95]), n_bins=2)
+    # edges at the median 0.15: [0.05] | [0.15, 0.15, 0.95] with rates 0 and 2/3
+    assert ece == pytest.approx((0.05 + 3 * abs(2 / 3 - 1.25 / 3)) / 4, abs=1e-12)
+
+
+def test_ece_bins_split_low_pds_that_equal_width_bins_lump_together() -> None:
+    # A loan book: every PD below 0.1. Equal-width bins see one bin whose mean PD matches the
+    # default rate (ECE 0); quantile bins see that the low half defaults more than predicted.
+    pds = np.array([0.01] * 50 + [0.05] * 50)
+    labels = np.array([1] * 3 + [0] * 47 + [0] * 50)  # 6 % in the low half, 0 % in the high
+    assert expected_calibration_error(labels, pds, n_bins=10) == pytest.approx(
+        (50 * 0.05 + 50 * 0.05) / 100, abs=1e-12
+    )
 
 
 def test_ks_auc_gini_and_confusion() -> None:
@@ -106,19 +118,19 @@ def test_isotonic_matches_scikit_learn_predict() -> None:
 def test_manifests_without_a_method_are_platt() -> None:
     legacy = {"slope": 3.0, "intercept": -2.0}
     np.testing.assert_allclose(apply_calibration(PDS, legacy), calibrate(PDS, **legacy))
-    assert fit_calibration("none", PDS, LABELS) == {
-        "method": "platt",
-        "slope": 1.0,
-        "intercept": 0.0,
-    }
 
 
-def test_platt_with_a_reversed_ranking_falls_back_to_identity() -> None:
+def test_no_calibration_is_recorded_as_none_not_as_platt() -> None:
+    # Issue 21: an uncalibrated model was recorded as Platt with slope 1.
+    assert fit_calibration("none", PDS, LABELS) == {"method": "none"}
+    np.testing.assert_array_equal(apply_calibration(PDS, {"method": "none"}), PDS)
+
+
+def test_platt_with_a_reversed_ranking_falls_back_to_none() -> None:
     fitted = fit_calibration(
         "platt", np.array([0.9, 0.8, 0.2, 0.1] * 5), np.array([0, 0, 1, 1] * 5)
     )
-    assert fitted["slope"] == 1.0 and fitted["intercept"] == 0.0
-    assert "fallback" in fitted
+    assert fitted == {"method": "none", "fallback": "platt slope not positive"}
 
 
 def test_unknown_calibration_is_refused() -> None:
@@ -168,6 +180,51 @@ def test_time_split_trains_on_the_oldest_dates_and_never_cuts_a_date() -> None:
     assert splits.train["as_of"].max() < splits.validation["as_of"].min()
     assert splits.validation["as_of"].max() < splits.test["as_of"].min()
     assert splits.test["as_of"].min() == dt.date(2024, 1, 9)
+
+
+def test_stratified_split_keeps_each_obligor_in_one_split() -> None:
+    # Three observation dates per obligor: a row split would put one obligor in train and test.
+    frame = pd.concat([_frame().assign(as_of=dt.date(2022 + k, 1, 1)) for k in range(3)])
+    frame["label"] = [int((i * 7 + k) % 9 == 0) for k in range(3) for i in range(100)]
+    splits = split_stratified(
+        frame, validation_fraction=0.2, test_fraction=0.2, calibration_fraction=0.2, seed=7
+    )
+    ids = {name: set(part["id"]) for name, part in splits.parts().items()}
+    assert list(ids) == ["train", "validation", "calibration", "test"]
+    for a, b in itertools.combinations(ids, 2):
+        assert not ids[a] & ids[b], (a, b)
+    assert sum(len(part) for part in splits.parts().values()) == len(frame) == 300
+    assert all(len(part) % 3 == 0 for part in splits.parts().values())  # whole obligors
+    assert [len(ids[name]) for name in ids] == [40, 20, 20, 20]
+
+
+def test_time_split_leaves_a_gap_of_the_outcome_horizon() -> None:
+    # One date a month for 40 months, 10 rows each.
+    months = [dt.date(2020 + m // 12, m % 12 + 1, 1) for m in range(40)]
+    frame = pd.DataFrame(
+        {
+            "id": [f"o{i}" for i in range(400)],
+            "text": "x",
+            "label": [int(i % 5 == 0) for i in range(400)],
+            "as_of": [months[i // 10] for i in range(400)],
+        }
+    )
+    splits = split_by_time(
+        frame,
+        date_col="as_of",
+        validation_fraction=0.2,
+        test_fraction=0.2,
+        calibration_fraction=0.1,
+        gap_months=3,
+    )
+    order = list(splits.parts().values())
+    for before, after in itertools.pairwise(order):
+        last = before["as_of"].max()
+        earliest = dt.date(last.year + (last.month + 2) // 12, (last.month + 2) % 12 + 1, 1)
+        assert after["as_of"].min() == earliest  # three months on: labels have matured
+    assert splits.dropped_in_gaps == 3 * 2 * 10  # 3 gaps of 2 dropped months of 10 rows
+    kept = sum(len(part) for part in order)
+    assert kept + splits.dropped_in_gaps == 400
 
 
 def test_time_split_needs_enough_dates() -> None:
@@ -241,7 +298,7 @@ def test_model_card_reports_the_manifest_figures() -> None:
     assert "method: lora; trainable parameters 1090 of 9000" in card
     assert "risk.training_documents (Delta version 3)" in card
     assert "2 defaults and 1 non-defaults flagged, 0 defaults and 1 non-defaults not." in card
-    assert "- method: isotonic, fitted on the validation split" in card
+    assert "- method: isotonic, fitted on the calibration split" in card
     assert "TF-IDF + logistic regression: test AUC 0.6250" in card
     assert "- structured features: none (text only)" in card
     fused = Manifest(
@@ -270,6 +327,9 @@ def test_tfidf_benchmark_ranks_by_the_words_it_learned() -> None:
 
     splits = Splits(part(4, 12), part(1, 3), part(2, 6))
     assert tfidf_benchmark(splits, seed=0, balanced=True) == {
+        "tfidf_validation_auc": 1.0,
+        "tfidf_validation_gini": 1.0,
+        "tfidf_validation_ks": 1.0,
         "tfidf_test_auc": 1.0,
         "tfidf_test_gini": 1.0,
         "tfidf_test_ks": 1.0,
@@ -322,3 +382,25 @@ def test_grade_target_conf_and_pd_only_scoring() -> None:
     )
     with pytest.raises(ArtifactError, match="g-1 is not a PD model"):
         require_pd_model(grade_model)
+
+
+def test_card_charts_draw_one_polyline_per_series() -> None:
+    import re
+
+    from riskudf.training.charts import calibration_curve, training_curves
+
+    history = [
+        {"epoch": 1.0, "train_loss": 0.7, "validation_loss": 0.6, "validation_auc": 0.7},
+        {"epoch": 2.0, "train_loss": 0.5, "validation_loss": 0.55, "validation_auc": 0.8},
+    ]
+    svg = training_curves(history)
+    lines = re.findall(r'data-name="([^"]+)" points="([^"]+)"', svg)
+    assert [name for name, _ in lines] == ["training loss", "validation loss", "validation AUC"]
+    assert all(len(points.split()) == 2 for _, points in lines)
+    bins = [
+        {"rows": 10, "mean_pd": 0.01, "default_rate": 0.0},
+        {"rows": 10, "mean_pd": 0.05, "default_rate": 0.1},
+        {"rows": 10, "mean_pd": 0.2, "default_rate": 0.2},
+    ]
+    curve = calibration_curve(bins)
+    assert len(re.findall(r"<circle ", curve)) == 3 and "stroke-dasharray" in curve  # y = x

@@ -458,8 +458,15 @@ MODEL_REGISTRY_COLUMNS: tuple[ColumnSpec, ...] = (
     ("parent_model", "STRING", False, "the model version it replaced at model_dir, if any"),
     ("calibration", "STRING", True, "calibration method: none, temperature, platt, isotonic"),
     ("metrics", "MAP<STRING, DOUBLE>", True, "validation_* and test_* figures of the manifest"),
+    (
+        "verdict",
+        "STRING",
+        False,
+        "transformer_better or benchmark_better (TF-IDF + LR, validation)",
+    ),
+    ("published", "BOOLEAN", False, "false: set aside at model_dir, the benchmark won"),
 )
-MODEL_REGISTRY_COMMENT = "one row per trained model, written when the model is published"
+MODEL_REGISTRY_COMMENT = "one row per trained model: published, or set aside (published false)"
 
 
 MONITOR_TABLES: dict[str, tuple[tuple[ColumnSpec, ...], str]] = {

@@ -22,7 +22,7 @@ MANIFEST_NAME = "manifest.json"
 # The only kinds of file a model directory may hold: weights as safetensors, and text or JSON
 # (configs, tokenizer vocabularies, the model card). Anything else (pickles, .bin, .pt, .npy,
 # code) is refused.
-ALLOWED_SUFFIXES = (".safetensors", ".json", ".txt", ".md", ".model")
+ALLOWED_SUFFIXES = (".safetensors", ".json", ".txt", ".md", ".model", ".svg")
 
 
 class ArtifactError(ValueError):
@@ -122,7 +122,7 @@ def _check_file_kinds(names: list[str] | set[str], model_dir: Path) -> None:
     refused = sorted(name for name in names if not name.lower().endswith(ALLOWED_SUFFIXES))
     if refused:
         raise ArtifactError(
-            f"{model_dir}: only safetensors weights and text/JSON files are allowed, "
+            f"{model_dir}: only safetensors weights and text/JSON/SVG files are allowed, "
             f"refused {refused}"
         )
     if not any(name.endswith(".safetensors") for name in names):

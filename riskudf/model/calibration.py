@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-IDENTITY: dict[str, Any] = {"method": "platt", "slope": 1.0, "intercept": 0.0}
+IDENTITY: dict[str, Any] = {"method": "platt", "slope": 1.0, "intercept": 0.0}  # legacy
+NONE: dict[str, Any] = {"method": "none"}  # what an uncalibrated model records
 METHODS = ("none", "temperature", "platt", "isotonic")
 
 
@@ -37,6 +38,8 @@ def apply_calibration(p: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarr
     """The calibrated PDs of raw probabilities ``p`` under a manifest's ``calibration``."""
     method = calibration.get("method", "platt")
     try:
+        if method == "none":
+            return np.asarray(p, dtype=np.float64)
         if method == "platt":
             return calibrate(
                 p, slope=float(calibration["slope"]), intercept=float(calibration["intercept"])
@@ -49,7 +52,7 @@ def apply_calibration(p: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarr
             return np.asarray(np.interp(p, x, y))
     except KeyError as exc:
         raise CalibrationError(f"calibration {method!r} lacks {exc}") from None
-    raise CalibrationError(f"unknown calibration method {method!r}; known: {METHODS[1:]}")
+    raise CalibrationError(f"unknown calibration method {method!r}; known: {METHODS}")
 
 
 def fit_platt(pds: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -92,15 +95,15 @@ def fit_isotonic(pds: np.ndarray, labels: np.ndarray) -> dict[str, list[float]]:
 def fit_calibration(method: str, pds: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """Fit ``method`` (one of METHODS) on validation PDs and labels; the manifest's dict.
 
-    A Platt fit with a non-positive slope would reverse the ranking: it falls back to the
-    identity, marked ``fallback``.
+    A Platt fit with a non-positive slope would reverse the ranking: the PDs stay uncalibrated,
+    recorded as method none with the ``fallback`` reason.
     """
     if method == "none":
-        return dict(IDENTITY)
+        return dict(NONE)
     if method == "platt":
         fitted = fit_platt(pds, labels)
         if fitted["slope"] <= 0:
-            return {**IDENTITY, "fallback": "platt slope not positive"}
+            return {**NONE, "fallback": "platt slope not positive"}
         return {"method": "platt", **fitted}
     if method == "temperature":
         return {"method": "temperature", "temperature": fit_temperature(pds, labels)}

@@ -6,7 +6,7 @@ import datetime as dt
 
 from pyspark.sql import SparkSession
 
-from riskudf.lakehouse.delta import append, ensure_table, schema
+from riskudf.lakehouse.delta import append, ensure_database, ensure_table, schema
 from riskudf.lakehouse.schemas import (
     MODEL_REGISTRY_COLUMNS,
     MODEL_REGISTRY_COMMENT,
@@ -15,8 +15,11 @@ from riskudf.lakehouse.schemas import (
 from riskudf.model.artifact import Manifest
 
 
-def register_model(spark: SparkSession, table: str, manifest: Manifest, *, model_dir: str) -> None:
-    """Append the model's row (creating the table the first time)."""
+def ensure_registry(spark: SparkSession, table: str) -> None:
+    """The registry table and its database, created if missing (a training run checks this
+    before it trains, not after)."""
+    if "." in table:
+        ensure_database(spark, table.rsplit(".", 1)[0])
     ensure_table(
         spark,
         table,
@@ -24,6 +27,14 @@ def register_model(spark: SparkSession, table: str, manifest: Manifest, *, model
         comment=MODEL_REGISTRY_COMMENT,
         properties=RETENTION_PROPERTIES,
     )
+
+
+def register_model(
+    spark: SparkSession, table: str, manifest: Manifest, *, model_dir: str, published: bool = True
+) -> None:
+    """Append the model's row (creating the table the first time)."""
+    ensure_registry(spark, table)
+    selection = manifest.training.get("selection") or {}
     row = (
         manifest.model_version,
         dt.datetime.fromisoformat(manifest.created_at),
@@ -35,5 +46,7 @@ def register_model(spark: SparkSession, table: str, manifest: Manifest, *, model
         manifest.training.get("parent_model"),
         str(manifest.calibration.get("method", "platt")),
         {k: float(v) for k, v in manifest.metrics.items()},
+        selection.get("verdict"),
+        published,
     )
     append(spark.createDataFrame([row], schema(MODEL_REGISTRY_COLUMNS)), table)

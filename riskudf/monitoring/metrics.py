@@ -261,13 +261,14 @@ def quantile_groups(counts: np.ndarray, n_groups: int = 10) -> np.ndarray:
 
 
 def hosmer_lemeshow(
-    n: np.ndarray, observed: np.ndarray, expected: np.ndarray
+    n: np.ndarray, observed: np.ndarray, expected: np.ndarray, *, in_sample: bool = False
 ) -> tuple[float, float, int]:
     """Hosmer-Lemeshow statistic, p-value and number of groups.
 
     Per group g with n_g obligors, O_g defaults and E_g = sum of PDs:
-    ``sum (O_g - E_g)^2 / (E_g (1 - E_g / n_g))``, chi-squared with G - 2 degrees of freedom.
-    Empty or degenerate groups (E_g = 0 or E_g = n_g) are left out.
+    ``sum (O_g - E_g)^2 / (E_g (1 - E_g / n_g))``, chi-squared with G degrees of freedom out
+    of sample (a backtest: the PDs were not fitted on these outcomes), G - 2 on the development
+    sample (``in_sample``). Empty or degenerate groups (E_g = 0 or E_g = n_g) are left out.
     """
     n = np.asarray(n, float)
     observed = np.asarray(observed, float)
@@ -278,7 +279,8 @@ def hosmer_lemeshow(
     if groups < 3:
         return float("nan"), float("nan"), groups
     statistic = float(np.sum((observed - expected) ** 2 / (expected * (1 - expected / n))))
-    return statistic, float(stats.chi2.sf(statistic, groups - 2)), groups
+    dof = groups - 2 if in_sample else groups
+    return statistic, float(stats.chi2.sf(statistic, dof)), groups
 
 
 # --- fairness ------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from riskudf.lakehouse.schemas import (
     ColumnSpec,
 )
 from riskudf.monitoring import aggregate as agg
-from riskudf.monitoring.alerts import Alert, RunShares, evaluate_alerts
+from riskudf.monitoring.alerts import Alert, RunShares, evaluate_alerts, reference_auc
 from riskudf.monitoring.backtest import BacktestRecord, backtest_records, outcome_decisions
 from riskudf.monitoring.baseline import BASELINE_NAME, Baseline, Histograms, load_baseline
 from riskudf.monitoring.columns import (
@@ -811,7 +811,7 @@ def compute_monitoring(
         backtest=backtest,
         fairness=fairness,
         shares=_shares(histograms, _quarantined_obligors(spark, conf, run_id)),
-        validation_auc=manifest.metrics.get("validation_auc"),
+        reference_auc=reference_auc(manifest.metrics),
     )
     phases.lap("alerts")
     baseline, previous = drift.baseline, drift.previous

@@ -8,6 +8,7 @@ driver after a commit puts back this date's rows of the committed tables (undo_d
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -524,16 +525,12 @@ def previous_scores(
     return found[0], rows
 
 
-def build_documents(
-    inputs: Inputs,
-    conf: RiskConf,
-    model: Model,
-    *,
-    as_of: dt.date,
-    today: dt.date,
-    environment: dict[str, str] | None = None,
+def assemble_redacted(
+    inputs: Inputs, conf: RiskConf, *, as_of: dt.date, today: dt.date
 ) -> Documents:
-    """Phase 2: one document per usable obligor, bad records and documents set aside."""
+    """The model-independent part of phase 2: one redacted document per usable obligor, bad
+    records and documents set aside. The training-set builder calls it too, so that training
+    documents are assembled exactly as scoring assembles them."""
     names, lookback = inputs.names, conf.scoring.filing_lookback_days
     usable, portfolio_rows = quarantine.split_portfolio(
         inputs.portfolio, source_table=names["portfolio"]
@@ -564,15 +561,6 @@ def build_documents(
     )
     # Personal data out before anything reads the text for the model (fingerprint included).
     scorable, kinds = redact_documents(scorable, usable, conf.redaction)
-    scorable = with_feature_columns(scorable, usable, model.spec).withColumn(
-        "fingerprint",
-        incremental.fingerprint_expr(
-            F.col("document"),
-            model_key=model.key,
-            conf_key=incremental.score_conf_key(conf.scoring, conf.reasons, environment),
-            features=model.spec.columns if model.spec is not None else (),
-        ),
-    )
     ids = usable.select("obligor_id")
     record_rows = quarantine.record_rows(
         reports.join(ids, "obligor_id", "left_semi"),
@@ -588,6 +576,30 @@ def build_documents(
     return Documents(
         usable, scorable, portfolio_rows.unionByName(document_rows), record_rows, kinds
     )
+
+
+def build_documents(
+    inputs: Inputs,
+    conf: RiskConf,
+    model: Model,
+    *,
+    as_of: dt.date,
+    today: dt.date,
+    environment: dict[str, str] | None = None,
+) -> Documents:
+    """Phase 2: one document per usable obligor, bad records and documents set aside, with the
+    model's features and each document's fingerprint."""
+    documents = assemble_redacted(inputs, conf, as_of=as_of, today=today)
+    scorable = with_feature_columns(documents.scorable, documents.usable, model.spec).withColumn(
+        "fingerprint",
+        incremental.fingerprint_expr(
+            F.col("document"),
+            model_key=model.key,
+            conf_key=incremental.score_conf_key(conf.scoring, conf.reasons, environment),
+            features=model.spec.columns if model.spec is not None else (),
+        ),
+    )
+    return dataclasses.replace(documents, scorable=scorable)
 
 
 def settle(

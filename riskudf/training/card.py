@@ -48,6 +48,38 @@ def _redaction(manifest: Manifest) -> str:
     )
 
 
+def _calibration(manifest: Manifest) -> str:
+    method = manifest.calibration.get("method", "platt")
+    if method == "none":
+        why = manifest.calibration.get("fallback")
+        return "none: the PDs are the model's raw probabilities" + (f" ({why})" if why else "")
+    return f"{method}, fitted on the calibration split (not the split that chose the epoch)"
+
+
+def _selection(manifest: Manifest) -> list[str]:
+    """The verdict against the benchmark, loud when the benchmark won."""
+    selection = manifest.training.get("selection")
+    if not selection:
+        return []
+    figures = (
+        f"on {selection['criterion']}: transformer {selection['transformer']:.4f}, TF-IDF + "
+        f"logistic regression {selection['benchmark']:.4f}"
+    )
+    if selection["verdict"] != "benchmark_better":
+        return ["", "## Selection", f"- the transformer beats the benchmark {figures}"]
+    outcome = (
+        "published anyway by explicit choice (publish_if_benchmark_wins)"
+        if selection.get("published")
+        else "NOT published: set aside; the model in use was left unchanged"
+    )
+    return [
+        "",
+        "## Selection",
+        f"- **WARNING: the benchmark beats this model** {figures}.",
+        f"- this model was {outcome}.",
+    ]
+
+
 def model_card(manifest: Manifest) -> str:
     """Identity, training, calibration and held-out test figures of a model, in markdown."""
     m = manifest.metrics
@@ -64,11 +96,21 @@ def model_card(manifest: Manifest) -> str:
         f"- method: {t.get('method', 'n/a')}; trainable parameters "
         f"{t.get('trainable_parameters', 'n/a')} of {t.get('total_parameters', 'n/a')}",
         f"- epochs run: {t.get('epochs_run', 'n/a')} (early stopping on validation AUC, "
-        "best epoch kept)",
+        "best epoch kept)"
+        + (f"; TensorBoard events in {t['tensorboard']}" if t.get("tensorboard") else ""),
+        *(["", "![Training curves](training_curves.svg)", ""] if t.get("history") else []),
         f"- training table: {manifest.training_table} "
         f"(Delta version {manifest.training_table_version})",
-        f"- split: {t.get('split', 'n/a')}; rows train {m.get('train_rows', 0):.0f}, validation "
-        f"{m.get('validation_rows', 0):.0f}, test {m.get('test_rows', 0):.0f}",
+        f"- split: {t.get('split', 'n/a')}, by obligor; rows "
+        + (
+            ", ".join(f"{name} {n}" for name, n in (t.get("split_rows") or {}).items())
+            or f"train {m.get('train_rows', 0):.0f}, test {m.get('test_rows', 0):.0f}"
+        )
+        + (
+            f"; {t['dropped_in_gaps']} rows in the time gaps left out"
+            if t.get("dropped_in_gaps")
+            else ""
+        ),
         f"- parent model: {t.get('parent_model') or 'none'}",
         f"- window: {manifest.max_length} tokens; longer documents are cut and flagged "
         "`truncated` at scoring",
@@ -76,7 +118,12 @@ def model_card(manifest: Manifest) -> str:
         f"- personal data: {_redaction(manifest)}",
         "",
         "## Calibration",
-        f"- method: {manifest.calibration.get('method', 'platt')}, fitted on the validation split",
+        f"- method: {_calibration(manifest)}",
+        *(
+            ["", "![Calibration on quantile bins](calibration_curve.svg)", ""]
+            if t.get("calibration_curve")
+            else []
+        ),
         f"- test Brier {_figure(m, 'test_raw_brier')} before, {_figure(m, 'test_brier')} after; "
         f"test ECE {_figure(m, 'test_raw_ece')} before, {_figure(m, 'test_ece')} after",
         "",
@@ -93,6 +140,13 @@ def model_card(manifest: Manifest) -> str:
             f"{_figure(m, 'tfidf_test_auc')}, Gini {_figure(m, 'tfidf_test_gini')}, "
             f"KS {_figure(m, 'tfidf_test_ks')}.",
         ]
+    if "reference_pd_test_auc" in m:
+        lines += [
+            "",
+            f"Reference PD column of the training table on the same test split: AUC "
+            f"{_figure(m, 'reference_pd_test_auc')}.",
+        ]
+    lines += _selection(manifest)
     if "test_accuracy" in m:
         lines += [
             "",

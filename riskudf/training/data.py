@@ -67,6 +67,7 @@ def load_labelled(
     numeric: Sequence[str] = (),
     categorical: Sequence[str] = (),
     redaction: RedactionConf | None = None,
+    reference_pd_col: str | None = None,
 ) -> TrainingData:
     """Id, text and 0/1 label of a training table, on the driver (training sets fit in memory).
 
@@ -74,6 +75,7 @@ def load_labelled(
     columns); ``date_col`` comes along with its own type, for a time split. Without a
     ``text_col``, the text is the ``text_from`` columns serialised as ``field: value; ...``.
     With ``classes`` (grades), the label is the index of the label column's value among them.
+    ``reference_pd_col`` comes along as double column ``reference_pd``.
     Feature columns come along as double (``numeric``) and string (``categorical``).
     The text goes through ``redaction`` (riskudf.documents.redact, the step scoring uses), with
     the known-value columns the table has.
@@ -89,6 +91,8 @@ def load_labelled(
         raise SchemaError(f"table {table}: missing feature columns {missing}")
     if date_col and date_col not in df.columns:
         raise SchemaError(f"table {table}: missing date column {date_col}")
+    if reference_pd_col and reference_pd_col not in df.columns:
+        raise SchemaError(f"table {table}: missing reference PD column {reference_pd_col}")
     kept = [
         c
         for c in dict.fromkeys(keep)
@@ -112,6 +116,11 @@ def load_labelled(
         *[F.col(c).cast("double") for c in numeric],
         *[F.col(c).cast("string") for c in categorical],
         *([F.col(date_col)] if date_col else []),
+        *(
+            [F.col(reference_pd_col).cast("double").alias("reference_pd")]
+            if reference_pd_col
+            else []
+        ),
         *[F.col(c).cast("string").alias(f"_known_{c}") for c in known_cols],
     )
     valid = list(range(len(classes))) if classes else [0, 1]
@@ -146,14 +155,25 @@ def load_labelled(
 
 @dataclass(frozen=True)
 class Splits:
+    """Train (fits the weights), validation (early stopping: chooses the epoch), calibration
+    (fits the calibration map on data that chose nothing) and test (held out, reported)."""
+
     train: pd.DataFrame
     validation: pd.DataFrame
     test: pd.DataFrame
+    calibration: pd.DataFrame = field(default_factory=pd.DataFrame)
+    dropped_in_gaps: int = 0  # time split: rows dated inside a gap, in no split
+
+    def parts(self) -> dict[str, pd.DataFrame]:
+        named = {"train": self.train, "validation": self.validation}
+        if not self.calibration.empty:
+            named["calibration"] = self.calibration
+        return {**named, "test": self.test}
 
 
 def _check_classes(splits: Splits, how: str) -> Splits:
     """Every split holds every class of the data (AUC needs them)."""
-    parts = {name: getattr(splits, name) for name in ("train", "validation", "test")}
+    parts = splits.parts()
     classes = set().union(*(set(part["label"]) for part in parts.values()))
     for name, part in parts.items():
         lacking = sorted(classes - set(part["label"]))
@@ -165,55 +185,111 @@ def _check_classes(splits: Splits, how: str) -> Splits:
 
 
 def split_stratified(
-    frame: pd.DataFrame, *, validation_fraction: float, test_fraction: float, seed: int
+    frame: pd.DataFrame,
+    *,
+    validation_fraction: float,
+    test_fraction: float,
+    seed: int,
+    calibration_fraction: float = 0.0,
+    group_col: str = "id",
 ) -> Splits:
-    """Train, validation and test, stratified on the label and seeded."""
-    rest, test = train_test_split(
-        frame, test_size=test_fraction, random_state=seed, stratify=frame["label"]
-    )
-    train, validation = train_test_split(
-        rest,
-        test_size=validation_fraction / (1 - test_fraction),
-        random_state=seed,
-        stratify=rest["label"],
-    )
+    """Train, validation, calibration and test, stratified on the label and seeded, by group:
+    every row of one obligor (``group_col``; rows of several observation dates) lands in one
+    split. A group is stratified on its worst label. Without ``group_col`` every row is a group.
+    """
+    if group_col in frame:
+        groups = frame.groupby(group_col, sort=False)["label"].max().reset_index()
+    else:
+        groups = frame[["label"]].rename_axis("_row").reset_index()
+        group_col = "_row"
+        frame = frame.rename_axis("_row").reset_index()
+    fractions = {"test": test_fraction, "calibration": calibration_fraction}
+    fractions["validation"] = validation_fraction
+    rest, taken, left = groups, {}, 1.0
+    for name, fraction in fractions.items():
+        if fraction <= 0:
+            taken[name] = rest.iloc[0:0]
+            continue
+        rest, taken[name] = train_test_split(
+            rest, test_size=fraction / left, random_state=seed, stratify=rest["label"]
+        )
+        left -= fraction
+    taken["train"] = rest
+
+    def rows_of(name: str) -> pd.DataFrame:
+        part = frame[frame[group_col].isin(set(taken[name][group_col]))]
+        order = {key: i for i, key in enumerate(taken[name][group_col])}
+        part = part.iloc[part[group_col].map(order).argsort(kind="stable")]
+        part = part.drop(columns=["_row"]) if group_col == "_row" else part
+        return part.reset_index(drop=True)
+
     splits = Splits(
-        train.reset_index(drop=True),
-        validation.reset_index(drop=True),
-        test.reset_index(drop=True),
+        rows_of("train"), rows_of("validation"), rows_of("test"), rows_of("calibration")
     )
     return _check_classes(splits, "stratified")
 
 
 def split_by_time(
-    frame: pd.DataFrame, *, date_col: str, validation_fraction: float, test_fraction: float
+    frame: pd.DataFrame,
+    *,
+    date_col: str,
+    validation_fraction: float,
+    test_fraction: float,
+    calibration_fraction: float = 0.0,
+    gap_months: int = 0,
 ) -> Splits:
-    """Train on the oldest dates, validate on the next, test on the newest.
+    """Train on the oldest dates, validate on the next, calibrate on the next, test on the
+    newest.
 
     The cuts fall between dates, never inside one: all rows of a date land in one split, so the
-    fractions are met as closely as the dates allow.
+    fractions are met as closely as the dates allow. Each split starts at least ``gap_months``
+    after the last date of the split before it (the outcome horizon: the earlier split's labels
+    have matured by then); rows dated inside a gap are left out and counted.
     """
+    from riskudf.monitoring.run import add_months
+
     if date_col not in frame:
         raise LabelError(f"time split: no column {date_col}")
     if frame[date_col].isna().any():
         raise LabelError(f"time split: {int(frame[date_col].isna().sum())} rows without a date")
     ordered = frame.sort_values(date_col, kind="stable").reset_index(drop=True)
     share = ordered.groupby(date_col, sort=True).size().cumsum() / len(ordered)
-    train_until = share.index[share <= 1 - validation_fraction - test_fraction]
-    validation_until = share.index[share <= 1 - test_fraction]
-    if len(train_until) == 0 or len(validation_until) <= len(train_until):
-        raise LabelError(
-            f"time split: {share.size} distinct dates cannot make train, validation and test"
-        )
+    names = ["train", "validation", *(["calibration"] if calibration_fraction > 0 else []), "test"]
+    tops = [
+        1 - validation_fraction - calibration_fraction - test_fraction,
+        1 - calibration_fraction - test_fraction,
+        *([1 - test_fraction] if calibration_fraction > 0 else []),
+    ]
+    cuts = [share.index[share <= top] for top in tops]
+    if any(len(cut) == 0 for cut in cuts) or len({len(cut) for cut in cuts}) < len(cuts):
+        raise LabelError(f"time split: {share.size} distinct dates cannot make {', '.join(names)}")
     dates = ordered[date_col]
-    train = ordered[dates <= train_until[-1]]
-    validation = ordered[(dates > train_until[-1]) & (dates <= validation_until[-1])]
-    test = ordered[dates > validation_until[-1]]
+    bounds = [None, *[cut[-1] for cut in cuts], None]
+    parts: dict[str, pd.DataFrame] = {}
+    dropped = 0
+    for i, name in enumerate(names):
+        low, high = bounds[i], bounds[i + 1]
+        inside = pd.Series(True, index=ordered.index)
+        if low is not None:
+            inside &= dates > low
+        if high is not None:
+            inside &= dates <= high
+        rows = ordered[inside]
+        if i > 0 and gap_months:
+            earliest = add_months(parts[names[i - 1]][date_col].max(), gap_months)
+            dropped += int((rows[date_col] < earliest).sum())
+            rows = rows[rows[date_col] >= earliest]
+        if rows.empty:
+            raise LabelError(
+                f"time split: no dates left for the {name} split"
+                + (f" after a gap of {gap_months} months" if gap_months else "")
+            )
+        parts[name] = rows.reset_index(drop=True)
     splits = Splits(
-        train.reset_index(drop=True),
-        validation.reset_index(drop=True),
-        test.reset_index(drop=True),
+        parts["train"],
+        parts["validation"],
+        parts["test"],
+        parts.get("calibration", pd.DataFrame()),
+        dropped_in_gaps=dropped,
     )
-    if splits.test.empty:
-        raise LabelError("time split: no dates left for the test split")
     return _check_classes(splits, "time")

@@ -15,19 +15,41 @@ from riskudf.monitoring.metrics import gini
 
 
 def expected_calibration_error(labels: np.ndarray, pds: np.ndarray, *, n_bins: int = 10) -> float:
-    """ECE: the row-weighted mean |default rate - mean PD| over equal-width PD bins.
+    """ECE: the row-weighted mean |default rate - mean PD| over quantile bins of the PD.
 
-    scikit-learn has calibration_curve but no ECE; this is the usual definition (Guo et al.
-    2017) with bins [0, 0.1), ..., [0.9, 1.0].
+    Equal-width bins would put every PD below 0.1 (most of a loan book) into one bin; quantile
+    bins hold about len / n_bins rows each (ties stay in one bin). scikit-learn has
+    calibration_curve(strategy="quantile") but no ECE.
     """
     labels = np.asarray(labels, dtype=np.float64)
     pds = np.asarray(pds, dtype=np.float64)
-    bins = np.minimum((pds * n_bins).astype(int), n_bins - 1)
+    bins = quantile_bins(pds, n_bins)
     total = 0.0
     for b in np.unique(bins):
         rows = bins == b
         total += rows.sum() * abs(labels[rows].mean() - pds[rows].mean())
     return float(total / len(labels))
+
+
+def quantile_bins(pds: np.ndarray, n_bins: int) -> np.ndarray:
+    """The quantile bin (0 .. n_bins - 1) of each PD: edges at the PDs' quantiles."""
+    edges = np.unique(np.quantile(pds, np.linspace(0, 1, n_bins + 1)[1:-1]))
+    return np.searchsorted(edges, pds, side="right")
+
+
+def calibration_table(labels: np.ndarray, pds: np.ndarray, *, n_bins: int = 10) -> list[dict]:
+    """Per quantile bin: rows, mean PD and default rate (the model card's calibration curve)."""
+    labels = np.asarray(labels, dtype=np.float64)
+    pds = np.asarray(pds, dtype=np.float64)
+    bins = quantile_bins(pds, n_bins)
+    return [
+        {
+            "rows": int((bins == b).sum()),
+            "mean_pd": float(pds[bins == b].mean()),
+            "default_rate": float(labels[bins == b].mean()),
+        }
+        for b in np.unique(bins)
+    ]
 
 
 def ks_statistic(labels: np.ndarray, pds: np.ndarray) -> float:

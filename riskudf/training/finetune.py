@@ -20,13 +20,13 @@ from riskudf.config import RedactionConf, TrainingConf
 from riskudf.documents.redact import rules_record
 from riskudf.documents.windows import aggregate, chunk_windows
 from riskudf.model.artifact import Manifest, publish_directory, sha256_file, write_manifest
-from riskudf.model.calibration import IDENTITY, apply_calibration, fit_calibration
+from riskudf.model.calibration import NONE, apply_calibration, fit_calibration
 from riskudf.model.features import FeatureSpec, encode_features, feature_spec_of, fit_features
 from riskudf.model.load import load_sequence_classifier, load_tokenizer
 from riskudf.monitoring.baseline import write_baseline
 from riskudf.scoring.scorer import Scorer, ScoringOptions
 from riskudf.training.data import Splits
-from riskudf.training.evaluate import evaluate_grades, evaluate_split
+from riskudf.training.evaluate import calibration_table, evaluate_grades, evaluate_split
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ def default_backbone_dir() -> Path:
 class TrainedModel:
     output: Path
     manifest: Manifest
+    published: bool = True  # False: set aside, TF-IDF + LR beat it (manifest.training.selection)
 
 
 class _Encoded:
@@ -348,8 +349,12 @@ def fine_tune(
     backbone: Path,
     work_dir: Path,
     ddp_backend: str | None = None,
+    tensorboard_dir: Path | None = None,
 ) -> FineTuned:
     """Train on ``train`` (columns text, label) with transformers' Trainer.
+
+    ``tensorboard_dir``: the Trainer's TensorBoard integration writes its event files there
+    (training loss, validation loss and AUC per epoch).
 
     AdamW with linear warmup and decay, weight decay, gradient clipping, mixed precision on a
     GPU; evaluated on ``validation`` after each epoch, stopped early when its AUC has not
@@ -438,7 +443,8 @@ def fine_tune(
         metric_for_best_model="auc",
         greater_is_better=True,
         logging_strategy="epoch",
-        report_to=[],
+        report_to=["tensorboard"] if tensorboard_dir is not None else [],
+        logging_dir=str(tensorboard_dir) if tensorboard_dir is not None else None,
         use_cpu=not gpu,
         dataloader_num_workers=0,
         disable_tqdm=True,
@@ -481,7 +487,8 @@ def fine_tune(
 class Assessment:
     calibration: dict[str, Any]
     metrics: dict[str, float]
-    validation_scores: pd.DataFrame  # calibrated pd, n_tokens, truncated: the baseline's input
+    reference_scores: pd.DataFrame  # test split: calibrated pd, n_tokens, truncated (baseline)
+    calibration_curve: list[dict[str, float]] = field(default_factory=list)  # test, quantile bins
 
 
 def calibrate_and_evaluate(
@@ -494,10 +501,13 @@ def calibrate_and_evaluate(
     segment_col: str | None = None,
     features: dict[str, Any] | None = None,
 ) -> Assessment:
-    """Fit the configured calibration on the validation split, then measure validation (in
-    sample for calibration) and the held-out test split, scored as the nightly UDF scores.
+    """Fit the configured calibration on the calibration split (not the validation split, which
+    chose the epoch), then measure validation, calibration (in sample for the fit) and the
+    held-out test split, scored as the nightly UDF scores.
     ``features``: a fused model's spec (FineTuned.features); the splits hold its columns."""
     chunking = chunking_of(conf) or None
+    if conf.calibration != "none" and splits.calibration.empty:
+        raise ValueError(f"calibration {conf.calibration} needs a calibration split")
 
     def scores_of(part: pd.DataFrame) -> pd.DataFrame:
         texts = part["text"].tolist()
@@ -511,37 +521,36 @@ def calibrate_and_evaluate(
             frame=part if features else None,
         )
 
-    validation, test = scores_of(splits.validation), scores_of(splits.test)
-    raw_validation = validation["pd"].to_numpy()
-    raw_test = test["pd"].to_numpy()
-    calibration = fit_calibration(
-        conf.calibration, raw_validation, splits.validation["label"].to_numpy()
-    )
+    scored = {name: scores_of(part) for name, part in splits.parts().items() if name != "train"}
+    raw = {name: frame["pd"].to_numpy() for name, frame in scored.items()}
+    if conf.calibration == "none":
+        calibration = fit_calibration("none", raw["validation"], np.zeros(0))
+    else:
+        calibration = fit_calibration(
+            conf.calibration, raw["calibration"], splits.calibration["label"].to_numpy()
+        )
     if "fallback" in calibration:
         log.warning("calibration: %s; PDs left uncalibrated", calibration["fallback"])
-    calibrated_validation = apply_calibration(raw_validation, calibration)
-    calibrated_test = apply_calibration(raw_test, calibration)
-    segments = None
-    if segment_col and segment_col in splits.test:
-        segments = splits.test[segment_col].tolist()
-    metrics = {
-        "train_rows": float(len(splits.train)),
-        **evaluate_split(
-            splits.validation["label"].to_numpy(),
-            raw_validation,
-            calibrated_validation,
-            prefix="validation_",
-        ),
-        **evaluate_split(
-            splits.test["label"].to_numpy(),
-            raw_test,
-            calibrated_test,
-            prefix="test_",
-            thresholds=thresholds,
-            segments=segments,
-        ),
-    }
-    return Assessment(calibration, metrics, validation.assign(pd=calibrated_validation))
+    metrics: dict[str, float] = {"train_rows": float(len(splits.train))}
+    for name, part in splits.parts().items():
+        if name == "train":
+            continue
+        segments = None
+        if name == "test" and segment_col and segment_col in part:
+            segments = part[segment_col].tolist()
+        metrics.update(
+            evaluate_split(
+                part["label"].to_numpy(),
+                raw[name],
+                apply_calibration(raw[name], calibration),
+                prefix=f"{name}_",
+                thresholds=thresholds if name == "test" else None,
+                segments=segments,
+            )
+        )
+    calibrated = apply_calibration(raw["test"], calibration)
+    curve = calibration_table(splits.test["label"].to_numpy(), calibrated)
+    return Assessment(calibration, metrics, scored["test"].assign(pd=calibrated), curve)
 
 
 def assess_grades(
@@ -564,7 +573,7 @@ def assess_grades(
         metrics.update(
             evaluate_grades(part["label"].to_numpy(), probs, conf.grade_classes, prefix=f"{name}_")
         )
-    return Assessment(dict(IDENTITY), metrics, pd.DataFrame())
+    return Assessment(dict(NONE), metrics, pd.DataFrame())
 
 
 def publish_model(
@@ -584,6 +593,7 @@ def publish_model(
     model_card: Callable[[Manifest], str] | None = None,
     features: dict[str, Any] | None = None,
     redaction: dict[str, Any] | None = None,
+    charts: dict[str, str] | None = None,
 ) -> TrainedModel:
     """Save safetensors weights, tokenizer, the monitoring baseline (``baseline.json``), the
     model card and the manifest, then move the directory into place.
@@ -602,6 +612,8 @@ def publish_model(
     tokenizer.save_pretrained(staging)
     if baseline is not None:
         write_baseline(staging, baseline)
+    for name, svg in (charts or {}).items():  # drawn by the model card
+        (staging / name).write_text(svg)
     created = dt.datetime.now(dt.UTC)
     if model_version is None:
         weights = sha256_file(staging / "model.safetensors")[:8]
@@ -617,7 +629,7 @@ def publish_model(
         training_table_version=training_table_version,
         metrics=metrics,
         created_at=created.isoformat(),
-        calibration=calibration or dict(IDENTITY),
+        calibration=calibration or dict(NONE),
         chunking=chunking_of(conf),
         training=training or {},
         features=dict(features or {}),

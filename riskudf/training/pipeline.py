@@ -3,6 +3,7 @@ checksummed artifact with a model card -> a row in the model registry."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import tempfile
 from pathlib import Path
@@ -14,10 +15,11 @@ from pyspark.sql import SparkSession
 from riskudf.config import GradingConf, RedactionConf, TrainingConf
 from riskudf.documents.redact import rules_record
 from riskudf.model.artifact import ArtifactError, read_manifest
-from riskudf.model.registry import register_model
+from riskudf.model.registry import ensure_registry, register_model
 from riskudf.monitoring.baseline import build_baseline
 from riskudf.scoring.grading import decisions_of, grades_of
 from riskudf.training.card import model_card
+from riskudf.training.charts import calibration_curve, training_curves
 from riskudf.training.data import (
     Splits,
     TrainingData,
@@ -43,17 +45,21 @@ log = logging.getLogger(__name__)
 
 def split_data(frame: pd.DataFrame, conf: TrainingConf) -> Splits:
     """The configured split: stratified and seeded, or by time on the date column."""
+    calibration = conf.calibration_fraction if conf.target == "default" else 0.0
     if conf.data.split == "time":
         assert conf.data.date_col is not None  # checked by the config
         return split_by_time(
             frame,
             date_col=conf.data.date_col,
             validation_fraction=conf.validation_fraction,
+            calibration_fraction=calibration,
             test_fraction=conf.test_fraction,
+            gap_months=conf.data.gap_months,
         )
     return split_stratified(
         frame,
         validation_fraction=conf.validation_fraction,
+        calibration_fraction=calibration,
         test_fraction=conf.test_fraction,
         seed=conf.seed,
     )
@@ -83,14 +89,14 @@ def load_and_split(
         numeric=data_conf.features.numeric,
         categorical=data_conf.features.categorical,
         redaction=redaction if redaction is not None else RedactionConf(),
+        reference_pd_col=data_conf.reference_pd_col,
     )
     splits = split_data(data.frame, conf)
     log.info(
-        "split %s: train %d, validation %d, test %d rows (table %s version %s)",
+        "split %s: %s rows, %d dated inside gaps left out (table %s version %s)",
         data_conf.split,
-        len(splits.train),
-        len(splits.validation),
-        len(splits.test),
+        ", ".join(f"{name} {len(part)}" for name, part in splits.parts().items()),
+        splits.dropped_in_gaps,
         data.table,
         data.version,
     )
@@ -145,21 +151,88 @@ def _assess_pd_model(
         metrics["test_ece"],
         conf.calibration,
     )
-    reference = assessment.validation_scores.reset_index(drop=True)
+    reference = assessment.reference_scores.reset_index(drop=True)
     if grading is not None:
         pds = reference["pd"].to_numpy()
         reference = reference.assign(
             grade=grades_of(pds, grading), decision=decisions_of(pds, grading)
         )
-    kept = [c for c in slice_columns if c in splits.validation]
+    kept = [c for c in slice_columns if c in splits.test]
     for column in kept:
-        reference[column] = splits.validation[column].to_numpy()
+        reference[column] = splits.test[column].to_numpy()
     baseline = build_baseline(
         reference,
-        source=f"validation split of {data.table} version {data.version}",
+        source=f"test split of {data.table} version {data.version}",
         slice_columns=tuple(kept),
     )
     return assessment, baseline
+
+
+def prepare_outputs(spark: SparkSession, output: Path, registry_table: str | None) -> None:
+    """Before any training: the registry (and its database) exists, created if missing, and the
+    model's parent directory is writable. A bad location fails here, not after the training."""
+    if registry_table:
+        ensure_registry(spark, registry_table)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output.parent, prefix=".riskudf-probe-"):
+            pass
+    except OSError as exc:
+        raise OutputError(
+            f"model output {output}: cannot write to {output.parent} ({exc})"
+        ) from None
+
+
+class OutputError(RuntimeError):
+    """An output location of the training job cannot be written."""
+
+
+def selection_of(metrics: dict[str, float], target: str) -> dict[str, Any]:
+    """The transformer against TF-IDF + logistic regression on the validation split (both
+    fitted on train, neither chose anything on validation but the transformer's epoch)."""
+    key = "validation_macro_auc" if target == "grade" else "validation_auc"
+    mine, theirs = metrics[key], metrics[f"tfidf_{key}"]
+    return {
+        "criterion": key,
+        "transformer": mine,
+        "benchmark": theirs,
+        "verdict": "benchmark_better" if theirs > mine else "transformer_better",
+    }
+
+
+def reference_figures(splits: Splits) -> dict[str, float]:
+    """AUC of the table's reference PD column on the validation and test splits."""
+    from sklearn.metrics import roc_auc_score
+
+    figures = {}
+    for name in ("validation", "test"):
+        part = getattr(splits, name)
+        if "reference_pd" in part and part["label"].nunique() == 2:
+            figures[f"reference_pd_{name}_auc"] = float(
+                roc_auc_score(part["label"], part["reference_pd"])
+            )
+    return figures
+
+
+def tensorboard_dir(output: Path) -> Path:
+    """Where this run's TensorBoard event files go: beside the model directory, one folder per
+    run (``tensorboard --logdir models/demo.tensorboard``)."""
+    return (
+        output.with_name(f"{output.name}.tensorboard") / f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+    )
+
+
+def charts_of(history: list[dict[str, float]], curve: list[dict[str, float]]) -> dict[str, str]:
+    """The model card's SVG drawings, by file name."""
+    charts = {"training_curves.svg": training_curves(history)} if history else {}
+    if curve:
+        charts["calibration_curve.svg"] = calibration_curve(curve)
+    return charts
+
+
+def set_aside_dir(output: Path) -> Path:
+    """Where a model that lost to the benchmark is written: beside ``output``, never over it."""
+    return output.with_name(f"{output.name}.set-aside")
 
 
 # Long on purpose: the training steps in order, each one a named call.
@@ -176,21 +249,32 @@ def train_model(
 ) -> TrainedModel:
     """Fine-tune the configured backbone on the configured Delta table and publish the model.
 
-    The model carries a monitoring baseline of its validation split: PDs, document statistics,
+    The model carries a monitoring baseline of its test split: PDs, document statistics,
     grades and decisions on ``grading`` when given, sliced by the ``slice_columns`` that the
     training table has. Test metrics use grading's review and decline thresholds.
+    When TF-IDF + logistic regression beats the transformer on validation, the model is written
+    to ``set_aside_dir(output)`` instead, unless ``conf.publish_if_benchmark_wins``; the
+    registry row and the model card say which.
     """
     backbone = Path(conf.backbone) if conf.backbone else default_backbone_dir()
     redaction = redaction if redaction is not None else RedactionConf()
+    prepare_outputs(spark, output, registry_table)
     data, splits = load_and_split(spark, conf, keep=slice_columns, redaction=redaction)
+    events: Path | None = tensorboard_dir(output)
     with tempfile.TemporaryDirectory(prefix="riskudf-train-") as work:
-        if conf.processes:
+        if conf.processes:  # TorchDistributor: no TensorBoard events (docs/training.md)
+            events = None
             tuned = fine_tune_distributed(
                 spark, splits.train, splits.validation, conf, backbone=backbone, work_dir=Path(work)
             )
         else:
             tuned = fine_tune(
-                splits.train, splits.validation, conf, backbone=backbone, work_dir=Path(work)
+                splits.train,
+                splits.validation,
+                conf,
+                backbone=backbone,
+                work_dir=Path(work),
+                tensorboard_dir=events,
             )
     benchmark = tfidf_benchmark(splits, seed=conf.seed, balanced=conf.imbalance != "none")
     if conf.target == "grade":
@@ -211,7 +295,22 @@ def train_model(
         assessment, baseline = _assess_pd_model(
             tuned, splits, conf, data, grading=grading, slice_columns=slice_columns
         )
-        metrics = {**assessment.metrics, **benchmark}
+        metrics = {**assessment.metrics, **benchmark, **reference_figures(splits)}
+    selection = selection_of(metrics, conf.target)
+    benchmark_won = selection["verdict"] == "benchmark_better"
+    published = not benchmark_won or conf.publish_if_benchmark_wins
+    selection["published"] = published
+    if benchmark_won:
+        log.error(
+            "THE BENCHMARK WINS: TF-IDF + logistic regression %s %.4f against the transformer's "
+            "%.4f; %s",
+            selection["criterion"],
+            selection["benchmark"],
+            selection["transformer"],
+            "publishing the transformer anyway (publish_if_benchmark_wins)"
+            if published
+            else f"the transformer is set aside at {set_aside_dir(output)}, not published",
+        )
     training = {
         "method": conf.method,
         "trainable_parameters": tuned.trainable_parameters,
@@ -223,6 +322,11 @@ def train_model(
         "history": tuned.history,
         "imbalance": conf.imbalance,
         "split": conf.data.split,
+        "split_rows": {name: len(part) for name, part in splits.parts().items()},
+        "dropped_in_gaps": splits.dropped_in_gaps,
+        "selection": selection,
+        "tensorboard": str(events) if events is not None else None,
+        "calibration_curve": assessment.calibration_curve,
         "parent_model": previous_version(output),
         "conf": conf.model_dump(mode="json"),
         "redactions": data.redactions,
@@ -230,7 +334,7 @@ def train_model(
     trained = publish_model(
         tuned.tokenizer,
         tuned.model,
-        output,
+        output if published else set_aside_dir(output),
         backbone=str(conf.backbone or f"{backbone.parent.name} (packaged)"),
         conf=conf,
         training_table=data.table,
@@ -243,7 +347,14 @@ def train_model(
         model_card=model_card,
         features=tuned.features,
         redaction=rules_record(redaction),
+        charts=charts_of(tuned.history, assessment.calibration_curve),
     )
     if registry_table:
-        register_model(spark, registry_table, trained.manifest, model_dir=str(trained.output))
-    return trained
+        register_model(
+            spark,
+            registry_table,
+            trained.manifest,
+            model_dir=str(trained.output),
+            published=published,
+        )
+    return TrainedModel(trained.output, trained.manifest, published)

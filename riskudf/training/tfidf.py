@@ -13,9 +13,9 @@ REPORTED = ("auc", "gini", "ks")
 
 
 def tfidf_benchmark(splits: Splits, *, seed: int, balanced: bool) -> dict[str, float]:
-    """Test AUC, Gini and KS of word and bigram TF-IDF + logistic regression fitted on the train
-    split (``tfidf_test_*``; for grades, the macro one-vs-rest AUC). ``balanced``:
-    class-weighted, as the transformer's loss."""
+    """Validation and test AUC, Gini and KS of word and bigram TF-IDF + logistic regression
+    fitted on the train split (``tfidf_validation_*``, ``tfidf_test_*``; for grades, the macro
+    one-vs-rest AUC). ``balanced``: class-weighted, as the transformer's loss."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -27,10 +27,15 @@ def tfidf_benchmark(splits: Splits, *, seed: int, balanced: bool) -> dict[str, f
         ),
     )
     model.fit(splits.train["text"].tolist(), splits.train["label"].to_numpy())
-    probs = np.asarray(model.predict_proba(splits.test["text"].tolist()))
-    if probs.shape[1] > 2:  # grades: macro one-vs-rest AUC only
-        auc = roc_auc_score(splits.test["label"], probs, multi_class="ovr", average="macro")
-        return {"tfidf_test_macro_auc": float(auc)}
-    pds = probs[:, 1]
-    metrics = evaluate_split(splits.test["label"].to_numpy(), pds, pds, prefix="tfidf_test_")
-    return {f"tfidf_test_{key}": metrics[f"tfidf_test_{key}"] for key in REPORTED}
+    figures: dict[str, float] = {}
+    for name, part in (("validation", splits.validation), ("test", splits.test)):
+        prefix = f"tfidf_{name}_"
+        probs = np.asarray(model.predict_proba(part["text"].tolist()))
+        if probs.shape[1] > 2:  # grades: macro one-vs-rest AUC only
+            auc = roc_auc_score(part["label"], probs, multi_class="ovr", average="macro")
+            figures[f"{prefix}macro_auc"] = float(auc)
+            continue
+        pds = probs[:, 1]
+        metrics = evaluate_split(part["label"].to_numpy(), pds, pds, prefix=prefix)
+        figures.update({f"{prefix}{key}": metrics[f"{prefix}{key}"] for key in REPORTED})
+    return figures
