@@ -368,6 +368,16 @@ class LoraConf(_Conf):
     )
 
 
+class CandidateConf(_Conf):
+    """One training candidate: what it changes in ``training`` (the rest is shared)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$", description="in the manifest and card")
+    method: Literal["full", "lora", "frozen"] | None = None
+    learning_rate: float | None = Field(default=None, gt=0)
+    epochs: int | None = Field(default=None, gt=0)
+    batch_size: int | None = Field(default=None, gt=0)
+
+
 class FeaturesConf(_Conf):
     """Structured columns of the training table fused with the text (empty: text only)."""
 
@@ -440,7 +450,9 @@ class ChunkingConf(_Conf):
 
 class TrainingConf(_Conf):
     backbone: str | None = Field(default=None, description="null: the packaged MiniLM backbone")
-    method: Literal["full", "lora"] = Field(default="full", description="what gets trained")
+    method: Literal["full", "lora", "frozen"] = Field(
+        default="full", description="what gets trained; frozen: the head only, on the encoder"
+    )
     target: Literal["default", "grade"] = Field(
         default="default", description="default: 0/1 label, a PD model; grade: grade_classes"
     )
@@ -474,6 +486,9 @@ class TrainingConf(_Conf):
         default=0.15, ge=0, lt=1, description="fits the calibration; 0 only with calibration none"
     )
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    candidates: tuple[CandidateConf, ...] = Field(
+        default=(), description="trained in turn; the best validation AUC wins (empty: one)"
+    )
     publish_if_benchmark_wins: bool = Field(
         default=False,
         description="publish the transformer even when TF-IDF + LR beats it on validation",
@@ -483,6 +498,23 @@ class TrainingConf(_Conf):
         default=0, ge=0, description="0: train in the driver; n: TorchDistributor, n processes"
     )
     seed: int = 42
+
+    def candidate_confs(self) -> list[tuple[str, TrainingConf]]:
+        """Each candidate's full conf, by name; without candidates, this conf as "conf"."""
+        if not self.candidates:
+            return [("conf", self)]
+        return [
+            (
+                c.name,
+                self.model_copy(
+                    update={
+                        **c.model_dump(exclude={"name"}, exclude_none=True),
+                        "candidates": (),
+                    }
+                ),
+            )
+            for c in self.candidates
+        ]
 
     def with_data(self, **overrides: str | None) -> TrainingConf:
         """This conf with ``data`` fields replaced (command-line overrides; None keeps)."""
@@ -508,6 +540,9 @@ class TrainingConf(_Conf):
                 f"calibration {self.calibration} needs a calibration split: set "
                 "calibration_fraction (the validation split chose the epoch)"
             )
+        names = [c.name for c in self.candidates]
+        if len(set(names)) < len(names):
+            raise ValueError(f"candidates: names must differ, got {names}")
         if self.target == "grade" and len(set(self.grade_classes)) < 3:
             raise ValueError("target: grade needs at least 3 distinct grade_classes")
         if self.target == "grade" and self.chunking is not None:

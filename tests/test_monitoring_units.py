@@ -13,7 +13,7 @@ from pyspark.sql import Row
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from riskudf.config import AlertRulesConf, FairnessAttribute, Threshold, load_config
-from riskudf.monitoring.alerts import Alert, RunShares, breach, evaluate_alerts
+from riskudf.monitoring.alerts import Alert, RunShares, breach, evaluate_alerts, reference_auc
 from riskudf.monitoring.backtest import GroupDecisions, backtest_records
 from riskudf.monitoring.baseline import ColumnHistogram, build_baseline, parse_baseline
 from riskudf.monitoring.drift import Reference, drift_records
@@ -207,6 +207,12 @@ def test_breach_directions_and_severity() -> None:
     assert breach(None, above, above=True) is None
     alert = Alert("psi_pd_baseline", "alert", "population_stability_index", None, None, 0.3, 0.25)
     assert alert.alert_id("r1") == alert.alert_id("r1") != alert.alert_id("r2")
+
+
+def test_the_auc_drop_is_held_against_the_test_auc_not_the_validation_auc() -> None:
+    # The validation split chose the epoch: its AUC flatters the model (issue 21).
+    assert reference_auc({"validation_auc": 0.9, "test_auc": 0.7}) == 0.7
+    assert reference_auc({"validation_auc": 0.9}) is None
 
 
 def test_document_share_rules() -> None:

@@ -273,3 +273,37 @@ def test_a_grade_classifier_from_the_same_job(tiny_backbone: Path, tmp_path: Pat
     assert manifest.label_map == {"0": "Excellent", "1": "Good", "2": "Fair", "3": "Poor"}
     with pytest.raises(ArtifactError, match="not a PD model"):
         require_pd_model(manifest)
+
+
+def test_frozen_trains_the_pooler_and_head_only(tiny_backbone: Path) -> None:
+    frozen = build_classifier(tiny_backbone, conf(method="frozen"))
+    hidden = frozen.config.hidden_size
+    trainable, total = parameter_counts(frozen)
+    assert trainable == (hidden * hidden + hidden) + (hidden * 2 + 2)  # pooler dense, classifier
+    assert total == parameter_counts(build_classifier(tiny_backbone, conf()))[1]
+
+
+def test_the_candidate_with_the_best_validation_auc_is_chosen(
+    tiny_backbone: Path, tmp_path: Path
+) -> None:
+    from riskudf.config import CandidateConf
+    from riskudf.training.pipeline import train_candidates
+
+    settings = conf(
+        epochs=3,
+        candidates=(
+            CandidateConf(name="still", learning_rate=1e-12),  # learns nothing
+            CandidateConf(name="learns", learning_rate=1e-2),
+        ),
+    )
+    tuned, chosen, results = train_candidates(
+        None, SPLITS, settings, backbone=tiny_backbone, events=tmp_path / "events"
+    )
+    assert [r["name"] for r in results] == ["still", "learns"]
+    aucs = {r["name"]: r["validation_auc"] for r in results}
+    assert aucs["learns"] > aucs["still"]
+    assert [r["chosen"] for r in results] == [False, True]
+    assert chosen.learning_rate == 1e-2 and chosen.candidates == ()
+    assert tuned.best_validation_auc == aucs["learns"]
+    for name in ("still", "learns"):  # each candidate's curves, through the Trainer's integration
+        assert list((tmp_path / "events" / name).glob("events.out.tfevents.*"))

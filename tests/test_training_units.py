@@ -404,3 +404,56 @@ def test_card_charts_draw_one_polyline_per_series() -> None:
     ]
     curve = calibration_curve(bins)
     assert len(re.findall(r"<circle ", curve)) == 3 and "stroke-dasharray" in curve  # y = x
+
+
+def test_model_card_lists_the_candidates_and_warns_when_the_benchmark_won() -> None:
+    manifest = Manifest(
+        model_version="m-2",
+        backbone="tiny",
+        label_map={"0": "performing", "1": "default"},
+        positive_label=1,
+        max_length=64,
+        seed=1,
+        training_table="t",
+        training_table_version=1,
+        metrics={"test_auc": 0.7},
+        created_at="2026-12-01T00:00:00+00:00",
+        calibration={"method": "none"},
+        training={
+            "selection": {
+                "criterion": "validation_auc",
+                "transformer": 0.70,
+                "benchmark": 0.75,
+                "verdict": "benchmark_better",
+                "published": False,
+            },
+            "candidates": [
+                {
+                    "name": "a",
+                    "method": "full",
+                    "learning_rate": 2e-5,
+                    "epochs_run": 2,
+                    "seconds": 10.0,
+                    "validation_auc": 0.70,
+                    "chosen": True,
+                },
+                {
+                    "name": "b",
+                    "method": "frozen",
+                    "learning_rate": 1e-3,
+                    "epochs_run": 1,
+                    "seconds": 4.0,
+                    "validation_auc": 0.65,
+                    "chosen": False,
+                },
+            ],
+        },
+    )
+    card = model_card(manifest)
+    assert "- method: none: the PDs are the model's raw probabilities" in card
+    assert (
+        "**WARNING: the benchmark beats this model** on validation_auc: transformer 0.7000" in card
+    )
+    assert "NOT published" in card
+    assert "| a | full | 2e-05 | 2 | 10.0 | 0.7000 | yes |" in card
+    assert "| b | frozen | 0.001 | 1 | 4.0 | 0.6500 |  |" in card

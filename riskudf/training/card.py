@@ -61,12 +61,25 @@ def _selection(manifest: Manifest) -> list[str]:
     selection = manifest.training.get("selection")
     if not selection:
         return []
+    candidates = manifest.training.get("candidates") or []
+    table = []
+    if len(candidates) > 1:
+        table = [
+            "",
+            "| candidate | method | learning rate | epochs | seconds | validation AUC | chosen |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            *[
+                f"| {c['name']} | {c['method']} | {c['learning_rate']:g} | {c['epochs_run']} | "
+                f"{c['seconds']} | {c['validation_auc']:.4f} | {'yes' if c['chosen'] else ''} |"
+                for c in candidates
+            ],
+        ]
     figures = (
         f"on {selection['criterion']}: transformer {selection['transformer']:.4f}, TF-IDF + "
         f"logistic regression {selection['benchmark']:.4f}"
     )
     if selection["verdict"] != "benchmark_better":
-        return ["", "## Selection", f"- the transformer beats the benchmark {figures}"]
+        return ["", "## Selection", f"- the transformer beats the benchmark {figures}", *table]
     outcome = (
         "published anyway by explicit choice (publish_if_benchmark_wins)"
         if selection.get("published")
@@ -77,6 +90,7 @@ def _selection(manifest: Manifest) -> list[str]:
         "## Selection",
         f"- **WARNING: the benchmark beats this model** {figures}.",
         f"- this model was {outcome}.",
+        *table,
     ]
 
 

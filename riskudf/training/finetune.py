@@ -186,6 +186,8 @@ def build_fused(backbone: Path, conf: TrainingConf, spec: FeatureSpec) -> Any:
             target_modules=list(conf.lora.target_modules),
         )
         encoder = get_peft_model(encoder, lora)
+    if conf.method == "frozen":
+        encoder.requires_grad_(False)  # the head over the pooled embedding is all that learns
     return FusedClassifier(encoder, spec, len(label_map_of(conf)))
 
 
@@ -212,6 +214,10 @@ def build_classifier(backbone: Path, conf: TrainingConf, spec: FeatureSpec | Non
             target_modules=list(conf.lora.target_modules),
         )
         model = get_peft_model(model, lora)
+    if conf.method == "frozen":  # the encoder stays as pretrained; the pooler and head learn
+        for name, part in model.base_model.named_children():
+            if name != "pooler":
+                part.requires_grad_(False)
     return model
 
 

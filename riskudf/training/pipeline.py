@@ -214,6 +214,63 @@ def reference_figures(splits: Splits) -> dict[str, float]:
     return figures
 
 
+def train_candidates(
+    spark: SparkSession | None,
+    splits: Splits,
+    conf: TrainingConf,
+    *,
+    backbone: Path,
+    events: Path | None,
+) -> tuple[FineTuned, TrainingConf, list[dict[str, Any]]]:
+    """Train each candidate of ``conf`` (or ``conf`` alone) on the train split; the one with the
+    best validation AUC (early stopping's own figure), its conf, and every candidate's figures."""
+    best: tuple[FineTuned, TrainingConf] | None = None
+    results: list[dict[str, Any]] = []
+    named = conf.candidate_confs()
+    for name, candidate in named:
+        logs = None if events is None else (events if len(named) == 1 else events / name)
+        with tempfile.TemporaryDirectory(prefix="riskudf-train-") as work:
+            if candidate.processes:  # TorchDistributor: no TensorBoard events (docs/training.md)
+                assert spark is not None
+                logs = None
+                tuned = fine_tune_distributed(
+                    spark,
+                    splits.train,
+                    splits.validation,
+                    candidate,
+                    backbone=backbone,
+                    work_dir=Path(work),
+                )
+            else:
+                tuned = fine_tune(
+                    splits.train,
+                    splits.validation,
+                    candidate,
+                    backbone=backbone,
+                    work_dir=Path(work),
+                    tensorboard_dir=logs,
+                )
+        results.append(
+            {
+                "name": name,
+                "method": candidate.method,
+                "learning_rate": candidate.learning_rate,
+                "epochs_run": tuned.epochs_run,
+                "seconds": round(sum(tuned.seconds_per_epoch), 1),
+                "validation_auc": tuned.best_validation_auc,
+                "tensorboard": str(logs) if logs is not None else None,
+            }
+        )
+        log.info("candidate %s: validation AUC %.4f", name, tuned.best_validation_auc)
+        if best is None or tuned.best_validation_auc > best[0].best_validation_auc:
+            best = (tuned, candidate)
+    assert best is not None
+    winner = next(r for r in results if r["validation_auc"] == best[0].best_validation_auc)
+    for result in results:
+        result["chosen"] = result is winner
+    return best[0], best[1], results
+
+
 def tensorboard_dir(output: Path) -> Path:
     """Where this run's TensorBoard event files go: beside the model directory, one folder per
     run (``tensorboard --logdir models/demo.tensorboard``)."""
@@ -260,22 +317,10 @@ def train_model(
     redaction = redaction if redaction is not None else RedactionConf()
     prepare_outputs(spark, output, registry_table)
     data, splits = load_and_split(spark, conf, keep=slice_columns, redaction=redaction)
-    events: Path | None = tensorboard_dir(output)
-    with tempfile.TemporaryDirectory(prefix="riskudf-train-") as work:
-        if conf.processes:  # TorchDistributor: no TensorBoard events (docs/training.md)
-            events = None
-            tuned = fine_tune_distributed(
-                spark, splits.train, splits.validation, conf, backbone=backbone, work_dir=Path(work)
-            )
-        else:
-            tuned = fine_tune(
-                splits.train,
-                splits.validation,
-                conf,
-                backbone=backbone,
-                work_dir=Path(work),
-                tensorboard_dir=events,
-            )
+    tuned, conf, candidates = train_candidates(
+        spark, splits, conf, backbone=backbone, events=tensorboard_dir(output)
+    )
+    events = candidates[0]["tensorboard"] if len(candidates) == 1 else tensorboard_dir(output)
     benchmark = tfidf_benchmark(splits, seed=conf.seed, balanced=conf.imbalance != "none")
     if conf.target == "grade":
         assessment = assess_grades(
@@ -326,6 +371,7 @@ def train_model(
         "dropped_in_gaps": splits.dropped_in_gaps,
         "selection": selection,
         "tensorboard": str(events) if events is not None else None,
+        "candidates": candidates,
         "calibration_curve": assessment.calibration_curve,
         "parent_model": previous_version(output),
         "conf": conf.model_dump(mode="json"),
