@@ -153,7 +153,9 @@ submit-check:
 demo: install lakehouse
 	$(MAKE) --no-print-directory data
 	$(MAKE) --no-print-directory training-set
-	$(MAKE) --no-print-directory model
+	# The demo publishes its model even if TF-IDF + LR wins (printed and recorded); `make model`
+	# alone refuses then (exit 6 from the job).
+	$(MAKE) --no-print-directory model PUBLISH_ANYWAY=1
 	for day in $(DEMO_DATES); do $(MAKE) --no-print-directory score AS_OF=$$day || exit $$?; done
 
 test: install

@@ -40,7 +40,9 @@ def _redaction(manifest: Manifest) -> str:
     if not rules:
         return "not redacted (trained before redaction existed; scoring refuses this model)"
     found = manifest.training.get("redactions") or {}
-    counts = ", ".join(f"{kind} {n}" for kind, n in found.items() if n) or "none found"
+    counts = ", ".join(f"{kind} {n}" for kind, n in found.items() if n) or (
+        "none found (a table from the training-set builder arrives redacted by scoring's own step)"
+    )
     kinds = ", ".join(r["kind"] for r in rules.get("rules", []))
     return (
         f"redacted before tokenisation ({kinds}; rules sha256 {str(rules.get('sha256'))[:12]}); "
