@@ -307,3 +307,25 @@ def test_the_candidate_with_the_best_validation_auc_is_chosen(
     assert tuned.best_validation_auc == aucs["learns"]
     for name in ("still", "learns"):  # each candidate's curves, through the Trainer's integration
         assert list((tmp_path / "events" / name).glob("events.out.tfevents.*"))
+
+
+def test_the_calibration_is_fitted_on_the_calibration_split(
+    tiny_backbone: Path, tmp_path: Path
+) -> None:
+    settings = conf(epochs=1, calibration="platt")
+    tuned = fine_tune(
+        SPLITS.train, SPLITS.validation, settings, backbone=tiny_backbone, work_dir=tmp_path
+    )
+    # The same rows as the validation split, once with their labels and once flipped: only a
+    # fit on the calibration split sees the flip (its slope turns negative and falls back).
+    same = dataclasses.replace(SPLITS, calibration=SPLITS.validation)
+    flipped = dataclasses.replace(
+        SPLITS, calibration=SPLITS.validation.assign(label=1 - SPLITS.validation["label"])
+    )
+    kept = calibrate_and_evaluate(tuned.tokenizer, tuned.model, same, settings)
+    reversed_ = calibrate_and_evaluate(tuned.tokenizer, tuned.model, flipped, settings)
+    assert kept.calibration["method"] == "platt" and kept.calibration["slope"] > 0
+    assert reversed_.calibration == {"method": "none", "fallback": "platt slope not positive"}
+    assert "calibration_auc" in kept.metrics and "validation_auc" in kept.metrics
+    with pytest.raises(ValueError, match="needs a calibration split"):
+        calibrate_and_evaluate(tuned.tokenizer, tuned.model, SPLITS, settings)
