@@ -91,7 +91,7 @@ def report(trained: TrainedModel) -> int:
         print(
             f"reference PD column on the same test split: AUC "
             f"{metrics['reference_pd_test_auc']:.3f} (the model reaches "
-            f"{metrics['test_auc'] / metrics['reference_pd_test_auc']:.2f} of it)"
+            f"{metrics['test_auc'] / metrics['reference_pd_test_auc']:.2f} of its AUC)"
         )
     return code
 

@@ -527,7 +527,8 @@ class TrainingConf(_Conf):
 
     @model_validator(mode="after")
     def _check_fractions(self) -> TrainingConf:
-        if self.validation_fraction + self.calibration_fraction + self.test_fraction >= 1:
+        calibration = self.calibration_fraction if self.target == "default" else 0.0
+        if self.validation_fraction + calibration + self.test_fraction >= 1:
             raise ValueError(
                 "validation_fraction + calibration_fraction + test_fraction must be below 1"
             )

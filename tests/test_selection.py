@@ -15,16 +15,25 @@ from tests.test_jobs import job
 FILLER = " ".join(["report"] * 40)
 
 
-def test_selection_compares_validation_aucs() -> None:
-    metrics = {"validation_auc": 0.71, "tfidf_validation_auc": 0.74}
+def test_selection_compares_on_the_split_that_chose_nothing() -> None:
+    # Validation chose the epoch (and the candidate): it flatters the transformer. The
+    # calibration split chose nothing; its raw PDs keep the ranking.
+    metrics = {
+        "validation_raw_auc": 0.80,
+        "tfidf_validation_auc": 0.74,
+        "calibration_raw_auc": 0.71,
+        "tfidf_calibration_auc": 0.74,
+    }
     assert selection_of(metrics, "default") == {
-        "criterion": "validation_auc",
+        "criterion": "calibration_raw_auc",
         "transformer": 0.71,
         "benchmark": 0.74,
         "verdict": "benchmark_better",
     }
-    metrics["validation_auc"] = 0.74  # a tie goes to the transformer
+    metrics["calibration_raw_auc"] = 0.74  # a tie goes to the transformer
     assert selection_of(metrics, "default")["verdict"] == "transformer_better"
+    del metrics["calibration_raw_auc"]  # no calibration split (calibration none)
+    assert selection_of(metrics, "default")["criterion"] == "validation_raw_auc"
 
 
 def test_outputs_are_checked_and_created_before_training(spark, tmp_path: Path) -> None:
@@ -81,7 +90,8 @@ def test_a_better_benchmark_is_loud_recorded_and_not_published(
     assert "NOT published" in card
     manifest = json.loads((aside / "manifest.json").read_text())
     assert manifest["training"]["selection"]["verdict"] == "benchmark_better"
-    assert manifest["metrics"]["tfidf_validation_auc"] == pytest.approx(1.0)
+    assert manifest["training"]["selection"]["criterion"] == "calibration_raw_auc"
+    assert manifest["metrics"]["tfidf_calibration_auc"] == pytest.approx(1.0)
     row = spark.table("selection.model_registry").where("model_version = 'lost-1'").first()
     assert (row["verdict"], row["published"], row["model_dir"]) == (
         "benchmark_better",

@@ -312,7 +312,8 @@ def test_the_candidate_with_the_best_validation_auc_is_chosen(
 def test_the_calibration_is_fitted_on_the_calibration_split(
     tiny_backbone: Path, tmp_path: Path
 ) -> None:
-    settings = conf(epochs=1, calibration="platt")
+    # The setting of test_best_epoch_is_kept_and_scored_as_validated: a model that ranks.
+    settings = conf(epochs=5, learning_rate=1e-2, early_stopping_patience=5, calibration="platt")
     tuned = fine_tune(
         SPLITS.train, SPLITS.validation, settings, backbone=tiny_backbone, work_dir=tmp_path
     )
@@ -324,6 +325,7 @@ def test_the_calibration_is_fitted_on_the_calibration_split(
     )
     kept = calibrate_and_evaluate(tuned.tokenizer, tuned.model, same, settings)
     reversed_ = calibrate_and_evaluate(tuned.tokenizer, tuned.model, flipped, settings)
+    assert kept.metrics["calibration_raw_auc"] > 0.6  # the model ranks: a positive Platt slope
     assert kept.calibration["method"] == "platt" and kept.calibration["slope"] > 0
     assert reversed_.calibration == {"method": "none", "fallback": "platt slope not positive"}
     assert "calibration_auc" in kept.metrics and "validation_auc" in kept.metrics

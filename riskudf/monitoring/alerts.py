@@ -54,8 +54,8 @@ class RunShares:
 
 def reference_auc(metrics: dict[str, float]) -> float | None:
     """The AUC a backtest is held against: the model's held-out test AUC (the validation split
-    chose the epoch and its AUC flatters the model)."""
-    return metrics.get("test_auc")
+    chose the epoch and its AUC flatters the model); a manifest without one, its validation AUC."""
+    return metrics.get("test_auc", metrics.get("validation_auc"))
 
 
 # Long on purpose: one short block per alert rule, read top to bottom.

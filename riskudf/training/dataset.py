@@ -3,15 +3,15 @@
 For each observation date, every obligor's document is built by the scoring job's own code
 (``assemble_redacted``: quarantine, assembly as of the date, redaction) from the inputs as known
 then, with the portfolio columns read at the same versions, and labelled with the default flag
-of the outcomes table for that date. Rows the scoring job would quarantine are left out and
-counted; so are obligors with no outcome.
+of the outcomes table for that date. Rows the scoring job would quarantine are left out; so are
+obligors with no outcome (the job prints each cohort's rows and defaults).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -50,7 +50,6 @@ class Cohort:
     knowledge_time: dt.datetime | None  # None: the inputs' current versions
     versions: dict[str, int]
     rows: DataFrame
-    left_out: dict[str, int] = field(default_factory=dict)
 
 
 def carried_columns(conf: RiskConf, portfolio: DataFrame) -> list[str]:
@@ -99,8 +98,12 @@ def cohort_rows(
     outcomes = read_version(spark, outcomes_table, outcome_version, {})
     check_columns(outcomes, outcomes_table, {**OUTCOME_COLUMNS, label: "int"})
     outcomes = outcomes.where(F.col("observation_date") == F.lit(observation_date))
-    # Further outcome columns (early-delinquency flags, a reference PD) come along.
-    extra = [c for c in outcomes.columns if c not in ("obligor_id", "observation_date", label)]
+    # Further outcome columns (early-delinquency flags, a reference PD) come along; personal
+    # data never does.
+    personal = {c for cols in conf.redaction.known_columns.values() for c in cols}
+    extra = [
+        c for c in outcomes.columns if c not in ("obligor_id", "observation_date", label, *personal)
+    ]
     carried = carried_columns(conf, documents.usable)
     rows = (
         documents.scorable.select(

@@ -554,6 +554,8 @@ def calibrate_and_evaluate(
                 segments=segments,
             )
         )
+        # The raw ranking (isotonic calibration ties scores): what selection compares.
+        metrics[f"{name}_raw_auc"] = float(roc_auc_score(part["label"], raw[name]))
     calibrated = apply_calibration(raw["test"], calibration)
     curve = calibration_table(splits.test["label"].to_numpy(), calibrated)
     return Assessment(calibration, metrics, scored["test"].assign(pd=calibrated), curve)

@@ -188,10 +188,17 @@ class OutputError(RuntimeError):
 
 
 def selection_of(metrics: dict[str, float], target: str) -> dict[str, Any]:
-    """The transformer against TF-IDF + logistic regression on the validation split (both
-    fitted on train, neither chose anything on validation but the transformer's epoch)."""
-    key = "validation_macro_auc" if target == "grade" else "validation_auc"
-    mine, theirs = metrics[key], metrics[f"tfidf_{key}"]
+    """The transformer against TF-IDF + logistic regression, both fitted on train, on the split
+    that chose nothing: calibration (raw PDs: a monotone calibration keeps their ranking). The
+    validation split chose the epoch and the candidate, so it flatters the transformer; it is
+    used only where there is no calibration split (grade models, calibration none)."""
+    if target == "grade":
+        key, theirs_key = "validation_macro_auc", "tfidf_validation_macro_auc"
+    elif "calibration_raw_auc" in metrics:
+        key, theirs_key = "calibration_raw_auc", "tfidf_calibration_auc"
+    else:
+        key, theirs_key = "validation_raw_auc", "tfidf_validation_auc"
+    mine, theirs = metrics[key], metrics[theirs_key]
     return {
         "criterion": key,
         "transformer": mine,
@@ -207,10 +214,14 @@ def reference_figures(splits: Splits) -> dict[str, float]:
     figures = {}
     for name in ("validation", "test"):
         part = getattr(splits, name)
-        if "reference_pd" in part and part["label"].nunique() == 2:
+        if "reference_pd" not in part:
+            continue
+        known = part[part["reference_pd"].notna()]
+        if known["label"].nunique() == 2:
             figures[f"reference_pd_{name}_auc"] = float(
-                roc_auc_score(part["label"], part["reference_pd"])
+                roc_auc_score(known["label"], known["reference_pd"])
             )
+            figures[f"reference_pd_{name}_rows"] = float(len(known))
     return figures
 
 
@@ -224,7 +235,7 @@ def train_candidates(
 ) -> tuple[FineTuned, TrainingConf, list[dict[str, Any]]]:
     """Train each candidate of ``conf`` (or ``conf`` alone) on the train split; the one with the
     best validation AUC (early stopping's own figure), its conf, and every candidate's figures."""
-    best: tuple[FineTuned, TrainingConf] | None = None
+    best: tuple[FineTuned, TrainingConf, int] | None = None
     results: list[dict[str, Any]] = []
     named = conf.candidate_confs()
     for name, candidate in named:
@@ -263,11 +274,10 @@ def train_candidates(
         )
         log.info("candidate %s: validation AUC %.4f", name, tuned.best_validation_auc)
         if best is None or tuned.best_validation_auc > best[0].best_validation_auc:
-            best = (tuned, candidate)
+            best = (tuned, candidate, len(results) - 1)
     assert best is not None
-    winner = next(r for r in results if r["validation_auc"] == best[0].best_validation_auc)
-    for result in results:
-        result["chosen"] = result is winner
+    for index, result in enumerate(results):
+        result["chosen"] = index == best[2]
     return best[0], best[1], results
 
 
@@ -317,10 +327,12 @@ def train_model(
     redaction = redaction if redaction is not None else RedactionConf()
     prepare_outputs(spark, output, registry_table)
     data, splits = load_and_split(spark, conf, keep=slice_columns, redaction=redaction)
+    events: Path | None = tensorboard_dir(output)
     tuned, conf, candidates = train_candidates(
-        spark, splits, conf, backbone=backbone, events=tensorboard_dir(output)
+        spark, splits, conf, backbone=backbone, events=events
     )
-    events = candidates[0]["tensorboard"] if len(candidates) == 1 else tensorboard_dir(output)
+    if all(c["tensorboard"] is None for c in candidates):
+        events = None
     benchmark = tfidf_benchmark(splits, seed=conf.seed, balanced=conf.imbalance != "none")
     if conf.target == "grade":
         assessment = assess_grades(

@@ -13,9 +13,10 @@ REPORTED = ("auc", "gini", "ks")
 
 
 def tfidf_benchmark(splits: Splits, *, seed: int, balanced: bool) -> dict[str, float]:
-    """Validation and test AUC, Gini and KS of word and bigram TF-IDF + logistic regression
-    fitted on the train split (``tfidf_validation_*``, ``tfidf_test_*``; for grades, the macro
-    one-vs-rest AUC). ``balanced``: class-weighted, as the transformer's loss."""
+    """AUC, Gini and KS on every split but train (``tfidf_validation_*``,
+    ``tfidf_calibration_*``, ``tfidf_test_*``) of word and bigram TF-IDF + logistic regression
+    fitted on the train split (for grades, the macro one-vs-rest AUC). ``balanced``:
+    class-weighted, as the transformer's loss."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -28,7 +29,9 @@ def tfidf_benchmark(splits: Splits, *, seed: int, balanced: bool) -> dict[str, f
     )
     model.fit(splits.train["text"].tolist(), splits.train["label"].to_numpy())
     figures: dict[str, float] = {}
-    for name, part in (("validation", splits.validation), ("test", splits.test)):
+    for name, part in splits.parts().items():
+        if name == "train":
+            continue
         prefix = f"tfidf_{name}_"
         probs = np.asarray(model.predict_proba(part["text"].tolist()))
         if probs.shape[1] > 2:  # grades: macro one-vs-rest AUC only
