@@ -460,7 +460,8 @@ def _dates_per_year(
     for year in range(_years_back(spec)):
         end = spec.as_of - dt.timedelta(days=365 * year)
         for _ in range(int(rng.random() < chance) + int(rng.random() < extra)):
-            dates.append(end - dt.timedelta(days=int(rng.integers(0, 365))))
+            # At least 3 days before the window's end: a report is pulled before scoring.
+            dates.append(end - dt.timedelta(days=int(rng.integers(3, 365))))
     return sorted(dates)
 
 

@@ -68,14 +68,15 @@ def bad_lakehouse(spark) -> str:
         ],
         "obligor_id string, segment string, exposure double",
     ).writeTo(f"{db}.portfolio").append()
+    planted = AS_OF - dt.timedelta(days=1)  # after the demo's latest reports (as_of - 3 days)
     spark.createDataFrame(
         [
-            ("PLANT-empty", ids[0], dt.date(2026, 11, 1), " \n "),
-            ("PLANT-binary", ids[1], dt.date(2026, 11, 1), "\x00\x89PNG\x1a\x0b" * 40),
+            ("PLANT-empty", ids[0], planted, " \n "),
+            ("PLANT-binary", ids[1], planted, "\x00\x89PNG\x1a\x0b" * 40),
             ("PLANT-future", ids[2], TODAY + dt.timedelta(days=30), "a report from the future"),
-            ("PLANT-dup", ids[3], dt.date(2026, 11, 1), "copy one"),
-            ("PLANT-dup", ids[3], dt.date(2026, 11, 1), "copy two"),
-            ("PLANT-huge", ids[4], dt.date(2026, 11, 1), "Delinquency noted. " * 15_000),
+            ("PLANT-dup", ids[3], planted, "copy one"),
+            ("PLANT-dup", ids[3], planted, "copy two"),
+            ("PLANT-huge", ids[4], planted, "Delinquency noted. " * 15_000),
             ("DUP-1-r", "DUP-1", dt.date(2026, 1, 1), "report of a duplicated obligor"),
         ],
         "report_id string, obligor_id string, report_date date, text string",
