@@ -372,7 +372,7 @@ class CandidateConf(_Conf):
     """One training candidate: what it changes in ``training`` (the rest is shared)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$", description="in the manifest and card")
-    method: Literal["full", "lora", "frozen"] | None = None
+    method: Literal["full", "lora", "frozen", "probe"] | None = None
     learning_rate: float | None = Field(default=None, gt=0)
     epochs: int | None = Field(default=None, gt=0)
     batch_size: int | None = Field(default=None, gt=0)
@@ -450,8 +450,10 @@ class ChunkingConf(_Conf):
 
 class TrainingConf(_Conf):
     backbone: str | None = Field(default=None, description="null: the packaged MiniLM backbone")
-    method: Literal["full", "lora", "frozen"] = Field(
-        default="full", description="what gets trained; frozen: the head only, on the encoder"
+    method: Literal["full", "lora", "frozen", "probe"] = Field(
+        default="full",
+        description="what gets trained; frozen: the head only, on the encoder; probe: a logistic "
+        "regression on the pretrained encoder's pooled embedding",
     )
     target: Literal["default", "grade"] = Field(
         default="default", description="default: 0/1 label, a PD model; grade: grade_classes"
@@ -548,6 +550,13 @@ class TrainingConf(_Conf):
             raise ValueError("target: grade needs at least 3 distinct grade_classes")
         if self.target == "grade" and self.chunking is not None:
             raise ValueError("chunking is for PD models (target: default)")
+        probes = [c.name for c in self.candidates if c.method == "probe"]
+        if self.method == "probe" and not self.candidates:
+            probes.append("training.method")
+        if probes and self.chunking is not None:
+            raise ValueError(
+                f"method probe ({', '.join(probes)}) reads each document's head: no chunking"
+            )
         if self.chunking is not None and self.chunking.stride > self.max_length - 2:
             raise ValueError(
                 f"chunking.stride must be at most max_length - 2 = {self.max_length - 2}"

@@ -228,6 +228,8 @@ def make_conf(tmp_path: Path):
         # Reports go to the test's folder, never the project's lakehouse/.
         data["monitoring"]["report_dir"] = str(tmp_path / "reports")
         data["spark"]["event_log_dir"] = str(tmp_path / "spark-events")
+        # One training run per job unless a test asks for the shipped candidates.
+        data["training"]["candidates"] = []
         for dotted, value in overrides.items():
             section, key = dotted.split("__")
             data[section][key] = value

@@ -88,6 +88,14 @@ def test_materialise_refuses_paths_outside_the_directory(tiny_model: Path) -> No
         materialize_artifact(files)
 
 
+def test_a_refused_artifact_leaves_no_local_copy(tiny_model: Path, tmp_path: Path) -> None:
+    _, files = load_artifact_bytes(tiny_model)
+    files["vocab.txt"] = b"changed"
+    with pytest.raises(ArtifactError, match="sha256 mismatch"):
+        materialize_artifact(files, root=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 # manifest.json schema
 
 FIELDS = {
@@ -179,5 +187,7 @@ def test_feature_spec_is_frozen_and_checked() -> None:
         FeatureError, match=r"field features.pooling: Input should be 'mean' or 'cls'"
     ):
         FeatureSpec.from_dict({**spec.to_dict(), "pooling": "max"})
-    with pytest.raises(FeatureError, match="no columns"):
-        FeatureSpec.from_dict({"pooling": "mean"})
+    with pytest.raises(FeatureError, match="repeated columns"):
+        FeatureSpec.from_dict({**spec.to_dict(), "categorical": [{"name": "a", "categories": []}]})
+    text_only = FeatureSpec.from_dict({"pooling": "mean"})  # a linear probe: the pooled text
+    assert (text_only.columns, text_only.width) == ((), 0)

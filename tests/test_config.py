@@ -242,3 +242,15 @@ def test_shipped_overlays_name_the_base_and_do_not_repeat_it(name: str, base: st
     assert "library" not in raw.get("reasons", {})
     assert "alerts" not in raw.get("monitoring", {})
     assert "training" not in raw
+
+
+def test_a_probe_refuses_chunking() -> None:
+    from riskudf.config import CandidateConf, ChunkingConf, TrainingConf
+
+    chunked = {"chunking": ChunkingConf(stride=64)}
+    with pytest.raises(ValueError, match=r"method probe \(training.method\) .* no chunking"):
+        TrainingConf(method="probe", **chunked)  # type: ignore[arg-type]
+    probe = CandidateConf(name="head", method="probe")
+    with pytest.raises(ValueError, match=r"method probe \(head\)"):
+        TrainingConf(candidates=(probe,), **chunked)  # type: ignore[arg-type]
+    assert TrainingConf(method="probe").method == "probe"

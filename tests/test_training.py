@@ -331,3 +331,90 @@ def test_the_calibration_is_fitted_on_the_calibration_split(
     assert "calibration_auc" in kept.metrics and "validation_auc" in kept.metrics
     with pytest.raises(ValueError, match="needs a calibration split"):
         calibrate_and_evaluate(tuned.tokenizer, tuned.model, SPLITS, settings)
+
+
+def test_the_probe_head_is_the_regression_on_raw_inputs() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from riskudf.training.probe import head_weights
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(3.0, 2.0, size=(90, 4))
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    for n_classes in (2, 3):
+        y = np.arange(90) % n_classes
+        fitted = LogisticRegression(C=0.5).fit((x - mean) / scale, y)
+        weight, bias = head_weights(fitted.coef_, fitted.intercept_, mean, scale, n_classes)
+        assert weight.shape == (n_classes, 4) and bias.shape == (n_classes,)
+        logits = x @ weight.T + bias
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(probs, fitted.predict_proba((x - mean) / scale), atol=1e-12)
+
+
+def test_the_probe_publishes_its_regression_as_a_model(tiny_backbone: Path, tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from riskudf.model.load import load_encoder
+    from riskudf.training.probe import STRENGTHS, embed, fit_probe
+
+    settings = conf(method="probe", imbalance="none")
+    tuned = fit_probe(SPLITS.train, SPLITS.validation, settings, backbone=tiny_backbone)
+    aucs = [row["validation_auc"] for row in tuned.history]
+    assert [row["C"] for row in tuned.history] == list(STRENGTHS)
+    assert tuned.best_validation_auc == max(aucs)
+    hidden = tuned.model.config.hidden_size
+    assert tuned.trainable_parameters == 2 * hidden + 2  # two logits over the embedding
+    assert tuned.features == {"numeric": [], "categorical": [], "pooling": "mean"}
+    pretrained = load_encoder(tiny_backbone).state_dict()
+    for name, weights in tuned.model.encoder.state_dict().items():
+        assert torch_equal(weights, pretrained[name]), name  # the encoder is not trained
+
+    # The published model's PD is the regression's probability on the pooled embedding.
+    train = embed(tuned.tokenizer, tuned.model, SPLITS.train["text"].tolist(), max_length=32)
+    test_texts = SPLITS.test["text"].tolist()
+    test = embed(tuned.tokenizer, tuned.model, test_texts, max_length=32)
+    mean, scale = train.mean(axis=0), train.std(axis=0)
+    chosen = STRENGTHS[int(np.argmax(aucs))]
+    reference = LogisticRegression(C=chosen, max_iter=5000, random_state=settings.seed).fit(
+        (train - mean) / scale, SPLITS.train["label"]
+    )
+    expected = reference.predict_proba((test - mean) / scale)[:, 1]
+    model = publish(tuned, tmp_path / "probe", settings, {}, features=tuned.features)
+    _, tokenizer, loaded = load_artifact(model.output)
+    scorer = Scorer(
+        tokenizer,
+        loaded,
+        positive_label=1,
+        device="cpu",
+        options=ScoringOptions(max_length=32, token_budget=4096, precision="fp32"),
+        features=tuned.features,
+    )
+    np.testing.assert_allclose(scorer.score(test_texts)["pd"], expected, atol=1e-5)
+
+
+def torch_equal(first: object, second: object) -> bool:
+    import torch
+
+    return bool(torch.equal(first, second))  # type: ignore[arg-type]
+
+
+def test_a_probe_candidate_is_chosen_like_any_other(tiny_backbone: Path, tmp_path: Path) -> None:
+    from riskudf.config import CandidateConf
+    from riskudf.training.pipeline import train_candidates
+
+    settings = conf(
+        candidates=(
+            CandidateConf(name="still", learning_rate=1e-12, epochs=1),
+            CandidateConf(name="probe", method="probe"),
+        )
+    )
+    tuned, chosen, results = train_candidates(
+        None, SPLITS, settings, backbone=tiny_backbone, events=tmp_path / "events"
+    )
+    assert [(r["name"], r["method"]) for r in results] == [("still", "full"), ("probe", "probe")]
+    assert results[1]["tensorboard"] is None and not (tmp_path / "events" / "probe").exists()
+    best = max(range(2), key=lambda i: results[i]["validation_auc"])
+    assert [r["chosen"] for r in results] == [i == best for i in range(2)]
+    assert chosen.method == results[best]["method"]
+    assert tuned.best_validation_auc == results[best]["validation_auc"]

@@ -205,13 +205,17 @@ def artifact_key(files: dict[str, bytes]) -> str:
 def materialize_artifact(files: dict[str, bytes], root: str | Path | None = None) -> Path:
     """Write shipped artifact files to a fresh local directory and verify them there."""
     target = Path(tempfile.mkdtemp(prefix="riskudf-model-", dir=root))
-    for name, payload in files.items():
-        path = (target / name).resolve()
-        if target.resolve() not in path.parents:
-            raise ArtifactError(f"artifact file name escapes the model directory: {name!r}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(payload)
-    verify_artifact(target)
+    try:
+        for name, payload in files.items():
+            path = (target / name).resolve()
+            if target.resolve() not in path.parents:
+                raise ArtifactError(f"artifact file name escapes the model directory: {name!r}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(payload)
+        verify_artifact(target)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
     return target
 
 

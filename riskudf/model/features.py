@@ -31,6 +31,9 @@ class _Strict(BaseModel):
 
 
 class FeatureSpec(_Strict):
+    """The fused head's inputs beside the pooled text; no columns: a text-only model that pools
+    its tokens (the linear probe)."""
+
     numeric: tuple[str, ...]
     means: tuple[float, ...]
     stds: tuple[float, ...]
@@ -53,8 +56,8 @@ class FeatureSpec(_Strict):
             raise ValueError("one mean and one std per numeric column")
         if len(self.categories) != len(self.categorical):
             raise ValueError("one list of categories per categorical column")
-        if not self.columns or len(set(self.columns)) != len(self.columns):
-            raise ValueError(f"no columns, or repeated ones {self.columns}")
+        if len(set(self.columns)) != len(self.columns):
+            raise ValueError(f"repeated columns {self.columns}")
         if any(not np.isfinite(s) or s <= 0 for s in self.stds):
             raise ValueError("every std must be positive")
         return self
@@ -176,6 +179,13 @@ def fit_features(
         categorical=tuple(categorical),
         categories=categories,
         pooling=pooling,
+    )
+
+
+def no_columns(pooling: Pooling = "mean") -> FeatureSpec:
+    """The spec of a text-only fused model: the pooled text alone."""
+    return FeatureSpec(
+        numeric=(), means=(), stds=(), categorical=(), categories=(), pooling=pooling
     )
 
 

@@ -153,6 +153,8 @@ class Scorer:
         """A fused model's encoded feature rows for ``texts`` (from ``frame``); else None."""
         if self.features is None:
             return None
+        if frame is None and not self.features.columns:  # text only: nothing beside the text
+            return np.zeros((len(texts), 0), dtype=np.float32)
         if frame is None:
             raise FeatureError(f"the model needs the feature columns {list(self.features.columns)}")
         if len(frame) != len(texts):

@@ -38,6 +38,7 @@ from riskudf.training.finetune import (
     fine_tune,
     publish_model,
 )
+from riskudf.training.probe import fit_probe
 from riskudf.training.tfidf import tfidf_benchmark
 
 log = logging.getLogger(__name__)
@@ -241,7 +242,10 @@ def train_candidates(
     for name, candidate in named:
         logs = None if events is None else (events if len(named) == 1 else events / name)
         with tempfile.TemporaryDirectory(prefix="riskudf-train-") as work:
-            if candidate.processes:  # TorchDistributor: no TensorBoard events (docs/training.md)
+            if candidate.method == "probe":  # one convex fit in the driver: no curves
+                logs = None
+                tuned = fit_probe(splits.train, splits.validation, candidate, backbone=backbone)
+            elif candidate.processes:  # TorchDistributor: no TensorBoard events (docs/training.md)
                 assert spark is not None
                 logs = None
                 tuned = fine_tune_distributed(
@@ -291,7 +295,9 @@ def tensorboard_dir(output: Path) -> Path:
 
 def charts_of(history: list[dict[str, float]], curve: list[dict[str, float]]) -> dict[str, str]:
     """The model card's SVG drawings, by file name."""
-    charts = {"training_curves.svg": training_curves(history)} if history else {}
+    # Per-epoch curves; a linear probe has none (its history is the regularisation grid).
+    epochs = [row for row in history if "epoch" in row]
+    charts = {"training_curves.svg": training_curves(epochs)} if epochs else {}
     if curve:
         charts["calibration_curve.svg"] = calibration_curve(curve)
     return charts
