@@ -402,6 +402,7 @@ def torch_equal(first: object, second: object) -> bool:
 def test_a_probe_candidate_is_chosen_like_any_other(tiny_backbone: Path, tmp_path: Path) -> None:
     from riskudf.config import CandidateConf
     from riskudf.training.pipeline import train_candidates
+    from riskudf.training.probe import STRENGTHS
 
     settings = conf(
         candidates=(
@@ -414,6 +415,7 @@ def test_a_probe_candidate_is_chosen_like_any_other(tiny_backbone: Path, tmp_pat
     )
     assert [(r["name"], r["method"]) for r in results] == [("still", "full"), ("probe", "probe")]
     assert results[1]["tensorboard"] is None and not (tmp_path / "events" / "probe").exists()
+    assert results[1]["learning_rate"] is None and results[1]["strength"] in STRENGTHS
     best = max(range(2), key=lambda i: results[i]["validation_auc"])
     assert [r["chosen"] for r in results] == [i == best for i in range(2)]
     assert chosen.method == results[best]["method"]

@@ -446,6 +446,16 @@ def test_model_card_lists_the_candidates_and_warns_when_the_benchmark_won() -> N
                     "validation_auc": 0.65,
                     "chosen": False,
                 },
+                {
+                    "name": "c",
+                    "method": "probe",
+                    "learning_rate": None,
+                    "strength": 3e-4,
+                    "epochs_run": 1,
+                    "seconds": 2.5,
+                    "validation_auc": 0.60,
+                    "chosen": False,
+                },
             ],
         },
     )
@@ -457,3 +467,4 @@ def test_model_card_lists_the_candidates_and_warns_when_the_benchmark_won() -> N
     assert "NOT published" in card
     assert "| a | full | 2e-05 | 2 | 10.0 | 0.7000 | yes |" in card
     assert "| b | frozen | 0.001 | 1 | 4.0 | 0.6500 |  |" in card
+    assert "| c | probe | C=0.0003 | 1 | 2.5 | 0.6000 |  |" in card

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from riskudf.model.artifact import Manifest
 
 SUMMARY = (
@@ -58,6 +60,13 @@ def _calibration(manifest: Manifest) -> str:
     return f"{method}, fitted on the calibration split (not the split that chose the epoch)"
 
 
+def _setting(candidate: dict[str, Any]) -> str:
+    """A candidate's learning rate, or a linear probe's chosen regularisation."""
+    if candidate.get("learning_rate") is None:
+        return f"C={candidate['strength']:g}"
+    return f"{candidate['learning_rate']:g}"
+
+
 def _selection(manifest: Manifest) -> list[str]:
     """The verdict against the benchmark, loud when the benchmark won."""
     selection = manifest.training.get("selection")
@@ -68,10 +77,11 @@ def _selection(manifest: Manifest) -> list[str]:
     if len(candidates) > 1:
         table = [
             "",
-            "| candidate | method | learning rate | epochs | seconds | validation AUC | chosen |",
+            "| candidate | method | learning rate (probe: C) | epochs | seconds | validation AUC "
+            "| chosen |",
             "| --- | --- | --- | --- | --- | --- | --- |",
             *[
-                f"| {c['name']} | {c['method']} | {c['learning_rate']:g} | {c['epochs_run']} | "
+                f"| {c['name']} | {c['method']} | {_setting(c)} | {c['epochs_run']} | "
                 f"{c['seconds']} | {c['validation_auc']:.4f} | {'yes' if c['chosen'] else ''} |"
                 for c in candidates
             ],

@@ -38,7 +38,7 @@ from riskudf.training.finetune import (
     fine_tune,
     publish_model,
 )
-from riskudf.training.probe import fit_probe
+from riskudf.training.probe import fit_probe, strength_of
 from riskudf.training.tfidf import tfidf_benchmark
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,8 @@ def train_candidates(
             {
                 "name": name,
                 "method": candidate.method,
-                "learning_rate": candidate.learning_rate,
+                "learning_rate": None if candidate.method == "probe" else candidate.learning_rate,
+                **({"strength": strength_of(tuned)} if candidate.method == "probe" else {}),
                 "epochs_run": tuned.epochs_run,
                 "seconds": round(sum(tuned.seconds_per_epoch), 1),
                 "validation_auc": tuned.best_validation_auc,

@@ -26,7 +26,7 @@ from riskudf.training.finetune import FineTuned, label_map_of, parameter_counts
 log = logging.getLogger(__name__)
 
 # Inverse regularisation strengths tried, weakest last; the best validation AUC wins.
-STRENGTHS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+STRENGTHS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 
 
 def embed(
@@ -138,3 +138,9 @@ def fit_probe(
         history=history,
         features=spec.to_dict(),
     )
+
+
+def strength_of(tuned: FineTuned) -> float:
+    """The regularisation a fitted probe chose (the first best of its grid)."""
+    best = max(tuned.history, key=lambda row: row["validation_auc"])
+    return float(best["C"])
