@@ -27,7 +27,7 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export HF_HUB_OFFLINE := 1
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: install demo data training-set model baseline score reproduce monitor alert backfill submit-check test bench lint \
+.PHONY: install demo data training-set model promote retrain baseline score reproduce monitor alert backfill submit-check test bench lint \
   clean-lakehouse metastore metastore-stop bi bi-user bi-stop leases lease-release cluster cluster-stop \
   history history-stop
 
@@ -91,11 +91,33 @@ training-set: install lakehouse metastore
 # set aside at models/demo.set-aside; PUBLISH_ANYWAY=1 publishes it (recorded). REFERENCE_PD: a
 # PD column of the training table reported beside the model's (the demo generator's own PD).
 REFERENCE_PD ?= oracle_pd
+# Each version lands in models/demo.versions/<version>, never replaced; models/demo links to the
+# newest published. It becomes demo@challenger (ALIAS=...: another challenger's name);
+# FIRST_CHAMPION=1 makes it demo@champion when the model has none yet (without the gate).
+ALIAS ?=
 model: install lakehouse metastore
 	$(RUN) jobs/train.py --train-table risk.training_documents --text-col text \
 	  --label-col default_12m --output models/demo \
 	  $(if $(REFERENCE_PD),--reference-pd-col $(REFERENCE_PD)) \
-	  $(if $(PUBLISH_ANYWAY),--publish-if-benchmark-wins)
+	  $(if $(PUBLISH_ANYWAY),--publish-if-benchmark-wins) \
+	  $(if $(ALIAS),--alias $(ALIAS)) $(if $(FIRST_CHAMPION),--first-champion)
+
+# make promote [VERSION=...] [BY=...] [OVERRIDE="reason"] [REASON=...] [COHORTS=2025-11-28]: the
+# promotion gate (default: the challenger). Exit code 7 when a red test refuses it; the record
+# is in risk.model_promotions, the report under lakehouse/reports/promotions. Rollback: promote
+# an earlier VERSION.
+BY ?= $(USER)
+promote: install lakehouse metastore
+	$(RUN) jobs/promote.py --model demo --by "$(or $(BY),unknown)" --knowledge $(KNOWLEDGE) \
+	  $(if $(VERSION),--version $(VERSION)) $(if $(COHORTS),--cohorts $(COHORTS)) \
+	  $(if $(REASON),--reason "$(REASON)") $(if $(OVERRIDE),--override-reason "$(OVERRIDE)")
+
+# Retraining on matured outcomes: the training set of RETRAIN_DATES (cohorts whose outcomes have
+# matured; keep the latest out, for the gate), trained and registered as demo@challenger.
+RETRAIN_DATES ?= $(TRAIN_DATES)
+retrain: install lakehouse metastore
+	$(MAKE) --no-print-directory training-set TRAIN_DATES="$(RETRAIN_DATES)"
+	$(MAKE) --no-print-directory model ALIAS=challenger
 
 # TF-IDF + logistic regression on the training job's split (the transformer's benchmark).
 baseline: install lakehouse metastore
@@ -155,7 +177,7 @@ demo: install lakehouse
 	$(MAKE) --no-print-directory training-set
 	# The demo publishes its model even if TF-IDF + LR wins (printed and recorded); `make model`
 	# alone refuses then (exit 6 from the job).
-	$(MAKE) --no-print-directory model PUBLISH_ANYWAY=1
+	$(MAKE) --no-print-directory model PUBLISH_ANYWAY=1 FIRST_CHAMPION=1
 	for day in $(DEMO_DATES); do $(MAKE) --no-print-directory score AS_OF=$$day || exit $$?; done
 
 test: install

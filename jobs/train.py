@@ -5,6 +5,7 @@ spark-submit jobs/train.py --output models/demo."""
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import sys
 from pathlib import Path
@@ -27,7 +28,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reference-pd-col", help="a PD column reported beside the model's (training.data)"
     )
-    parser.add_argument("--output", type=Path, required=True, help="model directory to write")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        required=True,
+        help="the model's link (its name is the model's name); each version goes to its own "
+        "directory in <output>.versions and is never replaced",
+    )
+    parser.add_argument(
+        "--alias",
+        default=None,
+        help="alias for the new version (default: challenger; champion only for a model "
+        "without one, skipping the gate: later champions go through jobs/promote.py)",
+    )
+    parser.add_argument(
+        "--first-champion",
+        action="store_true",
+        help="champion when the model has none yet (recorded as set without the gate), else "
+        "challenger: what make demo uses",
+    )
     parser.add_argument("--model-version", default=None, help="default: timestamp and hash")
     parser.add_argument(
         "--publish-if-benchmark-wins",
@@ -55,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
             slice_columns=conf.monitoring.slice_columns,
             registry_table=conf.tables.qualified("model_registry"),
             redaction=conf.redaction,
+            aliases_table=conf.tables.qualified("model_aliases"),
+            alias=args.alias,
+            first_champion=args.first_champion,
+            changed_by=getpass.getuser(),
         )
         return report(trained)
 
@@ -69,6 +92,11 @@ def report(trained: TrainedModel) -> int:
     metrics = trained.manifest.metrics
     training = trained.manifest.training
     print(f"model {trained.manifest.model_version} written to {trained.output}")
+    if trained.alias:
+        print(
+            f"alias {trained.output.parent.name.removesuffix('.versions')}@{trained.alias} -> "
+            f"{trained.manifest.model_version}"
+        )
     rows = training.get("split_rows") or {}
     print("rows: " + ", ".join(f"{name} {count}" for name, count in rows.items()))
     code = _verdict(trained)
@@ -113,8 +141,8 @@ def _verdict(trained: TrainedModel) -> int:
         print("!" * 78)
         return EXIT_OK
     print(
-        f"The transformer was NOT published: set aside at {trained.output}. The model in use "
-        "is unchanged. Rerun with --publish-if-benchmark-wins to publish it anyway."
+        f"The transformer was NOT published: set aside at {trained.output}, with no alias. The "
+        "model in use is unchanged. Rerun with --publish-if-benchmark-wins to publish it anyway."
     )
     print("!" * 78)
     return EXIT_BENCHMARK_WINS

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -55,6 +56,10 @@ class TablesConf(_Conf):
     monitor_runs: str = "monitor_runs"
     alert_actions: str = "alert_actions"
     model_registry: str = "model_registry"
+    model_aliases: str = "model_aliases"
+    model_promotions: str = "model_promotions"
+    shadow_scores: str = "shadow_scores"
+    monitor_shadow: str = "monitor_shadow"
     scored_history: str = "scored_history"
     training_documents: str = "training_documents"  # written by jobs/build_training_set.py
     retention_days: int = Field(
@@ -132,7 +137,11 @@ class GpuConf(_Conf):
 
 
 class ScoringConf(_Conf):
-    model_dir: str
+    model: str = Field(
+        validation_alias=AliasChoices("model", "model_dir"),
+        description="name@alias (a version of the model_aliases table, e.g. demo@champion) or a "
+        "model directory; model_dir is the older spelling",
+    )
     filing_lookback_days: int = Field(default=730, gt=0)
     token_budget: int = Field(default=8192, gt=0, description="padded tokens per forward pass")
     arrow_batch_rows: int = Field(default=2048, gt=0)
@@ -166,6 +175,13 @@ class ScoringConf(_Conf):
         description="--reproduce: a row differs when its PD moves by more than this, or its "
         "grade or decision changes (batching moves floats by ~1e-7)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_model(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "model" in data and "model_dir" in data:
+            raise ValueError("give scoring.model or scoring.model_dir (its older name), not both")
+        return data
 
     @model_validator(mode="after")
     def _check_heartbeat(self) -> ScoringConf:
@@ -638,6 +654,27 @@ class FairnessAttribute(_Conf):
     reference: str = Field(description="the reference group, e.g. 36-50")
 
 
+class GateConf(_Conf):
+    """The promotion gate's traffic light: p-values below ``pvalue_yellow_below`` are yellow,
+    below ``pvalue_red_below`` red (Jeffreys, binomial, AUC change, Herfindahl); migration
+    bandwidths above the ``bandwidth_*`` limits likewise. One red refuses a promotion."""
+
+    pvalue_yellow_below: float = Field(default=0.05, gt=0, lt=1)
+    pvalue_red_below: float = Field(default=0.01, gt=0, lt=1)
+    # A bandwidth is the migrants' mean distance as a share of the farthest they could go: on
+    # 8 grades, one-notch moves give about 0.2.
+    bandwidth_yellow_above: float = Field(default=0.3, gt=0, le=1)
+    bandwidth_red_above: float = Field(default=0.5, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GateConf:
+        if self.pvalue_red_below > self.pvalue_yellow_below:
+            raise ValueError("pvalue_red_below must not exceed pvalue_yellow_below")
+        if self.bandwidth_red_above < self.bandwidth_yellow_above:
+            raise ValueError("bandwidth_red_above must not be below bandwidth_yellow_above")
+        return self
+
+
 class MonitoringConf(_Conf):
     enabled: bool = True
     slice_columns: tuple[str, ...] = Field(
@@ -709,6 +746,7 @@ class RiskConf(_Conf):
     redaction: RedactionConf = RedactionConf()
     training: TrainingConf = TrainingConf()
     monitoring: MonitoringConf = MonitoringConf()
+    gate: GateConf = GateConf()
     spark: SparkConf = SparkConf()
     bi: BiConf = BiConf()
     submit: SubmitConf = SubmitConf()
@@ -779,6 +817,16 @@ def _key_source(chain: list[tuple[Path, dict[str, Any]]], loc: tuple[Any, ...]) 
     return None
 
 
+def _older_names(raw: dict[str, Any]) -> dict[str, Any]:
+    """A layer's ``scoring.model_dir`` (the older name) as ``scoring.model``, so that an overlay
+    written with it replaces its base's model."""
+    scoring = raw.get("scoring")
+    if isinstance(scoring, dict) and "model_dir" in scoring and "model" not in scoring:
+        renamed = {("model" if k == "model_dir" else k): v for k, v in scoring.items()}
+        return {**raw, "scoring": renamed}
+    return raw
+
+
 def load_config(path: str | Path) -> RiskConf:
     """Load and validate a YAML config file, merged over its ``base`` chain if it names one."""
     chain = config_chain(path)
@@ -786,7 +834,7 @@ def load_config(path: str | Path) -> RiskConf:
         return parse_config(chain[0][1], source=str(chain[0][0]))
     merged: dict[str, Any] = {}
     for _, raw in reversed(chain):
-        merged = merge_config(merged, raw)
+        merged = merge_config(merged, _older_names(raw))
     try:
         return RiskConf.model_validate(merged)
     except ValidationError as exc:

@@ -20,6 +20,7 @@ EXIT_ALERTS = 3  # monitoring raised an alert and conf says alerts fail the run
 EXIT_MONITORING_FAILED = 4  # scores published; their monitoring failed (jobs/monitor.py reruns it)
 EXIT_NOT_REPRODUCED = 5  # --reproduce found rows that differ from the stored ones
 EXIT_BENCHMARK_WINS = 6  # train: TF-IDF + LR beat the transformer; the model was set aside
+EXIT_PROMOTION_REFUSED = 7  # promote: a red test; no alias changed (recorded in model_promotions)
 
 
 def add_conf_argument(parser: argparse.ArgumentParser) -> None:

@@ -224,7 +224,7 @@ def make_conf(tmp_path: Path):
 
         data = load_config(ROOT / "conf/local.yaml").model_dump(mode="json")
         data["tables"]["database"] = database
-        data["scoring"]["model_dir"] = str(model_dir)
+        data["scoring"]["model"] = str(model_dir)
         # Reports go to the test's folder, never the project's lakehouse/.
         data["monitoring"]["report_dir"] = str(tmp_path / "reports")
         data["spark"]["event_log_dir"] = str(tmp_path / "spark-events")

@@ -13,9 +13,11 @@ from riskudf.model.artifact import (
     artifact_key,
     load_artifact_bytes,
     materialize_artifact,
+    publish_directory,
     read_manifest,
     sha256_file,
     verify_artifact,
+    versions_dir,
     write_manifest,
 )
 from riskudf.model.features import FeatureError, FeatureSpec
@@ -94,6 +96,46 @@ def test_a_refused_artifact_leaves_no_local_copy(tiny_model: Path, tmp_path: Pat
     with pytest.raises(ArtifactError, match="sha256 mismatch"):
         materialize_artifact(files, root=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def _staged(root: Path, version: str) -> Path:
+    """A finished model directory waiting to be published (what publish_model writes)."""
+    staging = root / f".staging-{version}"
+    staging.mkdir(parents=True)
+    (staging / "model.safetensors").write_bytes(version.encode())
+    return staging
+
+
+def _tree(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_a_later_version_never_overwrites_an_earlier_one(tmp_path: Path) -> None:
+    output = tmp_path / "models" / "demo"
+    first = publish_directory(_staged(tmp_path, "v1"), output, "v1")
+    assert first == versions_dir(output) / "v1"
+    before = _tree(first)
+    second = publish_directory(_staged(tmp_path, "v2"), output, "v2")
+    assert _tree(first) == before  # untouched, still where registry rows point
+    assert output.is_symlink() and output.resolve() == second.resolve()
+    assert (output / "model.safetensors").read_bytes() == b"v2"
+    # A set-aside version does not move the link.
+    aside = publish_directory(_staged(tmp_path, "v3"), output, "v3", point=False)
+    assert aside.is_dir() and output.resolve() == second.resolve()
+    with pytest.raises(ArtifactError, match="'v1' is already published"):
+        publish_directory(_staged(tmp_path, "again"), output, "v1")
+    assert _tree(first) == before and output.resolve() == second.resolve()
+
+
+def test_a_model_directory_from_before_versions_is_kept_as_a_version(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "demo"
+    shutil.copytree(tiny_model, output)  # a real directory, as training wrote it before
+    old = _tree(output)
+    publish_directory(_staged(tmp_path, "v2"), output, "v2")
+    assert _tree(versions_dir(output) / read_manifest(tiny_model).model_version) == old
+    assert (output / "model.safetensors").read_bytes() == b"v2"
 
 
 # manifest.json schema

@@ -61,7 +61,7 @@ class Server:
 def lakehouse(spark, tiny_model, tmp_path_factory) -> Lakehouse:
     data = load_config(ROOT / "conf/local.yaml").model_dump(mode="json")
     data["tables"]["database"] = DB
-    data["scoring"].update(model_dir=str(tiny_model), partitions=2)
+    data["scoring"].update(model=str(tiny_model), partitions=2)
     conf_path = tmp_path_factory.mktemp("bi_wire") / "bi.yaml"
     password_file = conf_path.parent / "bi_users"
     add_user(password_file, "analyst", PASSWORD, iterations=1000)

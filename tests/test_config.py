@@ -18,7 +18,7 @@ def test_shipped_local_config_loads() -> None:
     conf = load_config(ROOT / "conf/local.yaml")
     assert conf.tables.qualified("scored_portfolio") == "risk.scored_portfolio"
     assert conf.grading.master_scale[-1].upper_pd == 1.0
-    assert conf.scoring.model_dir == "models/demo"
+    assert conf.scoring.model == "demo@champion"
 
 
 def test_unknown_key_is_an_error_naming_it() -> None:
@@ -141,11 +141,20 @@ spark: {settings: {b: "3"}}
     conf = load_config(overlay)
     base = load_config(tmp_path / "base.yaml")
     assert conf.scoring.token_budget == 65536
-    assert conf.scoring.model_dir == "models/demo"  # kept from the base
+    assert conf.scoring.model == "models/demo"  # kept from the base
     assert conf.reasons.decisions == ("decline",)  # a list replaces, never appends
     assert conf.spark.settings == {"a": "1", "b": "3"}  # mappings merge key by key
     assert conf.reasons.library == base.reasons.library
     assert conf.grading == base.grading
+
+
+def test_an_overlay_with_the_older_model_dir_replaces_the_base_model(tmp_path: Path) -> None:
+    write(tmp_path, "base.yaml", BASE.replace("model_dir: models/demo", "model: demo@champion"))
+    overlay = write(tmp_path, "env.yaml", "base: base.yaml\nscoring: {model_dir: /mnt/m}\n")
+    assert load_config(overlay).scoring.model == "/mnt/m"
+    both = write(tmp_path, "both.yaml", "base: base.yaml\nscoring: {model: a@b, model_dir: /m}\n")
+    with pytest.raises(ConfigError, match="not both"):
+        load_config(both)
 
 
 def test_overlay_null_replaces_a_base_mapping(tmp_path: Path) -> None:
@@ -161,7 +170,7 @@ def test_base_path_is_relative_to_the_overlay_and_may_chain(tmp_path: Path) -> N
     write(tmp_path / "shared", "gpu.yaml", "base: base.yaml\nscoring: {partitions: 4}\n")
     overlay = write(tmp_path, "site.yaml", "base: shared/gpu.yaml\nscoring: {model_dir: /mnt/m}\n")
     scoring = load_config(overlay).scoring
-    assert (scoring.model_dir, scoring.partitions, scoring.token_budget) == ("/mnt/m", 4, 8192)
+    assert (scoring.model, scoring.partitions, scoring.token_budget) == ("/mnt/m", 4, 8192)
 
 
 def test_base_cycle_is_an_error(tmp_path: Path) -> None:
@@ -214,7 +223,7 @@ def test_shipped_overlays_differ_where_expected() -> None:
     assert gpu.scoring.gpu is not None and cluster.scoring.gpu is not None
     assert standalone.scoring.gpu is not None and standalone.scoring.gpu.discovery_script is None
     assert standalone.submit.master == "spark://127.0.0.1:7077"
-    assert standalone.scoring.model_dir == local_conf.scoring.model_dir
+    assert standalone.scoring.model == local_conf.scoring.model
     assert (cluster.scoring.precision, cluster.scoring.partitions) == ("bf16", 16)
     assert cluster.submit.master == "yarn" and local_conf.submit.master is None
     assert cluster.monitoring.report_dir == "/mnt/shared/riskudf/reports"

@@ -93,7 +93,7 @@ def clean(spark, bad_lakehouse, tiny_model, tmp_path_factory):
     """The conf, the ids planted on, and the state after one clean run."""
     data = load_config(ROOT / "conf/local.yaml").model_dump(mode="json")
     data["tables"]["database"] = bad_lakehouse
-    data["scoring"]["model_dir"] = str(tiny_model)
+    data["scoring"]["model"] = str(tiny_model)
     data["scoring"]["partitions"] = 3
     path = tmp_path_factory.mktemp("conf") / "faults.yaml"
     data["monitoring"]["report_dir"] = str(path.parent / "reports")

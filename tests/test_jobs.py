@@ -8,7 +8,11 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import yaml
 from pyspark.sql import functions as F
+
+from riskudf.entry import EXIT_PROMOTION_REFUSED
+from riskudf.model.artifact import versions_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +36,7 @@ def test_demo_data_train_and_score(spark, tiny_backbone, make_conf, tmp_path, ca
         training__max_length=64,
         training__batch_size=8,
         training__max_train_rows=0,
+        scoring__model="e2e@champion",
     )
     # 120 obligors of a riskier book (shift 2): enough defaults for every split
     made = ["--obligors", "120", "--shift", "2.0", "--conf", str(conf)]
@@ -57,6 +62,8 @@ def test_demo_data_train_and_score(spark, tiny_backbone, make_conf, tmp_path, ca
                 "oracle_pd",
                 # A tiny random model against TF-IDF: either may win; the verdict is recorded.
                 "--publish-if-benchmark-wins",
+                "--alias",
+                "champion",  # a first champion without the gate (recorded as such)
             ]
         )
         == 0
@@ -94,7 +101,33 @@ def test_demo_data_train_and_score(spark, tiny_backbone, make_conf, tmp_path, ca
         (r["model_version"], r["training_table"], r["training_table_version"]) for r in registry
     ] == [("e2e-1", "e2e.training_documents", 0)]
     assert registry[0]["parent_model"] is None
+    # The registry names the version's own directory; model_dir links to it.
+    assert registry[0]["model_dir"] == str(versions_dir(model_dir) / "e2e-1")
+    assert model_dir.resolve() == (versions_dir(model_dir) / "e2e-1").resolve()
+    [alias] = spark.table("e2e.model_aliases").collect()
+    assert (alias["model_name"], alias["alias"], alias["model_version"]) == (
+        "e2e",
+        "champion",
+        "e2e-1",
+    )
+    assert alias["model_dir"] == registry[0]["model_dir"] and alias["previous_version"] is None
+    assert alias["reason"] == "first champion, set by the training job without the gate"
     assert registry[0]["metrics"]["test_auc"] == pytest.approx(metrics["test_auc"], abs=1e-12)
+    # Champion and challenger: a second version (another seed) becomes a challenger.
+    reseeded = variant(conf, "reseeded", training={"seed": 12})
+    second = ["--train-table", "e2e.training_documents", "--text-col", "text"]
+    second += ["--label-col", "default_12m", "--output", str(model_dir)]
+    second += ["--model-version", "e2e-2", "--publish-if-benchmark-wins", "--conf", reseeded]
+    assert job("train").main(second) == 0
+    first = json.loads((versions_dir(model_dir) / "e2e-1" / "manifest.json").read_text())
+    assert first == manifest  # the first version is untouched
+
+    def aliases_now() -> dict[str, str]:
+        latest: dict[str, str] = {}
+        for row in spark.table("e2e.model_aliases").orderBy("changed_at").collect():
+            latest[row["alias"]] = row["model_version"]
+        return {alias: version for alias, version in latest.items() if version is not None}
+
     capsys.readouterr()
     baseline = job("baseline").main(
         ["--train-table", "e2e.training_documents", "--conf", str(conf)]
@@ -112,7 +145,89 @@ def test_demo_data_train_and_score(spark, tiny_backbone, make_conf, tmp_path, ca
     assert scored_ids == portfolio_ids
     bad = scored.where((F.col("pd") < 0) | (F.col("pd") > 1) | F.col("grade").isNull()).count()
     assert bad == 0
-    assert {r["model_version"] for r in scored.collect()} == {"e2e-1"}
+    assert {r["model_version"] for r in scored.collect()} == {"e2e-1"}  # never the challenger's
+    # The challenger scored the same documents in the same run, into its own table.
+    shadow = spark.table("e2e.shadow_scores").collect()
+    run_id = scored.first()["run_id"]
+    assert sorted(r["obligor_id"] for r in shadow) == portfolio_ids
+    assert {(r["alias"], r["model_version"], r["run_id"]) for r in shadow} == {
+        ("challenger", "e2e-2", run_id)
+    }
+    champion = {r["obligor_id"]: r for r in scored.collect()}
+    [overall] = spark.table("e2e.monitor_shadow").where("segment = 'all'").collect()
+    assert (overall["obligors"], overall["champion_version"]) == (120, "e2e-1")
+    assert overall["grade_flips"] == sum(
+        r["grade"] != champion[r["obligor_id"]]["grade"] for r in shadow
+    )
+    assert overall["decision_flips"] == sum(
+        r["decision"] != champion[r["obligor_id"]]["decision"] for r in shadow
+    )
+    segments = spark.table("e2e.monitor_shadow").where("segment != 'all'").collect()
+    assert sum(r["obligors"] for r in segments) == 120 and overall["psi"] >= 0.0
+
+    assert aliases_now() == {"champion": "e2e-1", "challenger": "e2e-2"}
+    # The 2025 cohort (matured, out of the training set) defaulted to a man: calibration is red.
+    spark.sql("UPDATE e2e.outcomes SET default_12m = 1 WHERE observation_date = '2025-11-28'")
+    gate = ["--model", "e2e", "--version", "e2e-2", "--by", "validator", "--knowledge", "current"]
+    assert job("promote").main([*gate, "--conf", str(conf)]) == EXIT_PROMOTION_REFUSED
+    assert "REFUSED" in capsys.readouterr().out
+    assert aliases_now() == {"champion": "e2e-1", "challenger": "e2e-2"}  # nothing changed
+    [refused] = spark.table("e2e.model_promotions").collect()
+    assert (refused["decision"], refused["previous_champion"]) == ("refused", "e2e-1")
+    portfolio = {
+        t["test"]: t
+        for t in refused["tests"]
+        if t["scope"] == "matured" and t["grade"] == "portfolio"
+    }
+    assert portfolio["jeffreys"]["colour"] == "red"
+    n = spark.table("e2e.outcomes").where("observation_date = '2025-11-28'").count()
+    assert f"{n} defaults of {n}" in portfolio["jeffreys"]["detail"]  # every obligor was scored
+    assert "REFUSED" in Path(refused["report"]).read_text()
+    # An override with a written reason promotes it, and is recorded.
+    why = ["--override-reason", "outcomes feed under investigation"]
+    assert job("promote").main([*gate, *why, "--conf", str(conf)]) == 0
+    assert aliases_now() == {"champion": "e2e-2"}  # the challenger alias went with it
+    # Rollback: the earlier version through the same gate (one that finds nothing red).
+    lenient = variant(
+        conf,
+        "lenient",
+        gate={
+            "pvalue_yellow_below": 1e-299,
+            "pvalue_red_below": 1e-300,
+            "bandwidth_yellow_above": 1.0,
+            "bandwidth_red_above": 1.0,
+        },
+    )
+    back = ["--model", "e2e", "--version", "e2e-1", "--by", "validator", "--knowledge", "current"]
+    assert job("promote").main([*back, "--reason", "rollback", "--conf", lenient]) == 0
+    assert aliases_now() == {"champion": "e2e-1"}
+    records = spark.table("e2e.model_promotions").orderBy("decided_at").collect()
+    assert [(r["model_version"], r["decision"], r["previous_champion"]) for r in records] == [
+        ("e2e-2", "refused", "e2e-1"),
+        ("e2e-2", "overridden", "e2e-1"),
+        ("e2e-1", "promoted", "e2e-2"),
+    ]
+    assert records[1]["override_reason"] == "outcomes feed under investigation"
+    history = spark.table("e2e.model_aliases").orderBy("changed_at").collect()
+    assert [(h["alias"], h["model_version"], h["previous_version"]) for h in history] == [
+        ("champion", "e2e-1", None),
+        ("challenger", "e2e-2", None),
+        ("challenger", None, "e2e-2"),
+        ("champion", "e2e-2", "e2e-1"),
+        ("champion", "e2e-1", "e2e-2"),
+    ]
+    assert history[-1]["reason"] == "rollback"
+    assert history[-1]["promotion_id"] == records[-1]["promotion_id"]
+
+
+def variant(conf: Path, name: str, **sections: dict) -> str:
+    """A copy of ``conf`` with some keys of some sections changed."""
+    data = yaml.safe_load(conf.read_text())
+    for section, values in sections.items():
+        data[section] = {**data[section], **values}
+    path = conf.with_name(f"{name}.yaml")
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
 
 
 def test_bad_config_exits_with_bad_input_code(tmp_path: Path) -> None:

@@ -131,17 +131,6 @@ def test_brier_and_log_loss_sums_match_sklearn() -> None:
     assert np.mean((p - y) ** 2) == pytest.approx(brier_score_loss(y, p))
 
 
-def test_jeffreys_interval_and_test_are_the_beta_posterior() -> None:
-    lower, upper = m.jeffreys_interval(7, 120)
-    assert lower == pytest.approx(stats.beta.ppf(0.025, 7.5, 113.5))
-    assert upper == pytest.approx(stats.beta.ppf(0.975, 7.5, 113.5))
-    # A sample: the posterior mass below the PD is the one-sided p-value.
-    draws = np.random.default_rng(1).beta(7.5, 113.5, 200_000)
-    assert m.jeffreys_pvalue(7, 120, 0.04) == pytest.approx(np.mean(draws <= 0.04), abs=0.005)
-    assert m.jeffreys_pvalue(30, 120, 0.04) < 1e-6
-    assert lower < 7 / 120 < upper
-
-
 def test_hosmer_lemeshow_matches_a_direct_computation() -> None:
     rng = np.random.default_rng(2)
     p = rng.beta(2, 20, 1000)

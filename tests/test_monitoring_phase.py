@@ -36,7 +36,7 @@ ALERTING = {"psi": {"warn": 0.0, "alert": 0.0}}
 def write_conf(path: Path, model_dir: Path, **overrides: Any) -> Path:
     data = load_config(ROOT / "conf/local.yaml").model_dump(mode="json")
     data["tables"]["database"] = DB
-    data["scoring"]["model_dir"] = str(model_dir)
+    data["scoring"]["model"] = str(model_dir)
     data["monitoring"]["report_dir"] = str(path.parent / "reports")
     for dotted, value in overrides.items():
         section, key = dotted.split("__")

@@ -48,7 +48,7 @@ def commit_gap() -> None:
 def write_conf(path: Path, model_dir: Path) -> RiskConf:
     data = load_config(ROOT / "conf/local.yaml").model_dump(mode="json")
     data["tables"]["database"] = DB
-    data["scoring"]["model_dir"] = str(model_dir)
+    data["scoring"]["model"] = str(model_dir)
     data["scoring"]["partitions"] = 2
     data["monitoring"]["enabled"] = False
     data["monitoring"]["report_dir"] = str(path.parent / "reports")

@@ -138,7 +138,7 @@ def test_the_manifest_records_the_rules_and_scoring_refuses_other_ones(tiny_mode
 def write_conf(path: Path, model_dir: Path, *, monitoring: bool):
     data = load_config(ROOT / "conf/local.yaml").model_dump(mode="json")
     data["tables"]["database"] = DB
-    data["scoring"]["model_dir"] = str(model_dir)
+    data["scoring"]["model"] = str(model_dir)
     data["scoring"]["precision"] = "fp32"
     data["monitoring"]["enabled"] = monitoring
     data["monitoring"]["report_dir"] = str(path.parent / "reports")

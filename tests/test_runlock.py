@@ -241,7 +241,7 @@ def test_the_leases_job_lists_and_releases(spark, make_conf, tmp_path, capsys) -
 
 def test_lease_conf_takes_fractions_and_a_heartbeat_within_half() -> None:
     data = load_config(ROOT / "conf/local.yaml").model_dump(mode="json")
-    data["scoring"]["model_dir"] = "models/x"
+    data["scoring"]["model"] = "models/x"
     del data["scoring"]["lock_heartbeat_seconds"]  # a conf written before the heartbeat
     scoring = parse_config(data).scoring
     assert (scoring.lock_lease_minutes, scoring.lock_heartbeat_seconds) == (360, 60)

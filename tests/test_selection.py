@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from riskudf.entry import EXIT_BENCHMARK_WINS
+from riskudf.entry import EXIT_BAD_INPUT, EXIT_BENCHMARK_WINS
+from riskudf.model.artifact import versions_dir
 from riskudf.training.pipeline import OutputError, prepare_outputs, selection_of
 from tests.test_jobs import job
 
@@ -84,7 +85,7 @@ def test_a_better_benchmark_is_loud_recorded_and_not_published(
     out = capsys.readouterr().out
     assert "THE BENCHMARK WINS" in out and "NOT published" in out
     assert not output.exists()  # the model in use is untouched
-    aside = output.with_name("m.set-aside")
+    aside = versions_dir(output) / "lost-1"  # set aside: a version nothing points at
     card = (aside / "MODEL_CARD.md").read_text()
     assert "**WARNING: the benchmark beats this model**" in card
     assert "NOT published" in card
@@ -117,5 +118,12 @@ def test_a_better_benchmark_is_loud_recorded_and_not_published(
     assert (row["verdict"], row["published"], row["model_dir"]) == (
         "benchmark_better",
         True,
-        str(output),
+        str(versions_dir(output) / "anyway-1"),
     )
+    assert output.resolve() == (versions_dir(output) / "anyway-1").resolve()
+    assert (aside / "MODEL_CARD.md").read_text() == card  # the earlier version is untouched
+    # A version is published once: naming it again fails before any training.
+    again = _train(conf, words_beyond_the_window, output, "--model-version", "anyway-1")
+    assert again == EXIT_BAD_INPUT
+    with pytest.raises(OutputError, match="'anyway-1' is already published"):
+        prepare_outputs(spark, output, None, "anyway-1")

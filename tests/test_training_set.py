@@ -48,7 +48,7 @@ def story(spark, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("tset")
     data = load_config(ROOT / "conf/local.yaml").model_dump(mode="json")
     data["tables"]["database"] = DB
-    data["scoring"]["model_dir"] = str(tiny_model)
+    data["scoring"]["model"] = str(tiny_model)
     data["spark"]["event_log_dir"] = str(folder / "spark-events")
     (folder / "tset.yaml").write_text(yaml.safe_dump(data))
     conf = load_config(folder / "tset.yaml")

@@ -112,12 +112,17 @@ def documented_tables(tables: TablesConf) -> tuple[DocumentedTable, ...]:
 
 def readable_tables(conf: RiskConf) -> tuple[str, ...]:
     """What BI users may read besides the views: the output tables (scores, history, run log,
-    quarantine, monitoring, alerts, model registry). Never the inputs, whose text is personal."""
+    quarantine, monitoring, alerts, model registry, aliases, promotion records, challengers'
+    shadow scores and their comparison). Never the inputs, whose text is personal."""
     tables = conf.tables
     return (
         *(table.name for table in documented_tables(tables)),
         *(monitor_table(conf, name) for name in MONITOR_TABLES),
         tables.qualified("model_registry"),
+        tables.qualified("model_aliases"),
+        tables.qualified("model_promotions"),
+        tables.qualified("shadow_scores"),
+        tables.qualified("monitor_shadow"),
     )
 
 

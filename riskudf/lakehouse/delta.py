@@ -189,6 +189,20 @@ def replace_where(df: DataFrame, table: str, condition: Column) -> None:
     df.writeTo(table).overwrite(condition)
 
 
+def ensure_table_and_database(
+    spark: SparkSession,
+    table: str,
+    columns: tuple[ColumnSpec, ...],
+    *,
+    comment: str,
+    properties: Mapping[str, str],
+) -> None:
+    """ensure_table, creating the table's database first when the name has one."""
+    if "." in table:
+        ensure_database(spark, table.rsplit(".", 1)[0])
+    ensure_table(spark, table, columns, comment=comment, properties=properties)
+
+
 def append(df: DataFrame, table: str) -> None:
     df.writeTo(table).append()
 

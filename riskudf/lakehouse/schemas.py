@@ -468,6 +468,72 @@ MODEL_REGISTRY_COLUMNS: tuple[ColumnSpec, ...] = (
 )
 MODEL_REGISTRY_COMMENT = "one row per trained model: published, or set aside (published false)"
 
+MODEL_ALIASES_COLUMNS: tuple[ColumnSpec, ...] = (
+    ("model_name", "STRING", True, "the model (its directory's name, e.g. demo)"),
+    ("alias", "STRING", True, "champion, challenger, or another challenger's name"),
+    ("model_version", "STRING", False, "the version the alias points at from now; null: removed"),
+    ("model_dir", "STRING", False, "that version's directory (immutable)"),
+    ("previous_version", "STRING", False, "the version it pointed at before"),
+    ("changed_at", "TIMESTAMP", True, "when (UTC)"),
+    ("changed_by", "STRING", True, "who"),
+    ("reason", "STRING", True, "why, in words"),
+    ("promotion_id", "STRING", False, "the promotion record that decided it, if any"),
+)
+GATE_TEST_TYPE = (
+    "ARRAY<STRUCT<test: STRING, scope: STRING, grade: STRING, statistic: DOUBLE, "
+    "pvalue: DOUBLE, colour: STRING, detail: STRING>>"
+)
+MODEL_PROMOTIONS_COLUMNS: tuple[ColumnSpec, ...] = (
+    ("promotion_id", "STRING", True, "this decision"),
+    ("model_name", "STRING", True, "the model"),
+    ("model_version", "STRING", True, "the version put to the gate"),
+    ("previous_champion", "STRING", False, "the champion before the decision"),
+    ("decided_at", "TIMESTAMP", True, "when (UTC)"),
+    ("decided_by", "STRING", True, "who"),
+    ("decision", "STRING", True, "promoted, refused (a red test) or overridden (red, with reason)"),
+    ("override_reason", "STRING", False, "the written reason of an override"),
+    ("evidence", "STRING", True, "the matured cohorts scored and the test split used"),
+    ("tests", GATE_TEST_TYPE, True, "each test: statistic, p-value, colour (green/yellow/red)"),
+    ("report", "STRING", False, "the readable report's path"),
+)
+MODEL_PROMOTIONS_COMMENT = "every promotion decision of the gate, refusals included, never updated"
+
+SHADOW_SCORES_COLUMNS: tuple[ColumnSpec, ...] = (
+    ("obligor_id", "STRING", True, "obligor key (pseudonymous)"),
+    ("as_of_date", "DATE", True, "the date scored as of"),
+    ("model_name", "STRING", True, "the model whose challenger this is"),
+    ("alias", "STRING", True, "the challenger's alias"),
+    ("model_version", "STRING", True, "the challenger's version"),
+    ("pd", "DOUBLE", True, "the challenger's probability of default within 12 months"),
+    ("grade", "STRING", True, "its grade on the master scale"),
+    ("decision", "STRING", True, "its decision: approve, review, decline"),
+    ("segment", "STRING", False, "the obligor's segment (portfolio)"),
+    ("run_id", "STRING", True, "the nightly run that scored it beside the champion"),
+)
+MONITOR_SHADOW_COLUMNS: tuple[ColumnSpec, ...] = (
+    ("run_id", "STRING", True, "the nightly run"),
+    ("as_of_date", "DATE", True, "its as-of date"),
+    ("model_name", "STRING", True, "the model"),
+    ("alias", "STRING", True, "the challenger's alias"),
+    ("model_version", "STRING", True, "the challenger's version"),
+    ("champion_version", "STRING", True, "the champion's version (scored_portfolio)"),
+    ("segment", "STRING", True, "a segment, or 'all'"),
+    ("obligors", "BIGINT", True, "obligors both scored"),
+    ("grade_flips", "BIGINT", True, "obligors whose grade differs"),
+    ("grade_flip_share", "DOUBLE", False, "grade_flips / obligors"),
+    ("decision_flips", "BIGINT", True, "obligors whose decision differs"),
+    ("decision_flip_share", "DOUBLE", False, "decision_flips / obligors"),
+    ("psi", "DOUBLE", False, "PSI of the challenger's PDs against the champion's (its deciles)"),
+    ("computed_at", "TIMESTAMP", True, "when (UTC)"),
+)
+MONITOR_SHADOW_COMMENT = "per run, challenger and segment: grade and decision flips, PSI of PDs"
+SHADOW_SCORES_COMMENT = (
+    "challengers' scores of the nightly documents, never used for decisions; the champion's "
+    "are in scored_portfolio"
+)
+
+MODEL_ALIASES_COMMENT = "every change of a model alias, never updated: the latest row is current"
+
 
 MONITOR_TABLES: dict[str, tuple[tuple[ColumnSpec, ...], str]] = {
     "monitor_profile": (MONITOR_PROFILE_COLUMNS, "per run, slice and column: profile metrics"),

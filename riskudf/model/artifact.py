@@ -219,17 +219,43 @@ def materialize_artifact(files: dict[str, bytes], root: str | Path | None = None
     return target
 
 
-def publish_directory(staging: Path, output: Path) -> None:
-    """Move a finished model directory into place, replacing an existing one.
+def versions_dir(output: Path) -> Path:
+    """Where the versions published at ``output`` live: ``<output>.versions/<model_version>``."""
+    return output.with_name(f"{output.name}.versions")
 
-    Readers never see a half-written directory; between the two renames there is briefly none.
+
+def publish_directory(staging: Path, output: Path, version: str, *, point: bool = True) -> Path:
+    """Move a finished model directory to its own version directory, never replacing one, and
+    (``point``) make ``output`` a link to it; return the version directory.
+
+    A published version is immutable: registry rows name its directory, and a later training
+    run neither overwrites nor deletes it. The link is swapped atomically (a rename), so readers
+    of ``output`` see the old version or the new one, never none. A real directory found at
+    ``output`` (the layout before versions) is moved, whole, into the versions first.
     """
-    output = output.resolve()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if output.exists():
-        old = output.with_name(f".{output.name}.old-{os.getpid()}")
-        output.rename(old)
-        staging.rename(output)
-        shutil.rmtree(old)
-    else:
-        staging.rename(output)
+    output = output.absolute()
+    versions = versions_dir(output)
+    target = versions / version
+    if target.exists() or target.is_symlink():
+        raise ArtifactError(
+            f"model version {version!r} is already published at {target}; a published version "
+            "is never replaced (give the run another --model-version)"
+        )
+    versions.mkdir(parents=True, exist_ok=True)
+    staging.rename(target)
+    if not point:
+        return target
+    if output.is_dir() and not output.is_symlink():
+        try:
+            earlier = read_manifest(output).model_version
+        except ArtifactError:
+            earlier = "unversioned"
+        keep = versions / earlier
+        if keep.exists():
+            keep = versions / f"{earlier}.kept-{os.getpid()}"
+        output.rename(keep)
+    link = output.with_name(f".{output.name}.link-{os.getpid()}")
+    link.unlink(missing_ok=True)
+    link.symlink_to(Path(versions.name) / version, target_is_directory=True)
+    os.replace(link, output)
+    return target

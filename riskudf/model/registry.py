@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
-from riskudf.lakehouse.delta import append, ensure_database, ensure_table, schema
+from riskudf.lakehouse.delta import append, ensure_table_and_database, schema
 from riskudf.lakehouse.schemas import (
     MODEL_REGISTRY_COLUMNS,
     MODEL_REGISTRY_COMMENT,
@@ -18,9 +19,7 @@ from riskudf.model.artifact import Manifest
 def ensure_registry(spark: SparkSession, table: str) -> None:
     """The registry table and its database, created if missing (a training run checks this
     before it trains, not after)."""
-    if "." in table:
-        ensure_database(spark, table.rsplit(".", 1)[0])
-    ensure_table(
+    ensure_table_and_database(
         spark,
         table,
         MODEL_REGISTRY_COLUMNS,
@@ -50,3 +49,18 @@ def register_model(
         published,
     )
     append(spark.createDataFrame([row], schema(MODEL_REGISTRY_COLUMNS)), table)
+
+
+def version_dir(spark: SparkSession, table: str, version: str) -> str | None:
+    """The directory the registry recorded for ``version`` (its latest row); None if the
+    registry or the version is unknown."""
+    if not spark.catalog.tableExists(table):
+        return None
+    row = (
+        spark.table(table)
+        .where(F.col("model_version") == version)
+        .orderBy(F.col("created_at").desc())
+        .select("model_dir")
+        .first()
+    )
+    return None if row is None else str(row["model_dir"])

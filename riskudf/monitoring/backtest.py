@@ -11,13 +11,12 @@ from typing import Any
 import numpy as np
 from pyspark.sql import Row
 
+from riskudf.governance.statistics import jeffreys_interval, jeffreys_pvalue
 from riskudf.monitoring.metrics import (
     auc_binned,
     auc_error_bound,
     gini,
     hosmer_lemeshow,
-    jeffreys_interval,
-    jeffreys_pvalue,
     ks_two_sample,
     nan_to_none,
     quantile_groups,

@@ -232,23 +232,6 @@ def gini(auc: float) -> float:
     return 2.0 * auc - 1.0
 
 
-def jeffreys_interval(defaults: int, n: int, *, alpha: float = 0.05) -> tuple[float, float]:
-    """Equal-tailed Jeffreys interval of a default rate: quantiles of Beta(d + 1/2, n - d + 1/2).
-
-    As in the ECB's IRB validation instructions, the bounds are not clipped to 0 and 1 when d
-    is 0 or n.
-    """
-    a, b = defaults + 0.5, n - defaults + 0.5
-    return float(stats.beta.ppf(alpha / 2, a, b)), float(stats.beta.ppf(1 - alpha / 2, a, b))
-
-
-def jeffreys_pvalue(defaults: int, n: int, mean_pd: float) -> float:
-    """One-sided Jeffreys test of H0 "the PD is not too low": Beta(d + 1/2, n - d + 1/2) CDF at
-    the mean PD. A small value says the observed default rate exceeds what the PD predicts.
-    """
-    return float(stats.beta.cdf(mean_pd, defaults + 0.5, n - defaults + 0.5))
-
-
 def quantile_groups(counts: np.ndarray, n_groups: int = 10) -> np.ndarray:
     """Group of each sorted bin so that groups hold about equal counts (bins are not split)."""
     counts = np.asarray(counts, float)

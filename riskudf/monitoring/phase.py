@@ -20,9 +20,11 @@ from riskudf.config import RiskConf
 from riskudf.lakehouse import leases
 from riskudf.lakehouse.delta import InputError, append, schema
 from riskudf.lakehouse.schemas import MONITOR_RUNS_COLUMNS
+from riskudf.model.aliases import locate
 from riskudf.model.artifact import Manifest, read_manifest
 from riskudf.monitoring.lifecycle import close_stale_alerts, current_run, successful_run
 from riskudf.monitoring.run import MonitorSummary, ensure_log_tables, monitor_run
+from riskudf.monitoring.shadow import compare_shadow
 from riskudf.safe_logging import safe_message
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,7 @@ def run_monitoring(
                 spark, conf, run_id=run_id, as_of=as_of, manifest=manifest, model_dir=model_dir
             )
             close_stale_alerts(spark, conf, as_of=as_of)
+            compare_shadow(spark, conf, run_id=run_id, as_of=as_of)
             outcome = MonitoringOutcome("success", summary)
     except Exception as exc:
         log.error(
@@ -109,12 +112,18 @@ def monitor_published_run(spark: SparkSession, conf: RiskConf, *, run_id: str) -
     current = current_run(spark, conf, as_of)
     if current != run_id:
         raise InputError(f"run {run_id} is not the current run of {as_of}: run {current} is")
-    model_dir = Path(conf.scoring.model_dir)
+    model_dir = locate(
+        spark,
+        conf.scoring.model,
+        aliases_table=conf.tables.qualified("model_aliases"),
+        registry_table=conf.tables.qualified("model_registry"),
+        version=row["model_version"],
+    ).path
     manifest = read_manifest(model_dir)
     if manifest.model_version != row["model_version"]:
         raise InputError(
-            f"run {run_id} was scored with model {row['model_version']}; {model_dir} holds "
-            f"{manifest.model_version}"
+            f"run {run_id} was scored with model {row['model_version']}, which the registry "
+            f"does not know; {model_dir} holds {manifest.model_version}"
         )
     locks, holder = conf.tables.qualified("scoring_locks"), f"{run_id}:monitor"
     lease = conf.scoring.lock_lease_minutes

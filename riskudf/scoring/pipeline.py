@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -59,7 +60,9 @@ from riskudf.lakehouse.schemas import (
     SCORING_QUARANTINE_COMMENT,
     history_properties,
 )
+from riskudf.model.aliases import locate
 from riskudf.model.artifact import (
+    ArtifactError,
     Manifest,
     artifact_key,
     load_artifact_bytes,
@@ -72,6 +75,7 @@ from riskudf.scoring import incremental, lineage
 from riskudf.scoring.grading import add_grade_and_decision, decision_expr
 from riskudf.scoring.progress import Progress
 from riskudf.scoring.scorer import ExplainOptions, ScoringOptions
+from riskudf.scoring.shadow import Challenger, challengers, publish_shadow
 from riskudf.scoring.udf import REASONS_TYPE, SCORE_TYPE, make_pd_mapper, make_pd_udf
 from riskudf.scoring.worker import WorkerStats, loads_by_executor, worker_rows
 
@@ -402,6 +406,7 @@ class Model:
     files: dict[str, bytes]
     key: str
     spec: FeatureSpec | None
+    path: Path  # the directory it was read from (a version's own, when named by an alias)
 
 
 @dataclass(frozen=True)
@@ -490,16 +495,31 @@ def late_records(spark: SparkSession, inputs: Inputs, *, as_of: dt.date) -> dict
     return late
 
 
-def load_model(conf: RiskConf, inputs: Inputs) -> Model:
-    """The artifact, verified; a model with features needs them in the portfolio."""
+def load_model(
+    spark: SparkSession, conf: RiskConf, inputs: Inputs, *, version: str | None = None
+) -> Model:
+    """The artifact of ``scoring.model`` (an alias resolved once, here), or of ``version`` when
+    the registry knows it; verified. A model with features needs them in the portfolio."""
+    where = locate(
+        spark,
+        conf.scoring.model,
+        aliases_table=conf.tables.qualified("model_aliases"),
+        registry_table=conf.tables.qualified("model_registry"),
+        version=version,
+    )
     # The bytes verified here are the bytes shipped to the executors, which verify them again.
-    manifest, files = load_artifact_bytes(Path(conf.scoring.model_dir))
+    manifest, files = load_artifact_bytes(where.path)
+    if where.version is not None and manifest.model_version != where.version:
+        raise ArtifactError(
+            f"{where.reference} names model {where.version}, but {where.path} holds "
+            f"{manifest.model_version}"
+        )
     require_pd_model(manifest)
     check_model_rules(manifest, conf.redaction)
     spec = feature_spec_of(manifest.features)
     if spec is not None:
         check_feature_columns(inputs.portfolio, inputs.names["portfolio"], spec)
-    return Model(manifest, files, artifact_key(files), spec)
+    return Model(manifest, files, artifact_key(files), spec, where.path)
 
 
 def previous_scores(
@@ -815,8 +835,10 @@ def run_phases(
     committed: dict[str, int],
     failpoint: Failpoint | None,
     progress: Progress,
+    shadows: Sequence[Challenger] = (),
 ) -> RunResult:
-    """Phases 2 to 5 under the run's lease: documents, scores, settle, publish."""
+    """Phases 2 to 5 under the run's lease: documents, scores, settle, publish; then the
+    challengers' shadow scores, if any."""
     as_of, run_id = run.as_of, run.run_id
     documents = build_documents(
         inputs, conf, model, as_of=as_of, today=today, environment=run.environment
@@ -873,6 +895,9 @@ def run_phases(
         finally:
             settled.set_aside.unpersist()
         progress.done("commit", settled.check.scored)
+        if shadows:
+            shadow_scored = _shadow(spark, conf, documents, shadows, run, committed)
+            progress.done("shadow", shadow_scored)
         failpoints.hit(failpoint, "before_run_log")
     finally:
         results.unpersist()
@@ -891,6 +916,35 @@ def run_phases(
         scoring_workers=tuple(workers),
         redactions=redactions,
     )
+
+
+def _shadow(
+    spark: SparkSession,
+    conf: RiskConf,
+    documents: Documents,
+    shadows: Sequence[Challenger],
+    run: RunResult,
+    committed: dict[str, int],
+) -> int | None:
+    """The challengers' scores (shadow_scores); a failure is logged and leaves the champion's
+    run as it is."""
+    try:
+        return publish_shadow(
+            spark,
+            conf,
+            documents,
+            list(shadows),
+            run_id=run.run_id,
+            as_of=run.as_of,
+            committed=committed,
+        )
+    except Exception as exc:
+        log.error(
+            "run %s: shadow scoring failed, the champion's scores stand (%s)",
+            run.run_id,
+            type(exc).__name__,
+        )
+        return None
 
 
 def carried_precisions(spark: SparkSession, conf: RiskConf, results: DataFrame) -> list[str]:
@@ -979,7 +1033,8 @@ def score_portfolio(
     # By default the current versions, read now: the knowledge time is the run's start. Commit
     # times come from the storage's clock, so only an explicit --inputs-as-of goes by them.
     inputs = read_inputs(spark, conf, knowledge_time=knowledge_time if inputs_as_of else None)
-    model = load_model(conf, inputs)
+    model = load_model(spark, conf, inputs)
+    shadows = challengers(spark, conf, model)
     ensure_output_tables(spark, conf)
     run = RunResult(
         run_id=run_id,
@@ -1030,6 +1085,7 @@ def score_portfolio(
                 committed=committed,
                 failpoint=failpoint,
                 progress=progress,
+                shadows=shadows,
             )
             run = replace(run, duration_s=round(time.monotonic() - clock, 3))
             lease.check()
@@ -1039,7 +1095,7 @@ def score_portfolio(
         undo(spark, conf, committed, as_of=as_of, run_id=run_id)
         _record_failure(spark, conf, run, started, clock, exc, progress)
         raise
-    return monitor_published(spark, conf, run, model.manifest, progress)
+    return monitor_published(spark, conf, run, model, progress)
 
 
 def knowledge_time_of(inputs_as_of: dt.datetime | None, started: dt.datetime) -> dt.datetime:
@@ -1070,7 +1126,7 @@ def purge_expired(spark: SparkSession, conf: RiskConf, *, today: dt.date) -> int
 
 
 def monitor_published(
-    spark: SparkSession, conf: RiskConf, run: RunResult, manifest: Manifest, progress: Progress
+    spark: SparkSession, conf: RiskConf, run: RunResult, model: Model, progress: Progress
 ) -> RunResult:
     """After publication, outside the lease: monitoring of the run, its own phase. A failure is
     recorded in monitor_runs and returned in ``monitoring_status``; the published scores stay."""
@@ -1079,8 +1135,8 @@ def monitor_published(
         conf,
         run_id=run.run_id,
         as_of=run.as_of,
-        manifest=manifest,
-        model_dir=Path(conf.scoring.model_dir),
+        manifest=model.manifest,
+        model_dir=model.path,
     )
     progress.done("monitor", run.rows_scored, status=outcome.status)
     return replace(run, monitoring=outcome.summary, monitoring_status=outcome.status)

@@ -127,11 +127,12 @@ def reproduce(
     if len(recorded_precisions) == 1:
         scoring = conf.scoring.model_copy(update={"precision": recorded_precisions.pop()})
         conf = conf.model_copy(update={"scoring": scoring})
-    model = load_model(conf, inputs)
+    # The run's own version (from the registry), whatever the aliases point at now.
+    model = load_model(spark, conf, inputs, version=recorded["model_version"])
     if model.manifest.model_version != recorded["model_version"]:
         raise InputError(
-            f"run {run_id} was scored with model {recorded['model_version']}; "
-            f"{conf.scoring.model_dir} holds {model.manifest.model_version}"
+            f"run {run_id} was scored with model {recorded['model_version']}, which the "
+            f"registry does not know; {model.path} holds {model.manifest.model_version}"
         )
     environment = lineage.environment()
     # Timestamps come back naive, in this process's time zone.

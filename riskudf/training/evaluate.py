@@ -7,6 +7,7 @@ registry (map<string, double>) and the model card alike.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.metrics import brier_score_loss, confusion_matrix, log_loss, roc_auc_score, roc_curve
@@ -144,3 +145,32 @@ def evaluate_grades(
         for j, guess in enumerate(classes):
             metrics[f"{prefix}confusion_{true}_{guess}"] = float(counts[i, j])
     return metrics
+
+
+@dataclass(frozen=True)
+class GradeRow:
+    grade: str
+    n: int
+    defaults: int
+    pd_sum: float  # sum of the PDs: mean PD = pd_sum / n
+
+    @property
+    def mean_pd(self) -> float:
+        return self.pd_sum / self.n if self.n else float("nan")
+
+
+def by_grade(
+    grades: Sequence[str], pds: np.ndarray, labels: np.ndarray, scale: Sequence[str]
+) -> list[GradeRow]:
+    """Per-grade counts of a scored, labelled sample, every grade of ``scale`` in its order
+    (a grade without obligors gets n 0)."""
+    grades_arr = np.asarray(grades, dtype=object)
+    pds = np.asarray(pds, float)
+    labels = np.asarray(labels, int)
+    rows = []
+    for grade in scale:
+        mask = grades_arr == grade
+        rows.append(
+            GradeRow(grade, int(mask.sum()), int(labels[mask].sum()), float(pds[mask].sum()))
+        )
+    return rows

@@ -51,6 +51,7 @@ class TrainedModel:
     output: Path
     manifest: Manifest
     published: bool = True  # False: set aside, TF-IDF + LR beat it (manifest.training.selection)
+    alias: str | None = None  # the alias it got (champion for a first version, else challenger)
 
 
 class _Encoded:
@@ -602,9 +603,12 @@ def publish_model(
     features: dict[str, Any] | None = None,
     redaction: dict[str, Any] | None = None,
     charts: dict[str, str] | None = None,
+    point: bool = True,
 ) -> TrainedModel:
     """Save safetensors weights, tokenizer, the monitoring baseline (``baseline.json``), the
-    model card and the manifest, then move the directory into place.
+    model card and the manifest into the model's own version directory (``<output>.versions/
+    <model_version>``, never replaced), and point ``output`` at it unless ``point`` is False
+    (a model set aside). ``TrainedModel.output`` is the version directory.
 
     ``features``: the fused model's spec (FineTuned.features), written to the manifest; its
     head goes beside the encoder's weights (riskudf.model.fused)."""
@@ -646,5 +650,5 @@ def publish_model(
     if model_card is not None:
         (staging / MODEL_CARD_NAME).write_text(model_card(manifest))
     manifest = write_manifest(staging, manifest)
-    publish_directory(staging, output)
-    return TrainedModel(output=output, manifest=manifest)
+    version_dir = publish_directory(staging, output, manifest.model_version, point=point)
+    return TrainedModel(output=version_dir, manifest=manifest)

@@ -3,6 +3,7 @@ checksummed artifact with a model card -> a row in the model registry."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import tempfile
@@ -14,7 +15,9 @@ from pyspark.sql import SparkSession
 
 from riskudf.config import GradingConf, RedactionConf, TrainingConf
 from riskudf.documents.redact import rules_record
-from riskudf.model.artifact import ArtifactError, read_manifest
+from riskudf.model import aliases
+from riskudf.model.aliases import ensure_aliases
+from riskudf.model.artifact import ArtifactError, read_manifest, versions_dir
 from riskudf.model.registry import ensure_registry, register_model
 from riskudf.monitoring.baseline import build_baseline
 from riskudf.scoring.grading import decisions_of, grades_of
@@ -28,6 +31,7 @@ from riskudf.training.data import (
     split_stratified,
 )
 from riskudf.training.distributed import fine_tune_distributed
+from riskudf.training.evaluate import by_grade
 from riskudf.training.finetune import (
     Assessment,
     FineTuned,
@@ -128,8 +132,9 @@ def _assess_pd_model(
     *,
     grading: GradingConf | None,
     slice_columns: tuple[str, ...],
-) -> tuple[Assessment, dict[str, Any]]:
-    """Calibration and test figures of a PD model, and its monitoring baseline."""
+) -> tuple[Assessment, dict[str, Any], list[dict[str, Any]]]:
+    """Calibration and test figures of a PD model, its monitoring baseline, and its test split's
+    counts per grade (n, defaults, sum of PDs; empty without grading)."""
     thresholds = None
     if grading is not None:
         thresholds = {"review": grading.review_from_pd, "decline": grading.decline_from_pd}
@@ -153,11 +158,16 @@ def _assess_pd_model(
         conf.calibration,
     )
     reference = assessment.reference_scores.reset_index(drop=True)
+    test_grades: list[dict[str, Any]] = []
     if grading is not None:
         pds = reference["pd"].to_numpy()
         reference = reference.assign(
             grade=grades_of(pds, grading), decision=decisions_of(pds, grading)
         )
+        # The promotion gate's initial figures: per grade of the master scale, on the test split.
+        scale = [band.grade for band in grading.master_scale]
+        rows = by_grade(reference["grade"], pds, splits.test["label"].to_numpy(), scale)
+        test_grades = [dataclasses.asdict(row) for row in rows]
     kept = [c for c in slice_columns if c in splits.test]
     for column in kept:
         reference[column] = splits.test[column].to_numpy()
@@ -166,14 +176,47 @@ def _assess_pd_model(
         source=f"test split of {data.table} version {data.version}",
         slice_columns=tuple(kept),
     )
-    return assessment, baseline
+    return assessment, baseline, test_grades
 
 
-def prepare_outputs(spark: SparkSession, output: Path, registry_table: str | None) -> None:
-    """Before any training: the registry (and its database) exists, created if missing, and the
-    model's parent directory is writable. A bad location fails here, not after the training."""
+def prepare_outputs(
+    spark: SparkSession,
+    output: Path,
+    registry_table: str | None,
+    model_version: str | None = None,
+    aliases_table: str | None = None,
+    alias: str | None = None,
+    first_champion: bool = False,
+) -> str | None:
+    """Before any training: the registry and the aliases table (and their database) exist,
+    created if missing, the model's parent directory is writable, a named ``model_version`` is
+    not published yet, and ``alias`` may be set. A bad location fails here, not after the
+    training. Returns the alias the model will get if published: ``alias``, by default
+    challenger; champion only for a model that has none yet (a bootstrap, recorded as such),
+    which ``first_champion`` asks for when there is none."""
+    if model_version is not None and (versions_dir(output.absolute()) / model_version).exists():
+        raise OutputError(
+            f"model version {model_version!r} is already published in "
+            f"{versions_dir(output.absolute())}; a published version is never replaced"
+        )
     if registry_table:
         ensure_registry(spark, registry_table)
+    chosen = None
+    if alias is not None and not aliases.ALIAS.fullmatch(alias):
+        raise OutputError(f"alias {alias!r}: lower-case letters, digits, _ and - (e.g. challenger)")
+    if aliases_table and not aliases.NAME.fullmatch(output.name):
+        raise OutputError(f"model name {output.name!r} (the name of --output) is not a plain name")
+    if aliases_table:
+        ensure_aliases(spark, aliases_table)
+        taken = aliases.current(spark, aliases_table, output.name)
+        chosen = alias or aliases.CHALLENGER
+        if first_champion and alias is None and aliases.CHAMPION not in taken:
+            chosen = aliases.CHAMPION
+        if chosen == aliases.CHAMPION and aliases.CHAMPION in taken:
+            raise OutputError(
+                f"model {output.name} has a champion ({taken[aliases.CHAMPION].model_version}): "
+                "a version becomes champion only through the promotion gate (jobs/promote.py)"
+            )
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=output.parent, prefix=".riskudf-probe-"):
@@ -182,6 +225,7 @@ def prepare_outputs(spark: SparkSession, output: Path, registry_table: str | Non
         raise OutputError(
             f"model output {output}: cannot write to {output.parent} ({exc})"
         ) from None
+    return chosen
 
 
 class OutputError(RuntimeError):
@@ -304,11 +348,6 @@ def charts_of(history: list[dict[str, float]], curve: list[dict[str, float]]) ->
     return charts
 
 
-def set_aside_dir(output: Path) -> Path:
-    """Where a model that lost to the benchmark is written: beside ``output``, never over it."""
-    return output.with_name(f"{output.name}.set-aside")
-
-
 # Long on purpose: the training steps in order, each one a named call.
 def train_model(
     spark: SparkSession,
@@ -320,19 +359,26 @@ def train_model(
     slice_columns: tuple[str, ...] = (),
     registry_table: str | None = None,
     redaction: RedactionConf | None = None,
+    aliases_table: str | None = None,
+    alias: str | None = None,
+    first_champion: bool = False,
+    changed_by: str = "training job",
 ) -> TrainedModel:
     """Fine-tune the configured backbone on the configured Delta table and publish the model.
 
     The model carries a monitoring baseline of its test split: PDs, document statistics,
     grades and decisions on ``grading`` when given, sliced by the ``slice_columns`` that the
     training table has. Test metrics use grading's review and decline thresholds.
-    When TF-IDF + logistic regression beats the transformer on validation, the model is written
-    to ``set_aside_dir(output)`` instead, unless ``conf.publish_if_benchmark_wins``; the
-    registry row and the model card say which.
+    Every model lands in its own version directory (``<output>.versions/<model_version>``),
+    never replaced, and ``output`` links to the newest published one. When TF-IDF + logistic
+    regression beats the transformer, the link stays where it was (the model is set aside),
+    unless ``conf.publish_if_benchmark_wins``; the registry row and the model card say which.
     """
     backbone = Path(conf.backbone) if conf.backbone else default_backbone_dir()
     redaction = redaction if redaction is not None else RedactionConf()
-    prepare_outputs(spark, output, registry_table)
+    chosen = prepare_outputs(
+        spark, output, registry_table, model_version, aliases_table, alias, first_champion
+    )
     data, splits = load_and_split(spark, conf, keep=slice_columns, redaction=redaction)
     events: Path | None = tensorboard_dir(output)
     tuned, conf, candidates = train_candidates(
@@ -355,8 +401,9 @@ def train_model(
             metrics["test_quadratic_kappa"],
         )
         baseline = None  # monitoring's baseline describes PDs; a grade model has none
+        test_grades: list[dict[str, Any]] = []
     else:
-        assessment, baseline = _assess_pd_model(
+        assessment, baseline, test_grades = _assess_pd_model(
             tuned, splits, conf, data, grading=grading, slice_columns=slice_columns
         )
         metrics = {**assessment.metrics, **benchmark, **reference_figures(splits)}
@@ -373,7 +420,8 @@ def train_model(
             selection["transformer"],
             "publishing the transformer anyway (publish_if_benchmark_wins)"
             if published
-            else f"the transformer is set aside at {set_aside_dir(output)}, not published",
+            else f"the transformer is set aside in {versions_dir(output.absolute())}, and "
+            f"{output} is left as it was",
         )
     training = {
         "method": conf.method,
@@ -395,11 +443,12 @@ def train_model(
         "parent_model": previous_version(output),
         "conf": conf.model_dump(mode="json"),
         "redactions": data.redactions,
+        "test_by_grade": test_grades,
     }
     trained = publish_model(
         tuned.tokenizer,
         tuned.model,
-        output if published else set_aside_dir(output),
+        output,
         backbone=str(conf.backbone or f"{backbone.parent.name} (packaged)"),
         conf=conf,
         training_table=data.table,
@@ -413,6 +462,7 @@ def train_model(
         features=tuned.features,
         redaction=rules_record(redaction),
         charts=charts_of(tuned.history, assessment.calibration_curve),
+        point=published,
     )
     if registry_table:
         register_model(
@@ -422,4 +472,17 @@ def train_model(
             model_dir=str(trained.output),
             published=published,
         )
-    return TrainedModel(trained.output, trained.manifest, published)
+    if aliases_table and chosen and published:
+        aliases.set_alias(
+            spark,
+            aliases_table,
+            name=output.name,
+            alias=chosen,
+            version=trained.manifest.model_version,
+            model_dir=trained.output,
+            by=changed_by,
+            reason="first champion, set by the training job without the gate"
+            if chosen == aliases.CHAMPION
+            else "trained; a challenger until promoted through the gate",
+        )
+    return TrainedModel(trained.output, trained.manifest, published, chosen if published else None)

@@ -1,0 +1,1 @@
+"""Evidence about a model version: the supervisor's validation tests and the promotion gate."""

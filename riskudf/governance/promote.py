@@ -1,0 +1,280 @@
+"""A promotion through the gate: evidence, tests, decision, record, and the alias change.
+
+Rollback is a promotion of an earlier version: same evidence, same record."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pyspark import StorageLevel
+from pyspark.sql import SparkSession
+
+from riskudf.config import GateConf, RiskConf
+from riskudf.governance import gate
+from riskudf.governance import statistics as st
+from riskudf.governance.evidence import (
+    EvidenceError,
+    choose_cohorts,
+    cohort_documents,
+    grade_rows,
+    load_version,
+    matured_dates,
+    migration_matrix,
+    score_cohorts,
+    training_dates,
+)
+from riskudf.governance.gate import TestResult
+from riskudf.lakehouse.delta import append, ensure_table_and_database, schema
+from riskudf.lakehouse.schemas import (
+    MODEL_PROMOTIONS_COLUMNS,
+    MODEL_PROMOTIONS_COMMENT,
+    RETENTION_PROPERTIES,
+)
+from riskudf.model import aliases
+from riskudf.training.dataset import Knowledge
+from riskudf.training.evaluate import GradeRow
+
+log = logging.getLogger(__name__)
+
+MATURED, TEST_SPLIT = "matured", "test_split"
+
+
+@dataclass(frozen=True)
+class Promotion:
+    promotion_id: str
+    model_name: str
+    model_version: str
+    previous_champion: str | None
+    decision: str  # promoted, refused, overridden
+    results: list[TestResult]
+    evidence: str
+    report: Path
+
+
+# Long on purpose: the gate's steps in order, each a named call.
+def promote(
+    spark: SparkSession,
+    conf: RiskConf,
+    *,
+    model_name: str,
+    version: str | None,
+    by: str,
+    today: dt.date,
+    reason: str | None = None,
+    override_reason: str | None = None,
+    cohorts: Sequence[dt.date] = (),
+    knowledge: Knowledge = "observation",
+) -> Promotion:
+    """Test ``version`` of ``model_name`` (default: its challenger) and make it champion unless
+    a test is red (or red with an ``override_reason``, recorded). Every decision is written to
+    model_promotions and to a readable report; a refusal changes no alias."""
+    if not by.strip():
+        raise EvidenceError("a promotion names who decides it (--by)")
+    aliases_table = conf.tables.qualified("model_aliases")
+    now = aliases.current(spark, aliases_table, model_name)
+    if version is None:
+        if aliases.CHALLENGER not in now:
+            raise EvidenceError(f"model {model_name} has no challenger: name a --version")
+        version = str(now[aliases.CHALLENGER].model_version)
+    before = now.get(aliases.CHAMPION)
+    if before is not None and before.model_version == version:
+        raise EvidenceError(f"{version} is already the champion of {model_name}")
+    candidate = load_version(spark, conf, version)
+    scale = [band.grade for band in conf.grading.master_scale]
+    dates = choose_cohorts(
+        cohorts, matured_dates(spark, conf, today=today), training_dates(spark, candidate)
+    )
+    documents = cohort_documents(spark, conf, dates, knowledge=knowledge, today=today)
+    documents = documents.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        scored = score_cohorts(documents, conf, candidate).persist(StorageLevel.MEMORY_AND_DISK)
+        current = grade_rows(scored, scale)
+        matrix = None
+        if before is not None:
+            champion = load_version(spark, conf, str(before.model_version))
+            matrix = migration_matrix(score_cohorts(documents, conf, champion), scored, scale)
+    finally:
+        documents.unpersist()
+    initial = [GradeRow(**row) for row in candidate.manifest.training.get("test_by_grade") or []]
+    results = gate_results(
+        current,
+        initial,
+        initial_auc=candidate.manifest.metrics.get("test_auc"),
+        matrix=matrix,
+        gate_conf=conf.gate,
+    )
+    decision = gate.decide(results, override_reason)
+    promotion_id = uuid.uuid4().hex
+    evidence = (
+        f"matured cohorts {', '.join(map(str, dates))} (knowledge {knowledge}): "
+        f"{sum(r.n for r in current)} obligors, {sum(r.defaults for r in current)} defaults; "
+        f"test split of {candidate.manifest.training_table} version "
+        f"{candidate.manifest.training_table_version}: {sum(r.n for r in initial)} obligors"
+    )
+    promotion = Promotion(
+        promotion_id,
+        model_name,
+        version,
+        before.model_version if before else None,
+        decision,
+        results,
+        evidence,
+        Path(conf.monitoring.report_dir)
+        / "promotions"
+        / f"{model_name}-{version}-{promotion_id[:8]}.md",
+    )
+    write_report(promotion, by=by, override_reason=override_reason)
+    record(spark, conf, promotion, by=by, override_reason=override_reason)
+    if decision != "refused":
+        move_aliases(spark, conf, promotion, str(candidate.path), by=by, reason=reason)
+    return promotion
+
+
+def gate_results(
+    current: Sequence[GradeRow],
+    initial: Sequence[GradeRow],
+    *,
+    initial_auc: float | None,
+    matrix: np.ndarray | None,
+    gate_conf: GateConf,
+) -> list[TestResult]:
+    """Every test of the gate on the matured cohorts and on the test split."""
+    results = gate.calibration_tests(current, MATURED, gate_conf)
+    if initial:
+        results += gate.calibration_tests(initial, TEST_SPLIT, gate_conf)
+        results.append(gate.concentration_test(current, initial, MATURED, gate_conf))
+    else:
+        results.append(
+            TestResult(
+                "herfindahl",
+                MATURED,
+                gate.PORTFOLIO,
+                None,
+                None,
+                st.NOT_ASSESSED,
+                "the model records no test split per grade",
+            )
+        )
+    if initial_auc is not None:
+        results.append(gate.discrimination_test(current, initial_auc, MATURED, gate_conf))
+    results += gate.stability_tests(matrix, MATURED, gate_conf)
+    results.append(
+        TestResult(
+            "robustness",
+            TEST_SPLIT,
+            gate.PORTFOLIO,
+            None,
+            None,
+            st.NOT_ASSESSED,
+            "the model has no robustness report",
+        )
+    )
+    return results
+
+
+def record(
+    spark: SparkSession,
+    conf: RiskConf,
+    promotion: Promotion,
+    *,
+    by: str,
+    override_reason: str | None,
+) -> None:
+    table = conf.tables.qualified("model_promotions")
+    ensure_table_and_database(
+        spark,
+        table,
+        MODEL_PROMOTIONS_COLUMNS,
+        comment=MODEL_PROMOTIONS_COMMENT,
+        properties=RETENTION_PROPERTIES,
+    )
+    row = (
+        promotion.promotion_id,
+        promotion.model_name,
+        promotion.model_version,
+        promotion.previous_champion,
+        dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        by,
+        promotion.decision,
+        override_reason if promotion.decision == "overridden" else None,
+        promotion.evidence,
+        [r.as_row() for r in promotion.results],
+        str(promotion.report),
+    )
+    append(spark.createDataFrame([row], schema(MODEL_PROMOTIONS_COLUMNS)), table)
+
+
+def move_aliases(
+    spark: SparkSession,
+    conf: RiskConf,
+    promotion: Promotion,
+    model_dir: str,
+    *,
+    by: str,
+    reason: str | None,
+) -> None:
+    """champion -> the version; a challenger alias on that version is removed."""
+    table = conf.tables.qualified("model_aliases")
+    why = reason or f"{promotion.decision} through the gate"
+    for alias, row in aliases.current(spark, table, promotion.model_name).items():
+        if alias != aliases.CHAMPION and row.model_version == promotion.model_version:
+            aliases.set_alias(
+                spark,
+                table,
+                name=promotion.model_name,
+                alias=alias,
+                version=None,
+                model_dir=None,
+                by=by,
+                reason=f"promoted to champion ({promotion.promotion_id})",
+                promotion_id=promotion.promotion_id,
+            )
+    aliases.set_alias(
+        spark,
+        table,
+        name=promotion.model_name,
+        alias=aliases.CHAMPION,
+        version=promotion.model_version,
+        model_dir=model_dir,
+        by=by,
+        reason=why,
+        promotion_id=promotion.promotion_id,
+    )
+
+
+def _figure(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def write_report(promotion: Promotion, *, by: str, override_reason: str | None) -> None:
+    """The decision and every test as a Markdown page beside the monitoring reports."""
+    lines = [
+        f"# Promotion of {promotion.model_name} {promotion.model_version}: "
+        f"{promotion.decision.upper()}",
+        "",
+        f"- promotion id: `{promotion.promotion_id}`; decided by {by}",
+        f"- champion before: {promotion.previous_champion or 'none'}",
+        f"- evidence: {promotion.evidence}",
+    ]
+    if promotion.decision == "overridden":
+        lines.append(f"- **override** of red tests, reason: {override_reason}")
+    if promotion.decision == "refused":
+        lines.append("- **refused**: a red test; no alias changed")
+    lines += [
+        "",
+        "| test | scope | grade | statistic | p-value | colour | detail |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in promotion.results:
+        lines.append(
+            f"| {r.test} | {r.scope} | {r.grade} | {_figure(r.statistic)} | "
+            f"{_figure(r.pvalue)} | {r.colour} | {r.detail} |"
+        )
+    promotion.report.parent.mkdir(parents=True, exist_ok=True)
+    promotion.report.write_text("\n".join(lines) + "\n")
