@@ -77,13 +77,20 @@ def main(argv: list[str] | None = None) -> int:
             aliases_table=conf.tables.qualified("model_aliases"),
             alias=args.alias,
             first_champion=args.first_champion,
-            changed_by=getpass.getuser(),
+            changed_by=_user(),
         )
         return report(trained)
 
     return run_job(
         args.conf, train, log=log, failure="training failed", bad_input=(LabelError, OutputError)
     )
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container without USER or a passwd entry
+        return "training job"
 
 
 def report(trained: TrainedModel) -> int:

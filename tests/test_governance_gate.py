@@ -12,7 +12,7 @@ from riskudf.config import GateConf
 from riskudf.governance import gate
 from riskudf.governance import statistics as st
 from riskudf.governance.evidence import EvidenceError, choose_cohorts
-from riskudf.governance.promote import gate_results
+from riskudf.governance.promote import gate_results, initial_auc_of
 from riskudf.training.evaluate import GradeRow, by_grade
 
 GATE = GateConf()
@@ -95,3 +95,17 @@ def test_the_gate_tests_on_a_matured_cohort_the_model_never_saw() -> None:
         choose_cohorts([dt.date(2026, 11, 28)], d, set())
     with pytest.raises(EvidenceError, match="no matured cohort outside"):
         choose_cohorts([], d[2:], {d[2]})
+
+
+def test_the_initial_auc_is_taken_on_grades_like_the_current_one() -> None:
+    # Grouping into grades lowers an AUC: the test split's AUC on PDs (0.9 here) would make a
+    # model that has not changed look worse.
+    initial = [GradeRow("A", 100, 1, 1.0), GradeRow("B", 100, 4, 4.0), GradeRow("C", 50, 10, 9.0)]
+    defaults, others = np.array([1, 4, 10]), np.array([99, 96, 40])
+    on_grades = st.auc_change_test(defaults, others, 0.0)
+    assert on_grades is not None
+    assert initial_auc_of(initial, 0.9) == pytest.approx(on_grades.auc, abs=1e-12)
+    assert initial_auc_of([], 0.9) == 0.9  # a model that records no test split per grade
+    # The same grades now: S is 0, p one half (green), whatever the AUC on PDs was.
+    same = gate.discrimination_test(initial, initial_auc_of(initial, 0.9), "matured", GATE)
+    assert same.statistic == pytest.approx(0.0, abs=1e-12) and same.colour == st.GREEN

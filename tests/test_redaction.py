@@ -196,7 +196,7 @@ def story(spark, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     spark.sql(f"CREATE DATABASE {DB}")
     write_inputs(spark, A_FIRST, B_FIRST)
     inputs = read_inputs(spark, conf)
-    model = load_model(conf, inputs)
+    model = load_model(spark, conf, inputs)
     documents = build_documents(inputs, conf, model, as_of=D1, today=D1)
     texts = {r["obligor_id"]: r["document"] for r in documents.scorable.collect()}
     first = score_portfolio(spark, conf, as_of=D1)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from riskudf.config import load_config
 from riskudf.entry import EXIT_BAD_INPUT, EXIT_BENCHMARK_WINS
+from riskudf.governance.evidence import EvidenceError, load_version
 from riskudf.model.artifact import versions_dir
 from riskudf.training.pipeline import OutputError, prepare_outputs, selection_of
 from tests.test_jobs import job
@@ -122,6 +124,10 @@ def test_a_better_benchmark_is_loud_recorded_and_not_published(
     )
     assert output.resolve() == (versions_dir(output) / "anyway-1").resolve()
     assert (aside / "MODEL_CARD.md").read_text() == card  # the earlier version is untouched
+    # The gate refuses a set-aside version unless an override says why.
+    with pytest.raises(EvidenceError, match="set aside"):
+        load_version(spark, load_config(conf), "lost-1")
+    assert load_version(spark, load_config(conf), "lost-1", allow_unpublished=True).path == aside
     # A version is published once: naming it again fails before any training.
     again = _train(conf, words_beyond_the_window, output, "--model-version", "anyway-1")
     assert again == EXIT_BAD_INPUT

@@ -118,7 +118,7 @@ def test_training_documents_are_the_scoring_jobs_documents(spark, story) -> None
     conf, known, _, rows, _ = story
     inputs = read_inputs(spark, conf, knowledge_time=known)
     documents = build_documents(
-        inputs, conf, load_model(conf, inputs), as_of=D, today=TODAY
+        inputs, conf, load_model(spark, conf, inputs), as_of=D, today=TODAY
     ).scorable
     scored = {r["obligor_id"]: r["document"] for r in documents.collect()}
     assert sorted(rows) == sorted(scored) == ["A", "B", "C"]

@@ -126,7 +126,7 @@ def test_arrow_batches_are_bounded_in_bytes(spark, tiny_model: Path, make_conf) 
     """12 documents of 5,000 characters in one task: 2,048 rows a batch would take them all at
     once; a 20,000-byte bound splits them into batches of five."""
     manifest, files = load_artifact_bytes(tiny_model)
-    model = Model(manifest, files, artifact_key(files), None)
+    model = Model(manifest, files, artifact_key(files), None, tiny_model)
     text = "Payments were made on time. " * 180
     scorable = spark.createDataFrame(
         [(f"O{i:02d}", f"f{i}", 0, 0, [0], text[: 5000 - i]) for i in range(12)],

@@ -13,13 +13,19 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from riskudf.config import RiskConf
+from riskudf.documents.redact import check_model_rules
 from riskudf.lakehouse.delta import InputError, read_version
-from riskudf.model.artifact import ArtifactError, artifact_key, load_artifact_bytes
+from riskudf.model.artifact import (
+    ArtifactError,
+    artifact_key,
+    load_artifact_bytes,
+    require_pd_model,
+)
 from riskudf.model.features import feature_spec_of
-from riskudf.model.registry import version_dir
+from riskudf.model.registry import version_row
 from riskudf.monitoring.run import add_months
 from riskudf.scoring.grading import grade_expr
-from riskudf.scoring.pipeline import Model
+from riskudf.scoring.pipeline import Model, set_arrow_batches
 from riskudf.scoring.scorer import ScoringOptions
 from riskudf.scoring.udf import make_pd_udf
 from riskudf.training.dataset import Knowledge, cohort_rows
@@ -30,19 +36,30 @@ class EvidenceError(InputError):
     """No matured cohort to test on, or a version the registry does not know."""
 
 
-def load_version(spark: SparkSession, conf: RiskConf, version: str) -> Model:
-    """A registered version's artifact, verified, from its own directory."""
-    found = version_dir(spark, conf.tables.qualified("model_registry"), version)
+def load_version(
+    spark: SparkSession, conf: RiskConf, version: str, *, allow_unpublished: bool = False
+) -> Model:
+    """A registered version's artifact, verified, from its own directory, with the checks the
+    nightly run makes (a PD model, trained under this conf's redaction rules): the gate never
+    promotes a version that scoring would refuse. A version set aside (the benchmark won) only
+    with ``allow_unpublished``."""
+    registry = conf.tables.qualified("model_registry")
+    found = version_row(spark, registry, version)
     if found is None:
+        raise EvidenceError(f"model version {version!r} is not in {registry}")
+    directory, published = found
+    if not published and not allow_unpublished:
         raise EvidenceError(
-            f"model version {version!r} is not in {conf.tables.qualified('model_registry')}"
+            f"model version {version!r} was set aside (the benchmark beat it); promoting it "
+            "takes --override-reason"
         )
-    manifest, files = load_artifact_bytes(Path(found))
+    manifest, files = load_artifact_bytes(Path(directory))
     if manifest.model_version != version:
-        raise ArtifactError(f"{found} holds {manifest.model_version}, not {version}")
-    return Model(
-        manifest, files, artifact_key(files), feature_spec_of(manifest.features), Path(found)
-    )
+        raise ArtifactError(f"{directory} holds {manifest.model_version}, not {version}")
+    require_pd_model(manifest)
+    check_model_rules(manifest, conf.redaction)
+    spec = feature_spec_of(manifest.features)
+    return Model(manifest, files, artifact_key(files), spec, Path(directory))
 
 
 def training_dates(spark: SparkSession, model: Model) -> set[dt.date]:
@@ -116,6 +133,7 @@ def score_cohorts(documents: DataFrame, conf: RiskConf, model: Model) -> DataFra
     missing = [c for c in features if c not in documents.columns]
     if missing:
         raise EvidenceError(f"the cohort rows lack the model's feature columns {missing}")
+    set_arrow_batches(spark, conf.scoring)
     udf = make_pd_udf(
         spark.sparkContext.broadcast(model.files),
         key=model.key,
@@ -131,7 +149,9 @@ def score_cohorts(documents: DataFrame, conf: RiskConf, model: Model) -> DataFra
         F.col(label).cast("int").alias("label"),
         udf(*inputs)["pd"].alias("pd"),
     )
-    return scored.withColumn("grade", grade_expr(F.col("pd"), conf.grading))
+    # A document the model cannot score (null PD) has no grade: left out of every count.
+    graded = scored.withColumn("grade", grade_expr(F.col("pd"), conf.grading))
+    return graded.where(F.col("grade").isNotNull())
 
 
 def grade_rows(scored: DataFrame, scale: Sequence[str]) -> list[GradeRow]:

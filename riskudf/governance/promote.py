@@ -85,27 +85,28 @@ def promote(
     before = now.get(aliases.CHAMPION)
     if before is not None and before.model_version == version:
         raise EvidenceError(f"{version} is already the champion of {model_name}")
-    candidate = load_version(spark, conf, version)
+    candidate = load_version(spark, conf, version, allow_unpublished=bool(override_reason))
     scale = [band.grade for band in conf.grading.master_scale]
     dates = choose_cohorts(
         cohorts, matured_dates(spark, conf, today=today), training_dates(spark, candidate)
     )
     documents = cohort_documents(spark, conf, dates, knowledge=knowledge, today=today)
     documents = documents.persist(StorageLevel.MEMORY_AND_DISK)
+    scored = score_cohorts(documents, conf, candidate).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        scored = score_cohorts(documents, conf, candidate).persist(StorageLevel.MEMORY_AND_DISK)
         current = grade_rows(scored, scale)
         matrix = None
         if before is not None:
             champion = load_version(spark, conf, str(before.model_version))
             matrix = migration_matrix(score_cohorts(documents, conf, champion), scored, scale)
     finally:
+        scored.unpersist()
         documents.unpersist()
     initial = [GradeRow(**row) for row in candidate.manifest.training.get("test_by_grade") or []]
     results = gate_results(
         current,
         initial,
-        initial_auc=candidate.manifest.metrics.get("test_auc"),
+        initial_auc=initial_auc_of(initial, candidate.manifest.metrics.get("test_auc")),
         matrix=matrix,
         gate_conf=conf.gate,
     )
@@ -134,6 +135,19 @@ def promote(
     if decision != "refused":
         move_aliases(spark, conf, promotion, str(candidate.path), by=by, reason=reason)
     return promotion
+
+
+def initial_auc_of(initial: Sequence[GradeRow], test_auc: float | None) -> float | None:
+    """The test split's AUC on grades, as the current one is computed (grouping into grades
+    lowers an AUC: comparing it with the AUC on PDs would flag every model); the AUC on PDs
+    only for a model that records no test split per grade."""
+    if initial:
+        defaults = np.array([r.defaults for r in initial])
+        others = np.array([r.n - r.defaults for r in initial])
+        found = st.auc_change_test(defaults, others, 0.0)
+        if found is not None:
+            return found.auc
+    return test_auc
 
 
 def gate_results(
@@ -199,7 +213,7 @@ def record(
         promotion.model_name,
         promotion.model_version,
         promotion.previous_champion,
-        dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        dt.datetime.now(dt.UTC),
         by,
         promotion.decision,
         override_reason if promotion.decision == "overridden" else None,
@@ -219,31 +233,27 @@ def move_aliases(
     by: str,
     reason: str | None,
 ) -> None:
-    """champion -> the version; a challenger alias on that version is removed."""
+    """champion -> the version, and a challenger alias on that version removed: one commit."""
     table = conf.tables.qualified("model_aliases")
-    why = reason or f"{promotion.decision} through the gate"
-    for alias, row in aliases.current(spark, table, promotion.model_name).items():
-        if alias != aliases.CHAMPION and row.model_version == promotion.model_version:
-            aliases.set_alias(
-                spark,
-                table,
-                name=promotion.model_name,
-                alias=alias,
-                version=None,
-                model_dir=None,
-                by=by,
-                reason=f"promoted to champion ({promotion.promotion_id})",
-                promotion_id=promotion.promotion_id,
-            )
-    aliases.set_alias(
+    changes = [
+        aliases.Change(other, None, None, f"promoted to champion ({promotion.promotion_id})")
+        for other, row in aliases.current(spark, table, promotion.model_name).items()
+        if other != aliases.CHAMPION and row.model_version == promotion.model_version
+    ]
+    changes.append(
+        aliases.Change(
+            aliases.CHAMPION,
+            promotion.model_version,
+            model_dir,
+            reason or f"{promotion.decision} through the gate",
+        )
+    )
+    aliases.set_aliases(
         spark,
         table,
         name=promotion.model_name,
-        alias=aliases.CHAMPION,
-        version=promotion.model_version,
-        model_dir=model_dir,
+        changes=changes,
         by=by,
-        reason=why,
         promotion_id=promotion.promotion_id,
     )
 

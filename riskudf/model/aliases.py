@@ -78,6 +78,56 @@ def current(spark: SparkSession, table: str, name: str) -> dict[str, AliasRow]:
     return {alias: row for alias, row in latest.items() if row.model_version is not None}
 
 
+@dataclass(frozen=True)
+class Change:
+    alias: str
+    version: str | None  # None removes the alias
+    model_dir: str | Path | None
+    reason: str
+
+
+def set_aliases(
+    spark: SparkSession,
+    table: str,
+    *,
+    name: str,
+    changes: list[Change],
+    by: str,
+    promotion_id: str | None = None,
+) -> list[AliasRow]:
+    """Apply ``changes`` to ``name``'s aliases in one append (one Delta commit: all or none)."""
+    for change in changes:
+        if not NAME.fullmatch(name) or not ALIAS.fullmatch(change.alias):
+            raise AliasError(f"{name}@{change.alias}: not a model name and alias (demo@champion)")
+        if not change.reason.strip():
+            raise AliasError(f"{name}@{change.alias}: an alias change says why")
+    if not by.strip():
+        raise AliasError(f"{name}: an alias change names who made it")
+    ensure_aliases(spark, table)
+    before = current(spark, table, name)
+    now = dt.datetime.now(dt.UTC)
+    rows = []
+    for step, change in enumerate(changes):
+        previous = before.get(change.alias)
+        rows.append(
+            AliasRow(
+                model_name=name,
+                alias=change.alias,
+                model_version=change.version,
+                model_dir=None if change.model_dir is None else str(change.model_dir),
+                previous_version=previous.model_version if previous else None,
+                # One microsecond apart: the rows of one commit keep their order.
+                changed_at=now + dt.timedelta(microseconds=step),
+                changed_by=by,
+                reason=change.reason,
+                promotion_id=promotion_id,
+            )
+        )
+    values = [tuple(getattr(r, c) for c, _, _, _ in MODEL_ALIASES_COLUMNS) for r in rows]
+    append(spark.createDataFrame(values, schema(MODEL_ALIASES_COLUMNS)), table)
+    return rows
+
+
 def set_alias(
     spark: SparkSession,
     table: str,
@@ -91,26 +141,10 @@ def set_alias(
     promotion_id: str | None = None,
 ) -> AliasRow:
     """Point ``name@alias`` at ``version`` (None removes it), appending the change."""
-    if not NAME.fullmatch(name) or not ALIAS.fullmatch(alias):
-        raise AliasError(f"{name}@{alias}: not a model name and alias (e.g. demo@champion)")
-    if not by.strip() or not reason.strip():
-        raise AliasError(f"{name}@{alias}: an alias change names who made it and why")
-    ensure_aliases(spark, table)
-    before = current(spark, table, name).get(alias)
-    row = AliasRow(
-        model_name=name,
-        alias=alias,
-        model_version=version,
-        model_dir=None if model_dir is None else str(model_dir),
-        previous_version=before.model_version if before else None,
-        changed_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
-        changed_by=by,
-        reason=reason,
-        promotion_id=promotion_id,
-    )
-    values = tuple(getattr(row, column) for column, _, _, _ in MODEL_ALIASES_COLUMNS)
-    append(spark.createDataFrame([values], schema(MODEL_ALIASES_COLUMNS)), table)
-    return row
+    change = Change(alias, version, model_dir, reason)
+    return set_aliases(spark, table, name=name, changes=[change], by=by, promotion_id=promotion_id)[
+        0
+    ]
 
 
 def resolve(spark: SparkSession, table: str, reference: str) -> AliasRow:

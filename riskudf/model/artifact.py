@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -239,7 +240,8 @@ def publish_directory(staging: Path, output: Path, version: str, *, point: bool 
     if target.exists() or target.is_symlink():
         raise ArtifactError(
             f"model version {version!r} is already published at {target}; a published version "
-            "is never replaced (give the run another --model-version)"
+            f"is never replaced (the new model is left at {staging}; give the run another "
+            "--model-version)"
         )
     versions.mkdir(parents=True, exist_ok=True)
     staging.rename(target)
@@ -254,7 +256,7 @@ def publish_directory(staging: Path, output: Path, version: str, *, point: bool 
         if keep.exists():
             keep = versions / f"{earlier}.kept-{os.getpid()}"
         output.rename(keep)
-    link = output.with_name(f".{output.name}.link-{os.getpid()}")
+    link = output.with_name(f".{output.name}.link-{uuid.uuid4().hex}")
     link.unlink(missing_ok=True)
     link.symlink_to(Path(versions.name) / version, target_is_directory=True)
     os.replace(link, output)

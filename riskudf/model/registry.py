@@ -51,16 +51,22 @@ def register_model(
     append(spark.createDataFrame([row], schema(MODEL_REGISTRY_COLUMNS)), table)
 
 
-def version_dir(spark: SparkSession, table: str, version: str) -> str | None:
-    """The directory the registry recorded for ``version`` (its latest row); None if the
-    registry or the version is unknown."""
+def version_row(spark: SparkSession, table: str, version: str) -> tuple[str, bool] | None:
+    """(directory, published) the registry recorded for ``version`` (its latest row); None if
+    the registry or the version is unknown."""
     if not spark.catalog.tableExists(table):
         return None
     row = (
         spark.table(table)
         .where(F.col("model_version") == version)
         .orderBy(F.col("created_at").desc())
-        .select("model_dir")
+        .select("model_dir", "published")
         .first()
     )
-    return None if row is None else str(row["model_dir"])
+    return None if row is None else (str(row["model_dir"]), row["published"] is not False)
+
+
+def version_dir(spark: SparkSession, table: str, version: str) -> str | None:
+    """The directory the registry recorded for ``version``; None if unknown."""
+    found = version_row(spark, table, version)
+    return None if found is None else found[0]

@@ -60,7 +60,7 @@ def compare_shadow(
     if not overall:
         return []
     edges = decile_edges(pairs)
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    now = dt.datetime.now(dt.UTC)
     rows = []
     for row, segment in [*((r, ALL) for r in overall), *((r, r["segment"]) for r in by_segment)]:
         part = pairs.where(F.col("alias") == row["alias"])
@@ -89,9 +89,7 @@ def compare_shadow(
 def decile_edges(pairs: Any) -> list[float]:
     """Inner decile edges of the champion's PDs (approximate quantiles, in Spark)."""
     probabilities = [i / 10 for i in range(1, 10)]
-    found = (
-        pairs.select("champion_pd").distinct().approxQuantile("champion_pd", probabilities, 1e-4)
-    )
+    found = pairs.select("champion_pd").approxQuantile("champion_pd", probabilities, 1e-4)
     return sorted(set(found))
 
 

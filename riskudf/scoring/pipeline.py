@@ -896,7 +896,7 @@ def run_phases(
             settled.set_aside.unpersist()
         progress.done("commit", settled.check.scored)
         if shadows:
-            shadow_scored = _shadow(spark, conf, documents, shadows, run, committed)
+            shadow_scored = _shadow(spark, conf, documents, shadows, run, committed, lease)
             progress.done("shadow", shadow_scored)
         failpoints.hit(failpoint, "before_run_log")
     finally:
@@ -925,6 +925,7 @@ def _shadow(
     shadows: Sequence[Challenger],
     run: RunResult,
     committed: dict[str, int],
+    lease: leases.Hold,
 ) -> int | None:
     """The challengers' scores (shadow_scores); a failure is logged and leaves the champion's
     run as it is."""
@@ -937,7 +938,10 @@ def _shadow(
             run_id=run.run_id,
             as_of=run.as_of,
             committed=committed,
+            lease=lease,
         )
+    except leases.LeaseLostError:
+        raise  # the date is another run's now: this run must fail and undo
     except Exception as exc:
         log.error(
             "run %s: shadow scoring failed, the champion's scores stand (%s)",

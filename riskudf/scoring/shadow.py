@@ -9,10 +9,12 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pyspark import Broadcast, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from riskudf.config import RiskConf
+from riskudf.lakehouse import leases
 from riskudf.lakehouse.delta import ensure_table, latest_version, replace_where
 from riskudf.lakehouse.schemas import (
     RETENTION_PROPERTIES,
@@ -20,8 +22,14 @@ from riskudf.lakehouse.schemas import (
     SHADOW_SCORES_COMMENT,
 )
 from riskudf.model import aliases
-from riskudf.model.artifact import ArtifactError, artifact_key, load_artifact_bytes
+from riskudf.model.artifact import (
+    ArtifactError,
+    artifact_key,
+    load_artifact_bytes,
+    require_pd_model,
+)
 from riskudf.model.features import feature_spec_of
+from riskudf.safe_logging import safe_message
 
 if TYPE_CHECKING:
     from riskudf.scoring.pipeline import Documents, Model
@@ -50,15 +58,23 @@ def challengers(spark: SparkSession, conf: RiskConf, champion: Model) -> list[Ch
     for other, row in sorted(current.items()):
         if other == alias or row.model_version == champion.manifest.model_version:
             continue
-        assert row.model_dir is not None
-        try:
+        try:  # a bad challenger never stops the champion's run
+            if row.model_dir is None:
+                raise ArtifactError("no directory recorded")
             manifest, files = load_artifact_bytes(Path(row.model_dir))
             if manifest.model_version != row.model_version:
                 raise ArtifactError(f"{row.model_dir} holds {manifest.model_version}")
-        except ArtifactError as exc:  # a bad challenger never stops the champion's run
-            log.error("%s@%s (%s) not shadow-scored: %s", name, other, row.model_version, exc)
+            require_pd_model(manifest)
+            spec = feature_spec_of(manifest.features)
+        except Exception as exc:
+            log.error(
+                "%s@%s (%s) not shadow-scored: %s",
+                name,
+                other,
+                row.model_version,
+                safe_message(exc),
+            )
             continue
-        spec = feature_spec_of(manifest.features)
         model = Model(manifest, files, artifact_key(files), spec, Path(row.model_dir))
         found.append(Challenger(name, other, model))
     return found
@@ -84,8 +100,10 @@ def shadow_rows(
     run_id: str,
     as_of: dt.date,
     partitions: int,
+    artifact: Broadcast[dict[str, bytes]],
 ) -> DataFrame:
-    """The challenger's PDs, grades and decisions of the run's scorable documents."""
+    """The challenger's PDs, grades and decisions of the run's scorable documents (``artifact``:
+    its files, broadcast)."""
     from riskudf.scoring.pipeline import score_and_grade, with_feature_columns
 
     model = challenger.model
@@ -94,12 +112,12 @@ def shadow_rows(
     scored = score_and_grade(
         scorable,
         quiet,
-        spark.sparkContext.broadcast(model.files),
+        artifact,
         model.manifest,
         model.key,
         partitions,
         run_id=run_id,
-    )
+    ).where(F.col("pd").isNotNull())  # what the champion's run would quarantine
     segments = documents.usable.select("obligor_id", "segment")
     return scored.join(segments, "obligor_id", "left").select(
         "obligor_id",
@@ -124,30 +142,55 @@ def publish_shadow(
     run_id: str,
     as_of: dt.date,
     committed: dict[str, int],
+    lease: leases.Hold,
 ) -> int:
-    """Replace the date's shadow rows with every challenger's, one commit (its version before
-    goes into ``committed``, so that a failed run puts the date back). Returns the rows."""
+    """Score each challenger (one that fails is logged and left out), then replace the date's
+    shadow rows with theirs in one commit, under the run's lease (the version before goes into
+    ``committed``, so that a failed run puts the date back). Returns the rows written."""
     table = conf.tables.qualified("shadow_scores")
     ensure_shadow_table(spark, conf)
     partitions = conf.scoring.partitions or spark.sparkContext.defaultParallelism
-    frames = [
-        shadow_rows(spark, conf, documents, c, run_id=run_id, as_of=as_of, partitions=partitions)
-        for c in found
-    ]
-    rows = frames[0]
-    for frame in frames[1:]:
-        rows = rows.unionByName(frame)
-    committed[table] = latest_version(spark, table)
-    replace_where(rows, table, F.col("as_of_date") == F.lit(as_of))
-    written = (
-        spark.table(table)
-        .where((F.col("as_of_date") == F.lit(as_of)) & (F.col("run_id") == F.lit(run_id)))
-        .count()
-    )
-    log.info(
-        "run %s: shadow scores of %s: %d rows",
-        run_id,
-        ", ".join(f"{c.model_name}@{c.alias} {c.model.manifest.model_version}" for c in found),
-        written,
-    )
+    frames: list[DataFrame] = []
+    broadcasts = []
+    try:
+        for challenger in found:
+            artifact = spark.sparkContext.broadcast(challenger.model.files)
+            broadcasts.append(artifact)
+            try:
+                rows = shadow_rows(
+                    spark,
+                    conf,
+                    documents,
+                    challenger,
+                    run_id=run_id,
+                    as_of=as_of,
+                    partitions=partitions,
+                    artifact=artifact,
+                ).persist(StorageLevel.MEMORY_AND_DISK)
+                rows.count()
+            except Exception as exc:
+                log.error(
+                    "run %s: %s@%s not shadow-scored (%s)",
+                    run_id,
+                    challenger.model_name,
+                    challenger.alias,
+                    type(exc).__name__,
+                )
+                continue
+            frames.append(rows)
+        if not frames:
+            return 0
+        union = frames[0]
+        for frame in frames[1:]:
+            union = union.unionByName(frame)
+        lease.check()
+        committed[table] = latest_version(spark, table)
+        replace_where(union, table, F.col("as_of_date") == F.lit(as_of))
+        written = union.count()
+    finally:
+        for frame in frames:
+            frame.unpersist()
+        for artifact in broadcasts:
+            artifact.destroy()
+    log.info("run %s: %d shadow scores of %d challengers", run_id, written, len(frames))
     return written

@@ -473,6 +473,14 @@ def train_model(
             published=published,
         )
     if aliases_table and chosen and published:
+        if chosen == aliases.CHAMPION and aliases.CHAMPION in aliases.current(
+            spark, aliases_table, output.name
+        ):
+            log.warning(
+                "model %s got a champion while this version trained: it is a challenger",
+                output.name,
+            )
+            chosen = aliases.CHALLENGER
         aliases.set_alias(
             spark,
             aliases_table,
