@@ -27,7 +27,7 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export HF_HUB_OFFLINE := 1
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: install demo data training-set model promote retrain baseline score reproduce monitor alert backfill submit-check test bench lint \
+.PHONY: install demo demo-cycle data training-set model promote models retrain baseline score reproduce monitor alert backfill submit-check test bench lint \
   clean-lakehouse metastore metastore-stop bi bi-user bi-stop leases lease-release cluster cluster-stop \
   history history-stop
 
@@ -94,23 +94,31 @@ REFERENCE_PD ?= oracle_pd
 # Each version lands in models/demo.versions/<version>, never replaced; models/demo links to the
 # newest published. It becomes demo@challenger (ALIAS=...: another challenger's name);
 # FIRST_CHAMPION=1 makes it demo@champion when the model has none yet (without the gate).
+# CANDIDATES=probe: train only these of training.candidates (comma-separated names).
 ALIAS ?=
+CANDIDATES ?=
 model: install lakehouse metastore
 	$(RUN) jobs/train.py --train-table risk.training_documents --text-col text \
 	  --label-col default_12m --output models/demo \
 	  $(if $(REFERENCE_PD),--reference-pd-col $(REFERENCE_PD)) \
 	  $(if $(PUBLISH_ANYWAY),--publish-if-benchmark-wins) \
+	  $(if $(CANDIDATES),--candidates $(CANDIDATES)) \
 	  $(if $(ALIAS),--alias $(ALIAS)) $(if $(FIRST_CHAMPION),--first-champion)
 
-# make promote [VERSION=...] [BY=...] [OVERRIDE="reason"] [REASON=...] [COHORTS=2025-11-28]: the
-# promotion gate (default: the challenger). Exit code 7 when a red test refuses it; the record
-# is in risk.model_promotions, the report under lakehouse/reports/promotions. Rollback: promote
-# an earlier VERSION.
+# make promote [VERSION=... | ROLLBACK=1] [BY=...] [OVERRIDE="reason"] [REASON=...]
+# [COHORTS=2025-11-28]: the promotion gate (default: the challenger; ROLLBACK=1: the champion
+# before the current one). Exit code 7 when a red test refuses it; the record is in
+# risk.model_promotions, the report under lakehouse/reports/promotions.
 BY ?= $(USER)
 promote: install lakehouse metastore
 	$(RUN) jobs/promote.py --model demo --by "$(or $(BY),unknown)" --knowledge $(KNOWLEDGE) \
-	  $(if $(VERSION),--version $(VERSION)) $(if $(COHORTS),--cohorts $(COHORTS)) \
+	  $(if $(VERSION),--version $(VERSION)) $(if $(ROLLBACK),--rollback) \
+	  $(if $(COHORTS),--cohorts $(COHORTS)) \
 	  $(if $(REASON),--reason "$(REASON)") $(if $(OVERRIDE),--override-reason "$(OVERRIDE)")
+
+# The demo model's alias changes and promotion decisions (model_aliases, model_promotions).
+models: install lakehouse metastore
+	$(RUN) jobs/models.py --model demo
 
 # Retraining on matured outcomes: the training set of RETRAIN_DATES (cohorts whose outcomes have
 # matured; keep the latest out, for the gate), trained and registered as demo@challenger.
@@ -171,6 +179,22 @@ lease-release: install lakehouse metastore
 # without running anything: make submit-check CONF=conf/cluster.yaml MODE=incremental
 submit-check:
 	$(PY) -m riskudf.lakehouse.submit --conf $(CONF) jobs/score_portfolio.py --as-of $(AS_OF) --mode $(MODE)
+
+# The champion/challenger cycle on the demo, after `make demo` (version 1 is demo@champion and
+# has scored both dates): version 2 retrained on the matured 2025 cohort (the linear probe
+# only), registered as demo@challenger; 2026-11-28 scored again with the challenger in shadow
+# (shadow_scores, monitor_shadow, the report's last section); version 2 promoted through the
+# gate (its report under lakehouse/reports/promotions); then rolled back to version 1 through
+# the same gate. `make models` prints every step from the tables.
+CYCLE_DATES ?= 2025-11-28
+CYCLE_CANDIDATES ?= probe
+demo-cycle: install lakehouse
+	$(MAKE) --no-print-directory retrain RETRAIN_DATES="$(CYCLE_DATES)" \
+	  CANDIDATES=$(CYCLE_CANDIDATES) PUBLISH_ANYWAY=1
+	$(MAKE) --no-print-directory score AS_OF=$(lastword $(DEMO_DATES))
+	$(MAKE) --no-print-directory promote BY=demo-validator REASON="demo: retrained on 2025"
+	$(MAKE) --no-print-directory promote ROLLBACK=1 BY=demo-validator REASON="demo: rollback drill"
+	$(MAKE) --no-print-directory models
 
 demo: install lakehouse
 	$(MAKE) --no-print-directory data

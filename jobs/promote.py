@@ -1,13 +1,14 @@
 """Put a model version to the promotion gate; it becomes champion unless a test is red.
 
-spark-submit jobs/promote.py --model demo [--version V] --by NAME [--cohorts 2025-11-28]
+spark-submit jobs/promote.py --model demo [--version V | --rollback] --by NAME [--cohorts ...]
   [--override-reason TEXT] [--reason TEXT] [--knowledge observation|current] [--conf ...]
 
 The gate scores the latest matured cohort outside the version's training set (or --cohorts)
 with the version and with the current champion, and tests calibration (Jeffreys, binomial,
 per grade and portfolio), discrimination (AUC against the test split's), concentration
 (Herfindahl) and stability (migration bandwidths from the champion's grades). Every decision
-goes to model_promotions and a report. Rollback: promote an earlier version the same way.
+goes to model_promotions and a report. Rollback: --rollback (the champion before the current
+one) or --version of an earlier one, through the same gate.
 Exit codes: 0 promoted (or overridden), 7 refused (a red test; nothing changed), 2 bad input,
 1 failed.
 """
@@ -42,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--version", help="model_version from the registry (default: the model's challenger)"
     )
+    parser.add_argument(
+        "--rollback",
+        action="store_true",
+        help="promote the champion before the current one (model_aliases), through the gate",
+    )
     parser.add_argument("--by", required=True, help="who decides (name or user id)")
     parser.add_argument("--reason", help="why, recorded with the alias change")
     parser.add_argument(
@@ -67,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             conf,
             model_name=args.model,
             version=args.version,
+            rollback=args.rollback,
             by=args.by,
             today=business_date(dt.datetime.now(dt.UTC), conf.scoring.timezone),
             reason=args.reason,

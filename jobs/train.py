@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         help="champion when the model has none yet (recorded as set without the gate), else "
         "challenger: what make demo uses",
     )
+    parser.add_argument(
+        "--candidates",
+        default=None,
+        help="comma-separated names of training.candidates to train (default: all of them)",
+    )
     parser.add_argument("--model-version", default=None, help="default: timestamp and hash")
     parser.add_argument(
         "--publish-if-benchmark-wins",
@@ -63,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             label_col=args.label_col,
             reference_pd_col=args.reference_pd_col,
         )
+        if args.candidates:
+            training = training.only_candidates([n.strip() for n in args.candidates.split(",")])
         if args.publish_if_benchmark_wins:
             training = training.model_copy(update={"publish_if_benchmark_wins": True})
         trained = train_model(

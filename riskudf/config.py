@@ -13,6 +13,7 @@ replaces the base's value. The merged mapping is validated as one config. A file
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
@@ -533,6 +534,18 @@ class TrainingConf(_Conf):
             )
             for c in self.candidates
         ]
+
+    def only_candidates(self, names: Sequence[str]) -> TrainingConf:
+        """This conf with the named candidates only, in conf order (a command-line choice)."""
+        known = [c.name for c in self.candidates]
+        unknown = sorted(set(names) - set(known))
+        if unknown or not names:
+            raise ConfigError(
+                f"training.candidates: no candidate named {', '.join(unknown) or '(none)'}; "
+                f"the conf has {', '.join(known) or 'none'}"
+            )
+        chosen = tuple(c for c in self.candidates if c.name in set(names))
+        return self.model_copy(update={"candidates": chosen})
 
     def with_data(self, **overrides: str | None) -> TrainingConf:
         """This conf with ``data`` fields replaced (command-line overrides; None keeps)."""

@@ -29,6 +29,7 @@ from riskudf.lakehouse.delta import (
 )
 from riskudf.lakehouse.schemas import (
     MONITOR_ALERTS_COLUMNS,
+    MONITOR_SHADOW_COLUMNS,
     SCORE_RUNS_COLUMNS,
     SCORED_PORTFOLIO_COLUMNS,
 )
@@ -153,6 +154,15 @@ def hand_made(spark, tmp_path_factory) -> RiskConf:
     spark.createDataFrame(alerts, schema(MONITOR_ALERTS_COLUMNS)).writeTo(
         "bi_unit.monitor_alerts"
     ).append()
+    comparison = [
+        (run, D1, "demo", "challenger", "v2", "v1", "all", 2, flips, flips / 2, 0, 0.0, 0.01)
+        + (None,) * 7
+        + (T,)
+        for run, flips in (("r0", 1), ("r1", 2))
+    ]
+    spark.createDataFrame(comparison, schema(MONITOR_SHADOW_COLUMNS)).writeTo(
+        "bi_unit.monitor_shadow"
+    ).append()
     return conf
 
 
@@ -191,6 +201,13 @@ def test_portfolio_summary_computes_expected_loss_with_segment_lgd(spark, hand_m
         (D1, "corporate", "AA", 1, 2_000_000.0, 0.001, 0.45, 0.001 * 2_000_000.0 * 0.45),
         (D1, "retail", "BB", 1, 1000.0, 0.02, 0.75, 0.02 * 1000.0 * 0.75),
     ]
+
+
+def test_shadow_comparison_keeps_each_dates_current_run(spark, hand_made) -> None:
+    got = rows(spark, "SELECT run_id, alias, grade_flips FROM bi_unit.v_shadow_comparison")
+    assert got == [("r1", "challenger", 2)]  # r0 was superseded by r1 on D1
+    columns = spark.table("bi_unit.v_shadow_comparison").columns
+    assert columns == [name for name, _, _, _ in MONITOR_SHADOW_COLUMNS]
 
 
 def test_alerts_open_and_run_history(spark, hand_made) -> None:

@@ -263,3 +263,11 @@ def test_a_probe_refuses_chunking() -> None:
     with pytest.raises(ValueError, match=r"method probe \(head\)"):
         TrainingConf(candidates=(probe,), **chunked)  # type: ignore[arg-type]
     assert TrainingConf(method="probe").method == "probe"
+
+
+def test_the_command_line_trains_the_named_candidates_only() -> None:
+    training = load_config(ROOT / "conf/local.yaml").training
+    assert [c.name for c in training.candidates] == ["probe", "fine-tune"]
+    assert [c.name for c in training.only_candidates(["probe"]).candidates] == ["probe"]
+    with pytest.raises(ConfigError, match="no candidate named lora; the conf has probe, fine-tune"):
+        training.only_candidates(["probe", "lora"])

@@ -81,6 +81,69 @@ def test_the_auc_change_test_needs_defaults_and_non_defaults() -> None:
     assert g.auc_change_test(np.array([2, 1, 0]), np.array([0, 0, 0]), 0.8) is None
 
 
+def _paired_sums(a: np.ndarray, b: np.ndarray, y: np.ndarray) -> tuple:
+    """PlacementSums of two integer scorings as the shadow comparison builds them: placement
+    values per score bin from each scoring's counts, then sums over each class's obligors."""
+    size = int(max(a.max(), b.max())) + 1
+    placed = []
+    for scores in (a, b):
+        v10, v01 = g.placement_values(
+            np.bincount(scores[y == 1], minlength=size), np.bincount(scores[y == 0], minlength=size)
+        )
+        placed.append((v10[scores], v01[scores]))
+    (a10, a01), (b10, b01) = placed
+
+    def sums(mask: np.ndarray, pa: np.ndarray, pb: np.ndarray) -> g.PlacementSums:
+        pa, pb = pa[mask], pb[mask]
+        return g.PlacementSums(
+            int(mask.sum()), pa.sum(), pb.sum(), (pa * pa).sum(), (pb * pb).sum(), (pa * pb).sum()
+        )
+
+    return sums(y == 1, a10, b10), sums(y == 0, a01, b01)
+
+
+def test_the_paired_auc_test_is_delongs_on_every_pair() -> None:
+    rng = np.random.default_rng(11)
+    n = 800
+    risk = rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(3.0 - 1.2 * risk))).astype(int)
+    # Two correlated scorings on a grid with ties, as PDs binned by the monitoring grid.
+    a = np.clip(np.round(20 + 6 * (risk + rng.normal(scale=1.2, size=n))), 0, 40).astype(int)
+    b = np.clip(np.round(20 + 6 * (risk + rng.normal(scale=0.7, size=n))), 0, 40).astype(int)
+    assert 20 < y.sum() < n - 20
+    result = g.paired_auc_test(*_paired_sums(a, b, y))
+    assert result is not None
+    # The reference: each scoring's kernel over every defaulter/non-defaulter pair.
+    pos, neg = y == 1, y == 0
+
+    def kernel(s: np.ndarray) -> np.ndarray:
+        return (s[pos][:, None] > s[neg][None, :]) + 0.5 * (s[pos][:, None] == s[neg][None, :])
+
+    ka, kb = kernel(a), kernel(b)
+    s10 = np.cov(np.vstack([ka.mean(axis=1), kb.mean(axis=1)]), ddof=1)
+    s01 = np.cov(np.vstack([ka.mean(axis=0), kb.mean(axis=0)]), ddof=1)
+    contrast = np.array([-1.0, 1.0])
+    variance = contrast @ s10 @ contrast / pos.sum() + contrast @ s01 @ contrast / neg.sum()
+    difference = kb.mean() - ka.mean()
+    assert result.auc_a == pytest.approx(roc_auc_score(y, a), abs=TOL)
+    assert result.auc_b == pytest.approx(roc_auc_score(y, b), abs=TOL)
+    assert result.difference == pytest.approx(difference, abs=TOL)
+    assert result.std_error == pytest.approx(math.sqrt(variance), abs=TOL)
+    z = difference / math.sqrt(variance)
+    assert result.statistic == pytest.approx(z, abs=TOL)
+    assert result.pvalue == pytest.approx(2 * stats.norm.sf(abs(z)), abs=TOL)
+    assert result.difference > 0 and result.pvalue < 0.05  # b is the better scoring here
+
+
+def test_the_paired_auc_test_needs_two_of_each_class_and_two_rankings() -> None:
+    y = np.array([1, 0, 0, 1, 0, 0, 1, 0])
+    a = np.array([5, 1, 2, 4, 3, 1, 2, 0])
+    assert g.paired_auc_test(*_paired_sums(a, a, y)) is None  # the same ranking twice
+    assert g.paired_auc_test(*_paired_sums(a, a[::-1].copy(), y)) is not None
+    one = np.array([1, 0, 0, 0, 0, 0, 0, 0])
+    assert g.paired_auc_test(*_paired_sums(a, a[::-1].copy(), one)) is None
+
+
 def test_concentration_is_the_herfindahl_index_rescaled() -> None:
     counts = np.array([50, 30, 20, 0])  # a grade without obligors counts as a grade
     result = g.concentration(counts)

@@ -198,7 +198,8 @@ def test_demo_data_train_and_score(spark, tiny_backbone, make_conf, tmp_path, ca
             "bandwidth_red_above": 1.0,
         },
     )
-    back = ["--model", "e2e", "--version", "e2e-1", "--by", "validator", "--knowledge", "current"]
+    # --rollback: the champion before the current one (model_aliases' previous_version).
+    back = ["--model", "e2e", "--rollback", "--by", "validator", "--knowledge", "current"]
     assert job("promote").main([*back, "--reason", "rollback", "--conf", lenient]) == 0
     assert aliases_now() == {"champion": "e2e-1"}
     records = spark.table("e2e.model_promotions").orderBy("decided_at").collect()

@@ -4,6 +4,7 @@ backtest, alerts and the report."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import numpy as np
@@ -270,6 +271,61 @@ def test_report_renders_every_section_from_aggregates() -> None:
     assert "psi_pd_baseline" in page and "no previous successful run" in page
     assert page.count("<svg") == 4  # histogram, PSI, two trends (no migration or backtest yet)
     assert "No previous run to migrate from." in page
+    assert "No challenger was scored in shadow in this run." in page
+
+
+def test_report_shows_each_challenger_against_the_champion() -> None:
+    current = histograms_of(scored(2))
+    common = {
+        "model_name": "demo",
+        "alias": "challenger",
+        "model_version": "v2",
+        "champion_version": "v1",
+        "obligors": 40,
+        "grade_flips": 6,
+        "grade_flip_share": 0.15,
+        "decision_flips": 2,
+        "decision_flip_share": 0.05,
+        "psi": 0.0123,
+    }
+    matured = {
+        "matured_as_of": dt.date(2025, 11, 28),
+        "matured_obligors": 38,
+        "matured_defaults": 3,
+        "champion_auc": 0.71,
+        "challenger_auc": 0.78,
+        "auc_difference": 0.07,
+        "auc_difference_pvalue": 0.0421,
+    }
+    empty = dict.fromkeys(matured)
+    data = ReportData(
+        run_id="run-1",
+        as_of=dt.date(2026, 11, 28),
+        model_version="v1",
+        histograms=current.histograms,
+        baseline=None,
+        psi_edges={},
+        drift=[],
+        migration=[],
+        backtest=[],
+        fairness=[],
+        alerts=[],
+        shadow=[
+            {**common, "segment": "sme", **empty},
+            {**common, "segment": "all", **matured},
+        ],
+    )
+    page = render_report(data, CONF, ([], []))
+    section = page.split("<h2>Champion and challengers</h2>")[1]
+    assert "Champion v1" in section
+    rows = re.findall(r"<tr>(.*?)</tr>", section)
+    cells = [re.findall(r"<td>(.*?)</td>", row) for row in rows]
+    assert cells[1] == ["demo@challenger (v2)", "all", "40", "6 (0.15)", "2 (0.05)", "0.0123"]
+    assert cells[2][1] == "sme"  # the whole portfolio first, then each segment
+    assert cells[4] == [
+        "demo@challenger (v2)", "2025-11-28", "38", "3", "0.71", "0.78", "0.07", "0.0421"
+    ]  # fmt: skip
+    assert len(cells) == 5  # the matured table has the whole portfolio's row only
 
 
 def test_column_histogram_counts_non_nulls() -> None:

@@ -31,6 +31,8 @@ from riskudf.lakehouse.schemas import (
     MONITOR_ALERTS_COMMENT,
     MONITOR_RUNS_COLUMNS,
     MONITOR_RUNS_COMMENT,
+    MONITOR_SHADOW_COLUMNS,
+    MONITOR_SHADOW_COMMENT,
     PORTFOLIO_SUMMARY_COLUMNS,
     RETENTION_PROPERTIES,
     RUN_HISTORY_COLUMNS,
@@ -49,6 +51,7 @@ from riskudf.lakehouse.schemas import (
 )
 from riskudf.monitoring.lifecycle import current_runs_sql
 from riskudf.monitoring.run import MONITOR_TABLES, ensure_monitor_tables, monitor_table
+from riskudf.monitoring.shadow import ensure_comparison_table
 from riskudf.scoring.pipeline import ensure_output_tables
 
 log = logging.getLogger(__name__)
@@ -102,6 +105,12 @@ def documented_tables(tables: TablesConf) -> tuple[DocumentedTable, ...]:
             RETENTION_PROPERTIES,
         ),
         DocumentedTable(
+            tables.qualified("monitor_shadow"),
+            MONITOR_SHADOW_COLUMNS,
+            MONITOR_SHADOW_COMMENT,
+            RETENTION_PROPERTIES,
+        ),
+        DocumentedTable(
             tables.qualified("scoring_quarantine"),
             SCORING_QUARANTINE_COLUMNS,
             SCORING_QUARANTINE_COMMENT,
@@ -122,7 +131,6 @@ def readable_tables(conf: RiskConf) -> tuple[str, ...]:
         tables.qualified("model_aliases"),
         tables.qualified("model_promotions"),
         tables.qualified("shadow_scores"),
-        tables.qualified("monitor_shadow"),
     )
 
 
@@ -198,6 +206,12 @@ def view_queries(conf: RiskConf) -> dict[str, str]:
             "max_by(alerts_fired, finished_at) AS alerts_fired "
             f"FROM {q('monitor_runs')} GROUP BY run_id) m ON r.run_id = m.run_id"
         ),
+        "v_shadow_comparison": (
+            f"SELECT {', '.join(name for name, _, _, _ in MONITOR_SHADOW_COLUMNS)} "
+            f"FROM {q('monitor_shadow')} m "
+            f"LEFT SEMI JOIN ({current_runs_sql(t.qualified('score_runs'))}) c "
+            "ON m.run_id = c.run_id AND m.as_of_date = c.as_of_date"
+        ),
         "v_score_history": (
             "SELECT h.obligor_id, h.as_of_date, h.pd, h.grade, h.decision, h.model_version, "
             "h.run_id, h.scored_at, r.current_from, r.current_until, r.superseded_by_run_id, "
@@ -239,6 +253,12 @@ VIEW_DOCS: dict[str, tuple[str, tuple[ViewColumn, ...]]] = {
     "v_run_history": (
         "every scoring run: status, counts, duration, input versions, and its monitoring",
         RUN_HISTORY_COLUMNS,
+    ),
+    "v_shadow_comparison": (
+        "champion against each challenger in each date's current run: grade and decision "
+        "flips per segment, PSI of PDs, and on the latest matured cohort both AUCs with "
+        "DeLong's test",
+        tuple((name, comment) for name, _, _, comment in MONITOR_SHADOW_COLUMNS),
     ),
     "v_score_history": (
         "every run's scores, superseded runs included, with when each run's rows were the "
@@ -301,6 +321,7 @@ def publish_bi_objects(spark: SparkSession, conf: RiskConf) -> None:
         raise MissingTableError(f"table {portfolio} does not exist (run `make demo` first)")
     ensure_output_tables(spark, conf)
     ensure_monitor_tables(spark, conf)
+    ensure_comparison_table(spark, conf)
     for table in documented_tables(conf.tables):
         changes = document_table(spark, table)
         if changes:

@@ -66,18 +66,27 @@ def promote(
     version: str | None,
     by: str,
     today: dt.date,
+    rollback: bool = False,
     reason: str | None = None,
     override_reason: str | None = None,
     cohorts: Sequence[dt.date] = (),
     knowledge: Knowledge = "observation",
 ) -> Promotion:
-    """Test ``version`` of ``model_name`` (default: its challenger) and make it champion unless
-    a test is red (or red with an ``override_reason``, recorded). Every decision is written to
-    model_promotions and to a readable report; a refusal changes no alias."""
+    """Test ``version`` of ``model_name`` (default: its challenger; ``rollback``: the champion
+    before the current one) and make it champion unless a test is red (or red with an
+    ``override_reason``, recorded). Every decision is written to model_promotions and to a
+    readable report; a refusal changes no alias."""
     if not by.strip():
         raise EvidenceError("a promotion names who decides it (--by)")
     aliases_table = conf.tables.qualified("model_aliases")
     now = aliases.current(spark, aliases_table, model_name)
+    if rollback:
+        if version is not None:
+            raise EvidenceError("name a --version or ask for the rollback, not both")
+        previous = now[aliases.CHAMPION].previous_version if aliases.CHAMPION in now else None
+        if previous is None:
+            raise EvidenceError(f"model {model_name} has no earlier champion to roll back to")
+        version = previous
     if version is None:
         if aliases.CHALLENGER not in now:
             raise EvidenceError(f"model {model_name} has no challenger: name a --version")

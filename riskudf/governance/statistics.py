@@ -73,10 +73,7 @@ def auc_change_test(
     n_pos, n_neg = pos.sum(), neg.sum()
     if n_pos < 2 or n_neg < 2:
         return None
-    below_neg = np.cumsum(neg) - neg
-    above_pos = n_pos - np.cumsum(pos)
-    v10 = (below_neg + 0.5 * neg) / n_neg  # per bin, for each defaulter in it
-    v01 = (above_pos + 0.5 * pos) / n_pos  # per bin, for each non-defaulter in it
+    v10, v01 = placement_values(pos, neg)
     auc = float(np.sum(pos * v10) / n_pos)
     s10 = float(np.sum(pos * (v10 - auc) ** 2) / (n_pos - 1))
     s01 = float(np.sum(neg * (v01 - auc) ** 2) / (n_neg - 1))
@@ -85,6 +82,78 @@ def auc_change_test(
         return None
     statistic = (initial_auc - auc) / std_error
     return AucChange(auc, std_error, statistic, float(stats.norm.sf(statistic)))
+
+
+def placement_values(
+    defaults: np.ndarray, non_defaults: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per sorted score bin (riskiest last): V10 of a defaulter in it (the share of
+    non-defaulters scored below, ties one half) and V01 of a non-defaulter in it (the share of
+    defaulters scored above, ties one half)."""
+    pos = np.asarray(defaults, float)
+    neg = np.asarray(non_defaults, float)
+    n_pos, n_neg = pos.sum(), neg.sum()
+    below_neg = np.cumsum(neg) - neg
+    above_pos = n_pos - np.cumsum(pos)
+    v10 = (below_neg + 0.5 * neg) / n_neg if n_neg else np.full(len(pos), np.nan)
+    v01 = (above_pos + 0.5 * pos) / n_pos if n_pos else np.full(len(neg), np.nan)
+    return v10, v01
+
+
+@dataclass(frozen=True)
+class PlacementSums:
+    """Sums over the obligors of one class (defaulters: V10; non-defaulters: V01) of two
+    scorings' placement values a and b: what the paired test needs from Spark."""
+
+    n: int
+    a: float
+    b: float
+    aa: float
+    bb: float
+    ab: float
+
+
+@dataclass(frozen=True)
+class PairedAuc:
+    auc_a: float
+    auc_b: float
+    difference: float  # auc_b - auc_a
+    std_error: float
+    statistic: float  # difference / std_error
+    pvalue: float  # two-sided: 2 (1 - Phi(|statistic|))
+
+
+def paired_auc_test(defaulters: PlacementSums, non_defaulters: PlacementSums) -> PairedAuc | None:
+    """DeLong's test of two AUCs on the same obligors (DeLong, DeLong and Clarke-Pearson, 1988).
+
+    AUC_m is the mean V10 of scoring m over defaulters; the covariance of the two AUCs is
+    S10 / N_d + S01 / N_nd, S10 and S01 the sample covariance matrices of the placement values
+    over defaulters and non-defaulters. None with fewer than two of either class, or when the
+    difference has no variance (the same ranking twice).
+    """
+    n_pos, n_neg = defaulters.n, non_defaulters.n
+    if n_pos < 2 or n_neg < 2:
+        return None
+
+    def cov(s: PlacementSums) -> tuple[float, float, float]:
+        m_a, m_b = s.a / s.n, s.b / s.n
+        return (
+            (s.aa - s.n * m_a * m_a) / (s.n - 1),
+            (s.bb - s.n * m_b * m_b) / (s.n - 1),
+            (s.ab - s.n * m_a * m_b) / (s.n - 1),
+        )
+
+    auc_a, auc_b = defaulters.a / n_pos, defaulters.b / n_pos
+    aa10, bb10, ab10 = cov(defaulters)
+    aa01, bb01, ab01 = cov(non_defaulters)
+    variance = (aa10 + bb10 - 2 * ab10) / n_pos + (aa01 + bb01 - 2 * ab01) / n_neg
+    if variance <= 1e-15:
+        return None
+    std_error = math.sqrt(variance)
+    statistic = (auc_b - auc_a) / std_error
+    return PairedAuc(
+        auc_a, auc_b, auc_b - auc_a, std_error, statistic, float(2 * stats.norm.sf(abs(statistic)))
+    )
 
 
 # --- concentration ------------------------------------------------------------------------

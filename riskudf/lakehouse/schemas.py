@@ -524,9 +524,30 @@ MONITOR_SHADOW_COLUMNS: tuple[ColumnSpec, ...] = (
     ("decision_flips", "BIGINT", True, "obligors whose decision differs"),
     ("decision_flip_share", "DOUBLE", False, "decision_flips / obligors"),
     ("psi", "DOUBLE", False, "PSI of the challenger's PDs against the champion's (its deciles)"),
+    (
+        "matured_as_of",
+        "DATE",
+        False,
+        "segment all: the latest cohort with matured outcomes that the challenger scored in "
+        "shadow; null when there is none yet",
+    ),
+    ("matured_obligors", "BIGINT", False, "obligors of that cohort scored by both, with outcomes"),
+    ("matured_defaults", "BIGINT", False, "of which defaulted within the horizon"),
+    ("champion_auc", "DOUBLE", False, "the champion's AUC on that cohort (PD bins of 1e-4)"),
+    ("challenger_auc", "DOUBLE", False, "the challenger's AUC on the same obligors"),
+    ("auc_difference", "DOUBLE", False, "challenger_auc - champion_auc"),
+    (
+        "auc_difference_pvalue",
+        "DOUBLE",
+        False,
+        "DeLong's paired test of the difference, two-sided",
+    ),
     ("computed_at", "TIMESTAMP", True, "when (UTC)"),
 )
-MONITOR_SHADOW_COMMENT = "per run, challenger and segment: grade and decision flips, PSI of PDs"
+MONITOR_SHADOW_COMMENT = (
+    "per run, challenger and segment: grade and decision flips, PSI of PDs; on the latest "
+    "matured cohort, both AUCs and DeLong's test"
+)
 SHADOW_SCORES_COMMENT = (
     "challengers' scores of the nightly documents, never used for decisions; the champion's "
     "are in scored_portfolio"

@@ -24,7 +24,6 @@ from riskudf.model.aliases import locate
 from riskudf.model.artifact import Manifest, read_manifest
 from riskudf.monitoring.lifecycle import close_stale_alerts, current_run, successful_run
 from riskudf.monitoring.run import MonitorSummary, ensure_log_tables, monitor_run
-from riskudf.monitoring.shadow import compare_shadow
 from riskudf.safe_logging import safe_message
 
 log = logging.getLogger(__name__)
@@ -86,10 +85,6 @@ def run_monitoring(
             )
             close_stale_alerts(spark, conf, as_of=as_of)
             outcome = MonitoringOutcome("success", summary)
-            try:  # the comparison's failure leaves the champion's monitoring as it is
-                compare_shadow(spark, conf, run_id=run_id, as_of=as_of)
-            except Exception as exc:
-                log.error("run %s: shadow comparison failed (%s)", run_id, safe_message(exc))
     except Exception as exc:
         log.error(
             "run %s: monitoring failed, the scores stay published (%s); run it again with "

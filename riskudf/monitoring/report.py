@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pyspark.sql import SparkSession
@@ -36,6 +37,7 @@ SECTIONS = (
     "Calibration (backtest)",
     "Trends over recent runs",
     "Fairness",
+    "Champion and challengers",
 )
 
 
@@ -54,6 +56,7 @@ class ReportData:
     alerts: list[Alert]
     notes: list[str] = field(default_factory=list)
     previous_run_id: str | None = None
+    shadow: list[dict[str, Any]] = field(default_factory=list)  # monitor_shadow's rows
 
 
 @dataclass(frozen=True)
@@ -436,6 +439,53 @@ def read_trends(
     return psi, auc
 
 
+def shadow_tables(data: ReportData) -> str:
+    """Flips and PSI per challenger and segment; then, per challenger, both AUCs on the
+    latest matured cohort it scored in shadow, with DeLong's p-value."""
+    if not data.shadow:
+        return "<p>No challenger was scored in shadow in this run.</p>"
+    order = sorted(data.shadow, key=lambda r: (r["alias"], r["segment"] != "all", r["segment"]))
+    flips = _table(
+        ["challenger", "segment", "obligors", "grade flips", "decision flips", "PSI of PD"],
+        [
+            (
+                f"{r['model_name']}@{r['alias']} ({r['model_version']})",
+                r["segment"],
+                r["obligors"],
+                f"{r['grade_flips']} ({_fmt(r['grade_flip_share'])})",
+                f"{r['decision_flips']} ({_fmt(r['decision_flip_share'])})",
+                _fmt(r["psi"], 4),
+            )
+            for r in order
+        ],
+    )
+    matured = _table(
+        ["challenger", "cohort", "obligors", "defaults", "AUC champion", "AUC challenger",
+         "difference", "DeLong p"],
+        [
+            (
+                f"{r['model_name']}@{r['alias']} ({r['model_version']})",
+                r["matured_as_of"] or "none matured yet",
+                r["matured_obligors"],
+                r["matured_defaults"],
+                _fmt(r["champion_auc"], 4),
+                _fmt(r["challenger_auc"], 4),
+                _fmt(r["auc_difference"], 4),
+                _fmt(r["auc_difference_pvalue"], 4),
+            )
+            for r in order
+            if r["segment"] == "all"
+        ],
+    )  # fmt: skip
+    return (
+        f"<p>Champion {_e(order[0]['champion_version'])}; challengers scored on the same "
+        "documents, never used for decisions (shadow_scores).</p>"
+        + flips
+        + "<h3>On the latest matured cohort scored in shadow</h3>"
+        + matured
+    )
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     if not rows:
         return "<p>None.</p>"
@@ -498,6 +548,7 @@ def render_report(
         + "<h3>AUC of the latest matured cohort</h3>"
         + line_chart(auc_trend, [("AUC", BLUE), ("Gini", GREY)], y_label="AUC / Gini"),
         fairness,
+        shadow_tables(data),
     ]
     body = "".join(
         f"<section><h2>{_e(title)}</h2>{content}</section>"

@@ -61,6 +61,9 @@ from riskudf.monitoring.fairness import FairnessRecord, decisions_from_histogram
 from riskudf.monitoring.metrics import Grid, frequent_items
 from riskudf.monitoring.migration import MigrationRecord, migration_records
 from riskudf.monitoring.report import ReportData, write_report
+from riskudf.monitoring.shadow import compare_shadow
+from riskudf.monitoring.shadow import write as write_shadow
+from riskudf.safe_logging import safe_message
 
 if TYPE_CHECKING:  # monitoring reads the manifest's metadata; it never loads the model
     from riskudf.model.artifact import Manifest
@@ -757,6 +760,19 @@ def _table_rows(
     }
 
 
+def _shadow(
+    spark: SparkSession, conf: RiskConf, run_id: str, as_of: dt.date, notes: list[str]
+) -> list[dict[str, Any]]:
+    """The champion against each challenger (monitoring.shadow); a failure is a note, and the
+    champion's monitoring goes on."""
+    try:
+        return compare_shadow(spark, conf, run_id=run_id, as_of=as_of)
+    except Exception as exc:
+        log.error("run %s: shadow comparison failed (%s)", run_id, safe_message(exc))
+        notes.append(f"champion against challengers: the comparison failed ({type(exc).__name__})")
+        return []
+
+
 # Long on purpose: the monitoring steps in order, each one a named helper.
 def compute_monitoring(
     spark: SparkSession,
@@ -814,6 +830,8 @@ def compute_monitoring(
         reference_auc=reference_auc(manifest.metrics),
     )
     phases.lap("alerts")
+    shadow = _shadow(spark, conf, run_id, as_of, notes)
+    phases.lap("shadow")
     baseline, previous = drift.baseline, drift.previous
     report = ReportData(
         run_id=run_id,
@@ -829,6 +847,7 @@ def compute_monitoring(
         alerts=alerts,
         notes=notes,
         previous_run_id=previous.run_id if previous else None,
+        shadow=shadow,
     )
     fired = sum(1 for a in alerts if a.severity == "alert")
     return MonitorResult(
@@ -872,6 +891,11 @@ def write_monitoring(spark: SparkSession, conf: RiskConf, result: MonitorResult)
         )
         for name, rows in result.tables.items()
     }
+    if result.report.shadow:
+        try:  # the comparison's failure leaves the champion's monitoring as it is
+            write_shadow(spark, conf, result.report.shadow, run_id=run_id)
+        except Exception as exc:
+            log.error("run %s: shadow comparison not written (%s)", run_id, safe_message(exc))
     phases.lap("write")
     report_path = Path(conf.monitoring.report_dir) / as_of.isoformat() / f"{run_id}.html"
     write_report(spark, conf, report_path, result.report)

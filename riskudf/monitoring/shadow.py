@@ -1,6 +1,8 @@
-"""Champion against challengers, each run: grade and decision flips per segment, and the PSI of
-the challenger's PDs against the champion's, from scored_portfolio and shadow_scores (Spark
-aggregates; a few numbers per challenger and segment come back)."""
+"""Champion against challengers, each run: grade and decision flips per segment, the PSI of
+the challenger's PDs against the champion's, and on the latest matured cohort that the
+challenger scored in shadow, both AUCs and DeLong's test of their difference. From
+scored_portfolio, shadow_scores and outcomes: Spark aggregates; a few numbers per challenger and
+segment, and counts per PD bin, come back."""
 
 from __future__ import annotations
 
@@ -12,13 +14,15 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from riskudf.config import RiskConf
+from riskudf.governance.statistics import PlacementSums, paired_auc_test, placement_values
 from riskudf.lakehouse.delta import ensure_table, replace_where, schema
 from riskudf.lakehouse.schemas import (
     MONITOR_SHADOW_COLUMNS,
     MONITOR_SHADOW_COMMENT,
     RETENTION_PROPERTIES,
 )
-from riskudf.monitoring.metrics import psi
+from riskudf.monitoring.columns import bin_index
+from riskudf.monitoring.metrics import PD_GRID, psi
 
 ALL = "all"
 
@@ -26,8 +30,7 @@ ALL = "all"
 def compare_shadow(
     spark: SparkSession, conf: RiskConf, *, run_id: str, as_of: dt.date
 ) -> list[dict[str, Any]]:
-    """The comparison rows of the run (none without shadow scores), written to monitor_shadow
-    in place of the run's earlier ones."""
+    """The comparison rows of the run (none without shadow scores); nothing written."""
     shadow_table = conf.tables.qualified("shadow_scores")
     if not spark.catalog.tableExists(shadow_table):
         return []
@@ -60,6 +63,10 @@ def compare_shadow(
     if not overall:
         return []
     edges = decile_edges(pairs)
+    matured = {
+        version: matured_auc(spark, conf, version, as_of)
+        for version in {r["model_version"] for r in overall}
+    }
     now = dt.datetime.now(dt.UTC)
     rows = []
     for row, segment in [*((r, ALL) for r in overall), *((r, r["segment"]) for r in by_segment)]:
@@ -79,11 +86,120 @@ def compare_shadow(
                 "decision_flips": int(row["decision_flips"]),
                 "decision_flip_share": row["decision_flips"] / n if n else None,
                 "psi": pd_psi(part, edges),
+                **(matured[row["model_version"]] if segment == ALL else NO_MATURED),
                 "computed_at": now,
             }
         )
-    write(spark, conf, rows, run_id=run_id)
     return rows
+
+
+NO_MATURED: dict[str, Any] = {
+    "matured_as_of": None,
+    "matured_obligors": None,
+    "matured_defaults": None,
+    "champion_auc": None,
+    "challenger_auc": None,
+    "auc_difference": None,
+    "auc_difference_pvalue": None,
+}
+
+
+def matured_auc(
+    spark: SparkSession, conf: RiskConf, version: str, as_of: dt.date
+) -> dict[str, Any]:
+    """Champion against challenger ``version`` on the latest cohort whose outcomes matured by
+    ``as_of`` and that the challenger scored in shadow: both AUCs on the monitoring's PD bins,
+    and DeLong's paired test of the difference (NO_MATURED's nulls where there is none)."""
+    horizon = conf.monitoring.outcome_horizon_months
+    outcomes_table = conf.tables.qualified("outcomes")
+    if not spark.catalog.tableExists(outcomes_table):
+        return NO_MATURED
+    shadow = spark.table(conf.tables.qualified("shadow_scores")).where(
+        (F.col("model_version") == F.lit(version))
+        & (F.add_months(F.col("as_of_date"), horizon) <= F.lit(as_of))
+    )
+    latest = shadow.agg(F.max("as_of_date").alias("d")).first()
+    cohort = latest["d"] if latest is not None else None
+    if cohort is None:
+        return NO_MATURED
+    labelled = (
+        shadow.where(F.col("as_of_date") == F.lit(cohort))
+        .select("obligor_id", bin_index(F.col("pd"), PD_GRID).alias("b"))
+        .join(
+            spark.table(conf.tables.qualified("scored_portfolio"))
+            .where(F.col("as_of_date") == F.lit(cohort))
+            .select("obligor_id", bin_index(F.col("pd"), PD_GRID).alias("a")),
+            "obligor_id",
+        )
+        .join(
+            spark.table(outcomes_table)
+            .where((F.col("observation_date") == F.lit(cohort)) & F.col("default_12m").isNotNull())
+            .select("obligor_id", F.col("default_12m").cast("int").alias("y")),
+            "obligor_id",
+        )
+        .persist()
+    )
+    try:
+        placed = labelled
+        for column in ("a", "b"):
+            placed = placed.join(F.broadcast(placements(spark, labelled, column)), column)
+        sums = {
+            r["y"]: r
+            for r in placed.select(
+                "y",
+                F.when(F.col("y") == 1, F.col("v10_a")).otherwise(F.col("v01_a")).alias("pa"),
+                F.when(F.col("y") == 1, F.col("v10_b")).otherwise(F.col("v01_b")).alias("pb"),
+            )
+            .groupBy("y")
+            .agg(
+                F.count("*").alias("n"),
+                F.sum("pa").alias("a"),
+                F.sum("pb").alias("b"),
+                F.sum(F.col("pa") * F.col("pa")).alias("aa"),
+                F.sum(F.col("pb") * F.col("pb")).alias("bb"),
+                F.sum(F.col("pa") * F.col("pb")).alias("ab"),
+            )
+            .collect()
+        }
+    finally:
+        labelled.unpersist()
+    defaulters, others = (
+        PlacementSums(**{k: sums[y][k] for k in ("n", "a", "b", "aa", "bb", "ab")})
+        if y in sums
+        else PlacementSums(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        for y in (1, 0)
+    )
+    test = paired_auc_test(defaulters, others)
+    auc_a = defaulters.a / defaulters.n if defaulters.n and others.n else None
+    auc_b = defaulters.b / defaulters.n if defaulters.n and others.n else None
+    return {
+        "matured_as_of": cohort,
+        "matured_obligors": defaulters.n + others.n,
+        "matured_defaults": defaulters.n,
+        "champion_auc": auc_a,
+        "challenger_auc": auc_b,
+        "auc_difference": auc_b - auc_a if auc_a is not None and auc_b is not None else None,
+        "auc_difference_pvalue": test.pvalue if test else None,
+    }
+
+
+def placements(spark: SparkSession, labelled: Any, column: str) -> Any:
+    """Per PD bin of scoring ``column``: the placement values V10 and V01 (a small frame, from
+    the bins' counts of defaulters and non-defaulters)."""
+    counts = (
+        labelled.groupBy(column)
+        .agg(F.sum("y").alias("pos"), F.sum(1 - F.col("y")).alias("neg"))
+        .orderBy(column)
+        .collect()
+    )
+    bins = [int(r[column]) for r in counts]
+    v10, v01 = placement_values(
+        np.array([r["pos"] for r in counts], float), np.array([r["neg"] for r in counts], float)
+    )
+    return spark.createDataFrame(
+        [(b, float(p), float(q)) for b, p, q in zip(bins, v10, v01, strict=True)],
+        f"{column} long, v10_{column} double, v01_{column} double",
+    )
 
 
 def decile_edges(pairs: Any) -> list[float]:
@@ -123,15 +239,20 @@ def _bin(column: Any, edges: list[float]) -> Any:
     return expr
 
 
-def write(spark: SparkSession, conf: RiskConf, rows: list[dict[str, Any]], *, run_id: str) -> None:
-    table = conf.tables.qualified("monitor_shadow")
+def ensure_comparison_table(spark: SparkSession, conf: RiskConf) -> None:
     ensure_table(
         spark,
-        table,
+        conf.tables.qualified("monitor_shadow"),
         MONITOR_SHADOW_COLUMNS,
         comment=MONITOR_SHADOW_COMMENT,
         properties=RETENTION_PROPERTIES,
     )
+
+
+def write(spark: SparkSession, conf: RiskConf, rows: list[dict[str, Any]], *, run_id: str) -> None:
+    """The run's comparison rows, in place of its earlier ones (one commit)."""
+    table = conf.tables.qualified("monitor_shadow")
+    ensure_comparison_table(spark, conf)
     columns = [name for name, _, _, _ in MONITOR_SHADOW_COLUMNS]
     frame = spark.createDataFrame(
         [tuple(r[c] for c in columns) for r in rows], schema(MONITOR_SHADOW_COLUMNS)
