@@ -651,6 +651,7 @@ class Threshold(_Conf):
 class AlertRulesConf(_Conf):
     psi: Threshold = Threshold(warn=0.10, alert=0.25)
     auc_drop: Threshold = Threshold(alert=0.05)
+    estimated_auc_drop: Threshold = Threshold(warn=0.03, alert=0.05)
     jeffreys_pvalue: Threshold = Threshold(warn=0.05, alert=0.01)
     hosmer_lemeshow_pvalue: Threshold = Threshold(warn=0.05)
     disparate_impact: Threshold = Threshold(warn=0.80)
@@ -698,6 +699,12 @@ class MonitoringConf(_Conf):
     backtest_cohorts: int = Field(default=12, gt=0, description="most recent matured cohorts")
     migration_notches: int = Field(default=2, gt=0, description="share moving more than N")
     trend_runs: int = Field(default=30, gt=0, description="runs shown in the report's trends")
+    estimate_level: float = Field(
+        default=0.9, gt=0, lt=1, description="coverage of the PD-only estimates' bands"
+    )
+    estimate_simulations: int = Field(
+        default=1000, ge=100, description="simulated outcomes behind those bands"
+    )
     report_dir: str = "lakehouse/reports"
     fail_on_alert: bool = False
     alerts: AlertRulesConf = AlertRulesConf()

@@ -176,6 +176,25 @@ def test_two_dates_fill_every_monitor_table_with_exact_aggregates(
     )
     assert (overall["jeffreys_lower"], overall["jeffreys_upper"]) == pytest.approx((lower, upper))
 
+    # PD-only estimates: this run's, and the matured cohort's beside its backtest.
+    estimates = table(spark, lakehouse, "monitor_estimates", run)
+    whole = estimates[estimates.grade.isna()].set_index("cohort_date")
+    now, then = whole.loc[LATER], whole.loc[COHORT]
+    assert now["obligors"] == len(current) and now["band_level"] == 0.9
+    assert now["expected_dr"] == pytest.approx(current.pd.mean())
+    assert now["dr_lower"] <= now["expected_dr"] <= now["dr_upper"]
+    assert pd.isna(now["realised_dr"])
+    by_grade = estimates[estimates.grade.notna() & (estimates.cohort_date == LATER)]
+    assert dict(zip(by_grade.grade, by_grade.expected_dr, strict=True)) == pytest.approx(
+        current.groupby("grade").pd.mean().to_dict()
+    )
+    assert then["expected_dr"] == pytest.approx(cohort.pd.mean())
+    assert (then["realised_obligors"], then["realised_defaults"]) == (
+        overall["n"],
+        overall["defaults"],
+    )
+    assert then["realised_dr"] == pytest.approx(overall["observed_dr"])
+
     # Fairness: this run's approval rates by age band, and equal opportunity on the cohort.
     fairness = table(spark, lakehouse, "monitor_fairness", run)
     now = fairness[fairness.cohort_date == LATER].set_index("group_value")

@@ -331,3 +331,23 @@ def test_report_shows_each_challenger_against_the_champion() -> None:
 def test_column_histogram_counts_non_nulls() -> None:
     hist = ColumnHistogram(rows=10, nulls=3, numeric=Histogram.from_values(PD_GRID, np.zeros(7)))
     assert hist.count == 7
+
+
+@pytest.mark.parametrize(
+    ("estimated", "severity"), [(0.78, None), (0.765, "warn"), (0.74, "alert"), (None, None)]
+)
+def test_the_estimated_auc_alerts_against_the_test_auc(
+    estimated: float | None, severity: str | None
+) -> None:
+    alerts = evaluate_alerts(
+        AlertRulesConf(),
+        as_of=dt.date(2026, 1, 1),
+        drift=[],
+        backtest=[],
+        fairness=[],
+        shares=RunShares(None, None),
+        reference_auc=0.80,
+        estimated_auc=estimated,
+    )
+    fired = [(a.rule, a.severity) for a in alerts]
+    assert fired == ([("estimated_auc_drop", severity)] if severity else [])

@@ -289,6 +289,26 @@ MONITOR_BACKTEST_COLUMNS: tuple[ColumnSpec, ...] = (
     _MONITORED_AT,
 )
 
+MONITOR_ESTIMATES_COLUMNS: tuple[ColumnSpec, ...] = (
+    *_RUN_KEY,
+    ("cohort_date", "DATE", True, "this run's date, or a matured cohort's"),
+    ("grade", "STRING", False, "the grade; null for the whole portfolio"),
+    ("obligors", "BIGINT", True, "scored obligors (matured cohorts: those with an outcome)"),
+    ("expected_defaults", "DOUBLE", True, "sum of PDs: defaults expected if PDs are calibrated"),
+    ("expected_dr", "DOUBLE", True, "mean PD"),
+    ("dr_lower", "DOUBLE", True, "lower end of the band of the default rate (simulated)"),
+    ("dr_upper", "DOUBLE", True, "upper end of that band"),
+    ("expected_auc", "DOUBLE", False, "AUC of the expected confusion (portfolio rows)"),
+    ("auc_lower", "DOUBLE", False, "lower end of its band (simulated outcomes)"),
+    ("auc_upper", "DOUBLE", False, "upper end of its band"),
+    ("band_level", "DOUBLE", True, "the bands' coverage (monitoring.estimate_level)"),
+    ("realised_obligors", "BIGINT", False, "matured cohorts: obligors with an outcome"),
+    ("realised_defaults", "BIGINT", False, "matured cohorts: defaults within the horizon"),
+    ("realised_dr", "DOUBLE", False, "matured cohorts: the realised default rate"),
+    ("realised_auc", "DOUBLE", False, "matured cohorts: the realised AUC (portfolio rows)"),
+    _MONITORED_AT,
+)
+
 MONITOR_FAIRNESS_COLUMNS: tuple[ColumnSpec, ...] = (
     *_RUN_KEY,
     ("cohort_date", "DATE", True, "as-of date of the decisions: this run, or a matured cohort"),
@@ -562,6 +582,11 @@ MONITOR_TABLES: dict[str, tuple[tuple[ColumnSpec, ...], str]] = {
     "monitor_drift": (MONITOR_DRIFT_COLUMNS, "drift against the model baseline and last run"),
     "monitor_migration": (MONITOR_MIGRATION_COLUMNS, "grade migration against the last run"),
     "monitor_backtest": (MONITOR_BACKTEST_COLUMNS, "matured cohorts: PD against outcomes"),
+    "monitor_estimates": (
+        MONITOR_ESTIMATES_COLUMNS,
+        "default rates and AUC estimated from the PDs alone, with bands; realised beside them "
+        "once a cohort matures",
+    ),
     "monitor_fairness": (MONITOR_FAIRNESS_COLUMNS, "approval rates per protected group"),
     "monitor_alerts": (MONITOR_ALERTS_COLUMNS, MONITOR_ALERTS_COMMENT),
 }

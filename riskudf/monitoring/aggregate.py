@@ -152,6 +152,13 @@ def outcome_bins(rows: DataFrame, *, slice_columns: Iterable[str]) -> DataFrame:
 _LOG_LOSS_EPS = float(np.finfo(np.float64).eps)
 
 
+def grade_pd_cells(rows: DataFrame) -> DataFrame:
+    """Per (grade, PD bin): obligors and the sum of their PDs (monitoring.estimate)."""
+    return rows.groupBy("grade", bin_index(F.col("pd"), PD_GRID).alias("pd_bin")).agg(
+        F.count(F.lit(1)).alias("n"), F.sum("pd").alias("sum_pd")
+    )
+
+
 def migration_counts(
     current: DataFrame, previous: DataFrame, portfolio: DataFrame, *, slice_columns: list[str]
 ) -> DataFrame:

@@ -68,6 +68,7 @@ def evaluate_alerts(
     fairness: Iterable[FairnessRecord],
     shares: RunShares,
     reference_auc: float | None,
+    estimated_auc: float | None = None,
 ) -> list[Alert]:
     alerts: list[Alert] = []
 
@@ -99,6 +100,14 @@ def evaluate_alerts(
             slice_value=record.slice_value,
         )
 
+    if reference_auc is not None and estimated_auc is not None:
+        check(
+            "estimated_auc_drop",
+            "auc_drop_vs_test_estimated",
+            reference_auc - estimated_auc,
+            rules.estimated_auc_drop,
+            above=True,
+        )
     whole = [r for r in backtest if r.slice_key is None]
     if whole:
         latest = max(r.cohort_date for r in whole)

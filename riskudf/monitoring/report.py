@@ -24,6 +24,7 @@ from riskudf.monitoring.alerts import Alert
 from riskudf.monitoring.backtest import BacktestRecord
 from riskudf.monitoring.baseline import Histograms
 from riskudf.monitoring.drift import DriftRecord
+from riskudf.monitoring.estimate import EstimateRecord
 from riskudf.monitoring.fairness import FairnessRecord
 from riskudf.monitoring.metrics import coarse_counts, decile_edges
 from riskudf.monitoring.migration import MigrationRecord
@@ -35,6 +36,7 @@ SECTIONS = (
     "Population stability per column",
     "Grade migration",
     "Calibration (backtest)",
+    "Estimated performance (before outcomes)",
     "Trends over recent runs",
     "Fairness",
     "Champion and challengers",
@@ -57,6 +59,7 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
     previous_run_id: str | None = None
     shadow: list[dict[str, Any]] = field(default_factory=list)  # monitor_shadow's rows
+    estimates: list[EstimateRecord] = field(default_factory=list)  # monitor_estimates' rows
 
 
 @dataclass(frozen=True)
@@ -439,6 +442,39 @@ def read_trends(
     return psi, auc
 
 
+def estimate_table(data: ReportData) -> str:
+    """The PD-only estimates of this run and of each matured cohort, realised beside them."""
+    if not data.estimates:
+        return "<p>No scored rows to estimate from.</p>"
+
+    def band(value: float | None, lower: float | None, upper: float | None) -> str:
+        return f"{_fmt(value, 4)} [{_fmt(lower, 4)}, {_fmt(upper, 4)}]"
+
+    rows = [
+        (
+            r.cohort_date,
+            r.grade or "all",
+            r.obligors,
+            band(r.expected_dr, r.dr_lower, r.dr_upper),
+            _fmt(r.realised_dr, 4),
+            band(r.expected_auc, r.auc_lower, r.auc_upper) if r.grade is None else "",
+            _fmt(r.realised_auc, 4) if r.grade is None else "",
+        )
+        for r in data.estimates
+    ]
+    return (
+        "<p class=note>From the calibrated PDs alone (90 % bands from simulated outcomes, or "
+        "monitoring.estimate_level): what the PDs predict if they stay calibrated. A change in "
+        "how the text relates to default shows only in realised figures, once a cohort "
+        "matures.</p>"
+        + _table(
+            ["cohort", "grade", "obligors", "default rate [band]", "realised DR", "AUC [band]",
+             "realised AUC"],
+            rows,
+        )
+    )  # fmt: skip
+
+
 def shadow_tables(data: ReportData) -> str:
     """Flips and PSI per challenger and segment; then, per challenger, both AUCs on the
     latest matured cohort it scored in shadow, with DeLong's p-value."""
@@ -543,6 +579,7 @@ def render_report(
         psi_chart(data, conf),
         migration_heatmap(data, grades),
         calibration_chart(data),
+        estimate_table(data),
         "<h3>PSI of pd</h3>"
         + line_chart(psi_trend, [("BASELINE", GREY), ("CONSECUTIVE", BLUE)], y_label="PSI")
         + "<h3>AUC of the latest matured cohort</h3>"

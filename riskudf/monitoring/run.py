@@ -57,6 +57,13 @@ from riskudf.monitoring.columns import (
     present_numeric,
 )
 from riskudf.monitoring.drift import DriftRecord, Reference, drift_records
+from riskudf.monitoring.estimate import (
+    Cell,
+    EstimateRecord,
+    estimate,
+    matured_cells,
+    with_realised,
+)
 from riskudf.monitoring.fairness import FairnessRecord, decisions_from_histograms, fairness_records
 from riskudf.monitoring.metrics import Grid, frequent_items
 from riskudf.monitoring.migration import MigrationRecord, migration_records
@@ -727,6 +734,7 @@ def _table_rows(
     numeric: dict[str, Grid],
     monitored_at: dt.datetime,
     model_version: str,
+    band_level: float,
 ) -> dict[str, TableRows]:
     """Each monitor table's records of the run, monitor_profile first (see write_monitoring)."""
     as_of = report.as_of
@@ -751,6 +759,7 @@ def _table_rows(
         "monitor_drift": (report.drift, common),
         "monitor_migration": (report.migration, common | previous_key),
         "monitor_backtest": (report.backtest, common),
+        "monitor_estimates": (report.estimates, common | {"band_level": band_level}),
         "monitor_fairness": (report.fairness, common),
         "monitor_alerts": (_alert_rows(report.alerts, report.run_id, monitored_at), common),
     }
@@ -758,6 +767,24 @@ def _table_rows(
         name: TableRows(MONITOR_TABLES[name][0], rows, values)
         for name, (rows, values) in records.items()
     }
+
+
+def _estimates(
+    mon: MonitoringConf,
+    as_of: dt.date,
+    cells: list[Any],
+    outcome_bins: list[Any],
+    backtest: list[BacktestRecord],
+) -> list[EstimateRecord]:
+    """This run's PD-only estimates (first: its portfolio row), then each matured cohort's,
+    with the backtest's realised figures beside them."""
+    level, simulations = mon.estimate_level, mon.estimate_simulations
+    found = [Cell(r["grade"], int(r["pd_bin"]), int(r["n"]), float(r["sum_pd"])) for r in cells]
+    records = estimate(found, cohort_date=as_of, level=level, simulations=simulations)
+    for (cohort, cohort_run), matured in sorted(matured_cells(outcome_bins).items()):
+        estimated = estimate(matured, cohort_date=cohort, level=level, simulations=simulations)
+        records += with_realised(estimated, backtest, cohort_run)
+    return records
 
 
 def _shadow(
@@ -815,11 +842,14 @@ def compute_monitoring(
         phases.lap("drift")
         migration = _migration(conf, rows, drift, portfolio, slices, notes)
         phases.lap("migration")
+        cells = agg.grade_pd_cells(rows).collect()
     finally:
         rows.unpersist()
     backtest, outcome_bins = _cohort_backtest(spark, conf, slices, as_of, notes, versions)
     phases.lap("backtest")
     fairness = _fairness(mon, slices, histograms, outcome_bins, as_of)
+    estimates = _estimates(mon, as_of, cells, outcome_bins, backtest)
+    phases.lap("estimate")
     alerts = evaluate_alerts(
         mon.alerts,
         as_of=as_of,
@@ -828,6 +858,7 @@ def compute_monitoring(
         fairness=fairness,
         shares=_shares(histograms, _quarantined_obligors(spark, conf, run_id)),
         reference_auc=reference_auc(manifest.metrics),
+        estimated_auc=estimates[0].expected_auc if estimates else None,
     )
     phases.lap("alerts")
     shadow = _shadow(spark, conf, run_id, as_of, notes)
@@ -848,13 +879,20 @@ def compute_monitoring(
         notes=notes,
         previous_run_id=previous.run_id if previous else None,
         shadow=shadow,
+        estimates=estimates,
     )
     fired = sum(1 for a in alerts if a.severity == "alert")
     return MonitorResult(
         run_id=run_id,
         as_of=as_of,
         tables=_table_rows(
-            report, previous, profile, numeric, monitored_at, manifest.model_version
+            report,
+            previous,
+            profile,
+            numeric,
+            monitored_at,
+            manifest.model_version,
+            mon.estimate_level,
         ),
         report=report,
         fails_run=bool(fired and mon.fail_on_alert),
