@@ -121,7 +121,8 @@ models: install lakehouse metastore
 	$(RUN) jobs/models.py --model demo
 
 # Retraining on matured outcomes: the training set of RETRAIN_DATES (cohorts whose outcomes have
-# matured; keep the latest out, for the gate), trained and registered as demo@challenger.
+# matured), trained and registered as demo@challenger. The gate tests a version on matured
+# cohorts outside its own training set.
 RETRAIN_DATES ?= $(TRAIN_DATES)
 retrain: install lakehouse metastore
 	$(MAKE) --no-print-directory training-set TRAIN_DATES="$(RETRAIN_DATES)"

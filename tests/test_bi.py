@@ -156,7 +156,7 @@ def hand_made(spark, tmp_path_factory) -> RiskConf:
     ).append()
     comparison = [
         (run, D1, "demo", "challenger", "v2", "v1", "all", 2, flips, flips / 2, 0, 0.0, 0.01)
-        + (None,) * 7
+        + (None,) * 8
         + (T,)
         for run, flips in (("r0", 1), ("r1", 2))
     ]

@@ -290,6 +290,7 @@ def test_report_shows_each_challenger_against_the_champion() -> None:
     }
     matured = {
         "matured_as_of": dt.date(2025, 11, 28),
+        "matured_champion_version": "v0",
         "matured_obligors": 38,
         "matured_defaults": 3,
         "champion_auc": 0.71,
@@ -323,7 +324,7 @@ def test_report_shows_each_challenger_against_the_champion() -> None:
     assert cells[1] == ["demo@challenger (v2)", "all", "40", "6 (0.15)", "2 (0.05)", "0.0123"]
     assert cells[2][1] == "sme"  # the whole portfolio first, then each segment
     assert cells[4] == [
-        "demo@challenger (v2)", "2025-11-28", "38", "3", "0.71", "0.78", "0.07", "0.0421"
+        "demo@challenger (v2)", "2025-11-28", "v0", "38", "3", "0.71", "0.78", "0.07", "0.0421"
     ]  # fmt: skip
     assert len(cells) == 5  # the matured table has the whole portfolio's row only
 

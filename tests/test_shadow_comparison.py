@@ -19,7 +19,8 @@ from riskudf.monitoring.shadow import compare_shadow
 
 ROOT = Path(__file__).resolve().parents[1]
 DB = "shadow_unit"
-COHORT, TODAY = dt.date(2025, 11, 28), dt.date(2026, 11, 28)
+COHORT, TODAY = dt.date(2025, 10, 31), dt.date(2026, 11, 28)
+UNLABELLED = dt.date(2025, 11, 28)  # matured, scored in shadow, but no outcomes loaded yet
 TOL = 1e-9
 
 
@@ -42,9 +43,9 @@ def compared(spark, tmp_path_factory):
     ids = [f"O{i:03d}" for i in range(n)]
     segments = ["sme" if i % 3 else "corporate" for i in range(n)]
 
-    def scored(day: dt.date, run: str, pds: np.ndarray) -> list[tuple]:
+    def scored(day: dt.date, run: str, pds: np.ndarray, version: str = "v1") -> list[tuple]:
         return [
-            (o, day, float(p), grade_of(p), decision_of(p), "v1", run)
+            (o, day, float(p), grade_of(p), decision_of(p), version, run)
             for o, p in zip(ids, pds, strict=True)
         ]
 
@@ -57,13 +58,23 @@ def compared(spark, tmp_path_factory):
     today_champion, today_challenger = champion * 1.1, challenger * 0.9
     spark.sql(f"DROP DATABASE IF EXISTS {DB} CASCADE")
     spark.sql(f"CREATE DATABASE {DB}")
-    spark.createDataFrame(
-        scored(COHORT, "r1", champion) + scored(TODAY, "r2", today_champion),
+    columns = (
         "obligor_id string, as_of_date date, pd double, grade string, decision string, "
-        "model_version string, run_id string",
-    ).write.format("delta").saveAsTable(f"{DB}.scored_portfolio")
+        "model_version string, run_id string"
+    )
+    # The cohort was scored again later (r1b) by another champion: its rows replaced r1's in
+    # scored_portfolio; the comparison must pair the challenger with r1's champion rows.
+    rescored = scored(COHORT, "r1b", challenger, "v2")
+    today = scored(TODAY, "r2", today_champion)
+    spark.createDataFrame(rescored + today, columns).write.format("delta").saveAsTable(
+        f"{DB}.scored_portfolio"
+    )
+    spark.createDataFrame(scored(COHORT, "r1", champion) + rescored + today, columns).write.format(
+        "delta"
+    ).saveAsTable(f"{DB}.scored_history")
     spark.createDataFrame(
         shadow(COHORT, "r1", challenger, "v2", "challenger")
+        + shadow(UNLABELLED, "r1x", challenger, "v2", "challenger")
         + shadow(TODAY, "r2", today_challenger, "v2", "challenger")
         + shadow(TODAY, "r2", today_champion, "v3", "other"),  # no matured cohort of its own
         schema(SHADOW_SCORES_COLUMNS),
@@ -107,7 +118,8 @@ def test_the_matured_cohort_gives_both_aucs_and_delongs_test(compared) -> None:
     # The reference: AUCs of the PDs on the monitoring's bins of 1e-4, and the paired test
     # from placement values computed per obligor in numpy.
     a, b = (np.floor(p / 1e-4).astype(int) for p in (champion, challenger))
-    assert whole["matured_as_of"] == COHORT
+    assert whole["matured_as_of"] == COHORT  # the latest matured one with outcomes
+    assert whole["matured_champion_version"] == "v1"  # the champion of the shadow's run
     assert (whole["matured_obligors"], whole["matured_defaults"]) == (len(y), int(y.sum()))
     assert whole["champion_auc"] == pytest.approx(roc_auc_score(y, a), abs=TOL)
     assert whole["challenger_auc"] == pytest.approx(roc_auc_score(y, b), abs=TOL)

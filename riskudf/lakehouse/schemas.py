@@ -551,9 +551,15 @@ MONITOR_SHADOW_COLUMNS: tuple[ColumnSpec, ...] = (
         "segment all: the latest cohort with matured outcomes that the challenger scored in "
         "shadow; null when there is none yet",
     ),
+    (
+        "matured_champion_version",
+        "STRING",
+        False,
+        "the champion that scored that cohort in the same run as the challenger",
+    ),
     ("matured_obligors", "BIGINT", False, "obligors of that cohort scored by both, with outcomes"),
     ("matured_defaults", "BIGINT", False, "of which defaulted within the horizon"),
-    ("champion_auc", "DOUBLE", False, "the champion's AUC on that cohort (PD bins of 1e-4)"),
+    ("champion_auc", "DOUBLE", False, "that champion's AUC on the cohort (PD bins of 1e-4)"),
     ("challenger_auc", "DOUBLE", False, "the challenger's AUC on the same obligors"),
     ("auc_difference", "DOUBLE", False, "challenger_auc - champion_auc"),
     (

@@ -442,7 +442,7 @@ def read_trends(
     return psi, auc
 
 
-def estimate_table(data: ReportData) -> str:
+def estimate_table(data: ReportData, grades: list[str]) -> str:
     """The PD-only estimates of this run and of each matured cohort, realised beside them."""
     if not data.estimates:
         return "<p>No scored rows to estimate from.</p>"
@@ -460,11 +460,19 @@ def estimate_table(data: ReportData) -> str:
             band(r.expected_auc, r.auc_lower, r.auc_upper) if r.grade is None else "",
             _fmt(r.realised_auc, 4) if r.grade is None else "",
         )
-        for r in data.estimates
+        for r in sorted(
+            data.estimates,
+            key=lambda r: (
+                -r.cohort_date.toordinal(),
+                r.grade is not None,
+                grades.index(r.grade) if r.grade in grades else len(grades),
+            ),
+        )
     ]
     return (
-        "<p class=note>From the calibrated PDs alone (90 % bands from simulated outcomes, or "
-        "monitoring.estimate_level): what the PDs predict if they stay calibrated. A change in "
+        "<p class=note>From the calibrated PDs alone (bands of coverage "
+        "monitoring.estimate_level, from simulated outcomes): what the PDs predict if they stay "
+        "calibrated. A change in "
         "how the text relates to default shows only in realised figures, once a cohort "
         "matures.</p>"
         + _table(
@@ -496,14 +504,15 @@ def shadow_tables(data: ReportData) -> str:
         ],
     )
     matured = _table(
-        ["challenger", "cohort", "obligors", "defaults", "AUC champion", "AUC challenger",
-         "difference", "DeLong p"],
+        ["challenger", "cohort", "champion then", "obligors", "defaults", "AUC champion",
+         "AUC challenger", "difference", "DeLong p"],
         [
             (
                 f"{r['model_name']}@{r['alias']} ({r['model_version']})",
                 r["matured_as_of"] or "none matured yet",
-                r["matured_obligors"],
-                r["matured_defaults"],
+                r["matured_champion_version"] or "-",
+                "-" if r["matured_obligors"] is None else r["matured_obligors"],
+                "-" if r["matured_defaults"] is None else r["matured_defaults"],
                 _fmt(r["champion_auc"], 4),
                 _fmt(r["challenger_auc"], 4),
                 _fmt(r["auc_difference"], 4),
@@ -579,7 +588,7 @@ def render_report(
         psi_chart(data, conf),
         migration_heatmap(data, grades),
         calibration_chart(data),
-        estimate_table(data),
+        estimate_table(data, grades),
         "<h3>PSI of pd</h3>"
         + line_chart(psi_trend, [("BASELINE", GREY), ("CONSECUTIVE", BLUE)], y_label="PSI")
         + "<h3>AUC of the latest matured cohort</h3>"

@@ -858,7 +858,10 @@ def compute_monitoring(
         fairness=fairness,
         shares=_shares(histograms, _quarantined_obligors(spark, conf, run_id)),
         reference_auc=reference_auc(manifest.metrics),
-        estimated_auc=estimates[0].expected_auc if estimates else None,
+        estimated_auc=next(
+            (r.expected_auc for r in estimates if r.cohort_date == as_of and r.grade is None),
+            None,
+        ),
     )
     phases.lap("alerts")
     shadow = _shadow(spark, conf, run_id, as_of, notes)

@@ -95,6 +95,7 @@ def compare_shadow(
 
 NO_MATURED: dict[str, Any] = {
     "matured_as_of": None,
+    "matured_champion_version": None,
     "matured_obligors": None,
     "matured_defaults": None,
     "champion_auc": None,
@@ -108,33 +109,52 @@ def matured_auc(
     spark: SparkSession, conf: RiskConf, version: str, as_of: dt.date
 ) -> dict[str, Any]:
     """Champion against challenger ``version`` on the latest cohort whose outcomes matured by
-    ``as_of`` and that the challenger scored in shadow: both AUCs on the monitoring's PD bins,
-    and DeLong's paired test of the difference (NO_MATURED's nulls where there is none)."""
+    ``as_of``, that has outcomes and that the challenger scored in shadow: the champion's scores
+    of that same run against the challenger's, both AUCs on the monitoring's PD bins, and
+    DeLong's paired test of the difference (NO_MATURED's nulls where there is none)."""
     horizon = conf.monitoring.outcome_horizon_months
     outcomes_table = conf.tables.qualified("outcomes")
-    if not spark.catalog.tableExists(outcomes_table):
+    history_table = conf.tables.qualified("scored_history")
+    if not spark.catalog.tableExists(outcomes_table) or not spark.catalog.tableExists(
+        history_table
+    ):
         return NO_MATURED
     shadow = spark.table(conf.tables.qualified("shadow_scores")).where(
         (F.col("model_version") == F.lit(version))
         & (F.add_months(F.col("as_of_date"), horizon) <= F.lit(as_of))
     )
-    latest = shadow.agg(F.max("as_of_date").alias("d")).first()
-    cohort = latest["d"] if latest is not None else None
+    dates = [r["as_of_date"] for r in shadow.select("as_of_date").distinct().collect()]
+    outcomes = spark.table(outcomes_table).where(F.col("default_12m").isNotNull())
+    labelled_dates = {
+        r["observation_date"]
+        for r in outcomes.where(F.col("observation_date").isin(dates))
+        .select("observation_date")
+        .distinct()
+        .collect()
+    } if dates else set()  # fmt: skip
+    cohort = max(labelled_dates, default=None)
     if cohort is None:
         return NO_MATURED
+    # The champion's scores of the run that scored the challenger's shadow rows (scored_history
+    # keeps every run's; scored_portfolio only the date's latest).
     labelled = (
         shadow.where(F.col("as_of_date") == F.lit(cohort))
-        .select("obligor_id", bin_index(F.col("pd"), PD_GRID).alias("b"))
+        .select("obligor_id", "run_id", bin_index(F.col("pd"), PD_GRID).alias("b"))
         .join(
-            spark.table(conf.tables.qualified("scored_portfolio"))
+            spark.table(history_table)
             .where(F.col("as_of_date") == F.lit(cohort))
-            .select("obligor_id", bin_index(F.col("pd"), PD_GRID).alias("a")),
-            "obligor_id",
+            .select(
+                "obligor_id",
+                "run_id",
+                bin_index(F.col("pd"), PD_GRID).alias("a"),
+                F.col("model_version").alias("champion_then"),
+            ),
+            ["obligor_id", "run_id"],
         )
         .join(
-            spark.table(outcomes_table)
-            .where((F.col("observation_date") == F.lit(cohort)) & F.col("default_12m").isNotNull())
-            .select("obligor_id", F.col("default_12m").cast("int").alias("y")),
+            outcomes.where(F.col("observation_date") == F.lit(cohort)).select(
+                "obligor_id", F.col("default_12m").cast("int").alias("y")
+            ),
             "obligor_id",
         )
         .persist()
@@ -143,6 +163,7 @@ def matured_auc(
         placed = labelled
         for column in ("a", "b"):
             placed = placed.join(F.broadcast(placements(spark, labelled, column)), column)
+        then = [r["champion_then"] for r in labelled.select("champion_then").distinct().collect()]
         sums = {
             r["y"]: r
             for r in placed.select(
@@ -172,8 +193,11 @@ def matured_auc(
     test = paired_auc_test(defaulters, others)
     auc_a = defaulters.a / defaulters.n if defaulters.n and others.n else None
     auc_b = defaulters.b / defaulters.n if defaulters.n and others.n else None
+    if not defaulters.n + others.n:
+        return NO_MATURED
     return {
         "matured_as_of": cohort,
+        "matured_champion_version": ", ".join(sorted(then)),
         "matured_obligors": defaulters.n + others.n,
         "matured_defaults": defaulters.n,
         "champion_auc": auc_a,
