@@ -187,14 +187,21 @@ submit-check:
 # (shadow_scores, monitor_shadow, the report's last section); version 2 promoted through the
 # gate (its report under lakehouse/reports/promotions); then rolled back to version 1 through
 # the same gate. `make models` prints every step from the tables.
+# A refusal (exit 7, a red test) is followed by the same promotion with a written override, so
+# that the demo shows both records; a bank's validator would decide that from the report.
+CYCLE_OVERRIDE ?= demo: walking the cycle after the refusal above; see its report
+CYCLE_PROMOTE = $(RUN) jobs/promote.py --model demo --by demo-validator --knowledge $(KNOWLEDGE)
 CYCLE_DATES ?= 2025-11-28
 CYCLE_CANDIDATES ?= probe
-demo-cycle: install lakehouse
+demo-cycle: install lakehouse metastore
 	$(MAKE) --no-print-directory retrain RETRAIN_DATES="$(CYCLE_DATES)" \
 	  CANDIDATES=$(CYCLE_CANDIDATES) PUBLISH_ANYWAY=1
 	$(MAKE) --no-print-directory score AS_OF=$(lastword $(DEMO_DATES))
-	$(MAKE) --no-print-directory promote BY=demo-validator REASON="demo: retrained on 2025"
-	$(MAKE) --no-print-directory promote ROLLBACK=1 BY=demo-validator REASON="demo: rollback drill"
+	$(CYCLE_PROMOTE) --reason "demo: retrained on 2025" || { test $$? -eq 7 && \
+	  $(CYCLE_PROMOTE) --reason "demo: retrained on 2025" --override-reason "$(CYCLE_OVERRIDE)"; }
+	$(CYCLE_PROMOTE) --rollback --reason "demo: rollback drill" || { test $$? -eq 7 && \
+	  $(CYCLE_PROMOTE) --rollback --reason "demo: rollback drill" \
+	  --override-reason "$(CYCLE_OVERRIDE)"; }
 	$(MAKE) --no-print-directory models
 
 demo: install lakehouse
