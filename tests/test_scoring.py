@@ -34,6 +34,7 @@ def test_rerun_replaces_the_date_and_logs_two_runs(
             model_dir=tiny_model,
             scoring__partitions=3,
             reasons__decisions=["review", "decline"],
+            monitoring__enabled=False,  # monitored in test_monitoring*; here the writes
         )
     )
     other_date = dt.date(2026, 10, 31)

@@ -203,11 +203,13 @@ def z_orders(spark, warehouse: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_killed_driver_then_rerun_matches_a_clean_run_and_no_text_leaks(
+def test_killed_driver_then_rerun_beside_a_failing_run_and_no_text_leaks(
     spark, submitted, clean_run
 ) -> None:
-    """A clean run, a driver killed mid-commit, a rerun: one row per obligor throughout, and the
-    rerun's outputs equal the clean run's."""
+    """A clean run; a driver killed mid-commit; then two drivers at once: the rerun of the
+    killed run's date (it takes over the dead run's hold) and a run of another date that
+    commits its rows, waits, and fails (exit 1, logged). One row per obligor throughout; the
+    rerun's outputs equal the clean run's; the failed run's undo puts back its own date only."""
     root, warehouse = submitted.root, submitted.warehouse
     day = CLEAN_DAY
     score = ("jobs/score_portfolio.py", "--as-of", day.isoformat(), "--conf", str(submitted.quiet))
@@ -227,18 +229,65 @@ def test_killed_driver_then_rerun_matches_a_clean_run_and_no_text_leaks(
     held = spark.read.format("delta").load(str(warehouse / "scoring_locks"))
     assert held.where(F.col("as_of_date") == day).count() == 1  # the dead run's hold
 
-    rerun = submit(root, *score)  # takes over the dead run's hold
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    # Another date's driver commits its rows and stalls before its run log; meanwhile the
+    # rerun scores and publishes the killed run's date; then the stalled one fails.
+    other = dt.date(2026, 11, 26)
+    gate = root / "release"
+    env = {
+        **os.environ,
+        "SPARK_CONF_DIR": str(root / "conf/spark"),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "RISKUDF_FAILPOINT": f"before_run_log:stall:{gate}",
+    }
+    first = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "spark-submit"),
+            "jobs/score_portfolio.py",
+            "--conf",
+            str(submitted.quiet),
+            "--as-of",
+            other.isoformat(),
+        ],
+        cwd=root,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(Path(f"{gate}.reached"))
+        rerun = submit(root, *score)  # takes over the dead run's hold
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+    finally:
+        gate.touch()
+        out, err = first.communicate(timeout=600)
+    assert first.returncode == 1, err[-3000:]
+    # Under spark-submit the Python driver's log reaches the launcher's stdout.
+    assert "ERROR score_portfolio: scoring run failed: FailpointError" in out, out[-3000:]
+
     assert output_state(spark, warehouse, day, with_run=False) == clean_plain
     assert f"scored {n_scored} of 20 obligors as of 2026-11-28" in rerun.stdout
     runs = spark.read.format("delta").load(str(warehouse / "score_runs"))
-    runs = runs.where(F.col("as_of_date") == day).orderBy("started_at").collect()
+    of_day = runs.where(F.col("as_of_date") == day).orderBy("started_at").collect()
     # The killed run left no row: it never got to write one.
-    assert [(r["status"], r["error"]) for r in runs] == [("success", None), ("success", None)]
+    assert [(r["status"], r["error"]) for r in of_day] == [("success", None), ("success", None)]
+    kept = spark.read.format("delta").load(str(warehouse / "scored_portfolio"))
+    kept = kept.where(F.col("as_of_date") == day)
+    assert kept.count() == of_day[-1]["rows_scored"] > 0
+    assert {r["run_id"] for r in kept.select("run_id").distinct().collect()} == {
+        of_day[-1]["run_id"]
+    }
+    [failed] = runs.where(F.col("as_of_date") == other).collect()
+    assert (failed["status"], failed["error"]) == ("failed", "FailpointError")
+    scored = spark.read.format("delta").load(str(warehouse / "scored_portfolio"))
+    assert scored.where(F.col("as_of_date") == other).count() == 0
     # After each published nightly write the date is compacted and Z-ordered by obligor_id.
     assert z_orders(spark, warehouse) == ['["obligor_id"]', *optimized]
     assert optimized and set(optimized) == {'["obligor_id"]'}
-    assert_no_sentinel(spark, warehouse, clean, killed, rerun)
+    stalled = subprocess.CompletedProcess([], 1, out, err)
+    assert_no_sentinel(spark, warehouse, clean, killed, rerun, stalled)
 
 
 @pytest.mark.slow
@@ -274,53 +323,3 @@ def wait_for(path: Path, seconds: float = 600) -> None:
     while not path.exists():
         assert time.monotonic() < deadline, f"{path} did not appear"
         time.sleep(0.5)
-
-
-@pytest.mark.slow
-def test_a_failed_run_leaves_another_dates_run_intact(spark, submitted) -> None:
-    """Two dates scored by two driver processes: the first commits its rows and waits; the
-    second scores and publishes its date; then the first fails (exit 1, logged). Its undo puts
-    back its own date only: the second's rows and success row stay."""
-    root, warehouse = submitted.root, submitted.warehouse
-    d1, d2 = dt.date(2026, 11, 26), dt.date(2026, 11, 27)
-    gate = root / "release"
-    env = {
-        **os.environ,
-        "SPARK_CONF_DIR": str(root / "conf/spark"),
-        "PYSPARK_PYTHON": sys.executable,
-        "PYSPARK_DRIVER_PYTHON": sys.executable,
-        "RISKUDF_FAILPOINT": f"before_run_log:stall:{gate}",
-    }
-    score = ("jobs/score_portfolio.py", "--conf", str(submitted.quiet), "--as-of")
-    first = subprocess.Popen(
-        [str(Path(sys.executable).parent / "spark-submit"), *score, d1.isoformat()],
-        cwd=root,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for(Path(f"{gate}.reached"))
-        second = submit(root, *score, d2.isoformat())
-        assert second.returncode == 0, second.stderr[-3000:]
-    finally:
-        gate.touch()
-        out, err = first.communicate(timeout=600)
-    assert first.returncode == 1, err[-3000:]
-    # Under spark-submit the Python driver's log reaches the launcher's stdout.
-    assert "ERROR score_portfolio: scoring run failed: FailpointError" in out, out[-3000:]
-
-    scored = spark.read.format("delta").load(str(warehouse / "scored_portfolio"))
-    runs = spark.read.format("delta").load(str(warehouse / "score_runs"))
-    by_status = {r["status"]: r for r in runs.where(F.col("as_of_date").isin(d1, d2)).collect()}
-    assert sorted(by_status) == ["failed", "success"]
-    failed, winner = by_status["failed"], by_status["success"]
-    assert (failed["as_of_date"], failed["error"]) == (d1, "FailpointError")
-    assert winner["as_of_date"] == d2
-    kept = scored.where(F.col("as_of_date") == d2)
-    assert kept.count() == winner["rows_scored"] > 0
-    assert {r["run_id"] for r in kept.select("run_id").distinct().collect()} == {winner["run_id"]}
-    assert scored.where(F.col("as_of_date") == d1).count() == 0
-    assert_no_sentinel(spark, warehouse, second, subprocess.CompletedProcess([], 1, out, err))
