@@ -219,6 +219,17 @@ def test_demo_data_train_and_score(spark, tiny_backbone, make_conf, tmp_path, ca
     ]
     assert history[-1]["reason"] == "rollback"
     assert history[-1]["promotion_id"] == records[-1]["promotion_id"]
+    capsys.readouterr()
+    assert job("models").main(["--model", "e2e", "--conf", str(conf)]) == 0
+    printed = capsys.readouterr().out
+    assert "e2e.model_aliases: 5 changes of e2e's aliases" in printed
+    assert "champion: e2e-2 -> e2e-1 by validator: rollback" in printed
+    assert "e2e.model_promotions: 3 decisions" in printed
+    assert [line.split()[2:4] for line in printed.splitlines() if "champion before" in line] == [
+        ["e2e-2:", "refused"],
+        ["e2e-2:", "overridden"],
+        ["e2e-1:", "promoted"],
+    ]
 
 
 def variant(conf: Path, name: str, **sections: dict) -> str:
