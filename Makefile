@@ -27,7 +27,7 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export HF_HUB_OFFLINE := 1
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: install demo demo-cycle data training-set model promote models retrain baseline score reproduce monitor alert backfill submit-check test bench lint \
+.PHONY: install demo demo-cycle data training-set model promote models robustness quantize retrain baseline score reproduce monitor alert backfill submit-check test bench lint \
   clean-lakehouse metastore metastore-stop bi bi-user bi-stop leases lease-release cluster cluster-stop \
   history history-stop
 
@@ -102,7 +102,7 @@ model: install lakehouse metastore
 	  --label-col default_12m --output models/demo \
 	  $(if $(REFERENCE_PD),--reference-pd-col $(REFERENCE_PD)) \
 	  $(if $(PUBLISH_ANYWAY),--publish-if-benchmark-wins) \
-	  $(if $(CANDIDATES),--candidates $(CANDIDATES)) \
+	  $(if $(CANDIDATES),--candidates $(CANDIDATES)) $(if $(QUANTIZE),--quantize) \
 	  $(if $(ALIAS),--alias $(ALIAS)) $(if $(FIRST_CHAMPION),--first-champion)
 
 # make promote [VERSION=... | ROLLBACK=1] [BY=...] [OVERRIDE="reason"] [REASON=...]
@@ -115,6 +115,17 @@ promote: install lakehouse metastore
 	  $(if $(VERSION),--version $(VERSION)) $(if $(ROLLBACK),--rollback) \
 	  $(if $(COHORTS),--cohorts $(COHORTS)) \
 	  $(if $(REASON),--reason "$(REASON)") $(if $(OVERRIDE),--override-reason "$(OVERRIDE)")
+
+# The robustness report of a model version (docs/governance.md, Robustness): the training job
+# runs it after evaluation; this reruns it, e.g. under changed thresholds or for an older version.
+MODEL ?= models/demo
+robustness: install lakehouse metastore
+	$(RUN) jobs/robustness.py --model $(MODEL) $(if $(VERSION),--version $(VERSION))
+
+# The int8 version of a published fp32 version (docs/training.md, int8 versions): evaluated on its
+# own splits beside its parent, no alias. After `make demo`: make quantize (about 8 minutes).
+quantize: install lakehouse metastore
+	$(RUN) jobs/quantize.py --model $(MODEL) $(if $(VERSION),--version $(VERSION))
 
 # The demo model's alias changes and promotion decisions (model_aliases, model_promotions).
 models: install lakehouse metastore

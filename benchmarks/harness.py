@@ -36,6 +36,8 @@ PATHS = {
     "b": "riskudf Spark stage",
     "c": "predict_batch_udf",
     "d": "transformers pipeline",
+    "e": "riskudf Spark stage int8",  # the int8 version of the same model (its own artifact)
+    "f": "predict_batch_udf fp32",  # (c) at fp32, whatever the conf's precision
 }
 WARMUP_DOCS = 64
 LONG_CHARS = 200_000  # the long-document case: documents at the default max_document_chars
@@ -67,10 +69,13 @@ def ratio(numerator: float, denominator: float) -> float:
 
 def result_line(rates: dict[str, float]) -> str:
     """The benchmark's last line."""
-    return (
+    line = (
         f"ratio_spark_vs_raw={ratio(rates['b'], rates['a']):.3f} "
         f"ratio_vs_predict_batch_udf={ratio(rates['b'], rates['c']):.3f}"
     )
+    if "e" in rates:
+        line += f" ratio_int8_vs_predict_batch_udf_fp32={ratio(rates['e'], rates['f']):.3f}"
+    return line
 
 
 # --- measuring -------------------------------------------------------------------------------
@@ -379,8 +384,9 @@ def make_predict_fn(model_dir: str, precision: str, device: str) -> Any:
     return make
 
 
-def predict_batch_stage(job: Job) -> tuple[pd.DataFrame, float]:
-    """(c): pyspark.ml.functions.predict_batch_udf, fixed batches of 64, same partitions."""
+def predict_batch_stage(job: Job, fp32: bool = False) -> tuple[pd.DataFrame, float]:
+    """(c): pyspark.ml.functions.predict_batch_udf, fixed batches of 64, same partitions;
+    ``fp32``: (f), at fp32 whatever the conf asks."""
     from pyspark.ml.functions import predict_batch_udf
     from pyspark.sql import functions as F
     from pyspark.sql.types import DoubleType
@@ -390,7 +396,7 @@ def predict_batch_stage(job: Job) -> tuple[pd.DataFrame, float]:
 
     spark = bench_spark(job)
     conf = load_config(job.conf)
-    precision = device_precision(conf.scoring.precision, job.device)
+    precision = "fp32" if fp32 else device_precision(conf.scoring.precision, job.device)
     udf = predict_batch_udf(
         make_predict_fn(job.model_dir, precision, job.device),
         return_type=DoubleType(),
@@ -515,8 +521,11 @@ def run_path(job: Job, n_docs: int = 0) -> None:
     if job.path == "long":
         Path(f"{job.out}.json").write_text(json.dumps(long_stage(job, n_docs)))
         return
-    if job.path in ("b", "c"):
-        frame, seconds = spark_stage(job) if job.path == "b" else predict_batch_stage(job)
+    if job.path in ("b", "c", "e", "f"):
+        if job.path in ("b", "e"):  # (e): the same stage, given the int8 version's directory
+            frame, seconds = spark_stage(job)
+        else:
+            frame, seconds = predict_batch_stage(job, fp32=job.path == "f")
     else:
         docs = pd.read_parquet(job.docs)
         texts = docs["document"].tolist()
@@ -671,6 +680,39 @@ def bench_model(model_dir: Path, max_length: int) -> None:
     )
 
 
+def bench_model_int8(model_dir: Path, out: Path) -> None:
+    """The bench model's int8 version, published as its own artifact as the training job does
+    (riskudf.model.quantized): what path (e) scores."""
+    import torch
+
+    from riskudf.config import ChunkingConf, TrainingConf
+    from riskudf.model.load import load_artifact
+    from riskudf.model.quantized import METHOD, quantize
+    from riskudf.training.finetune import publish_model
+
+    manifest, tokenizer, model = load_artifact(model_dir)
+    chunking = ChunkingConf(**manifest.chunking) if manifest.chunking else None
+    publish_model(
+        tokenizer,
+        quantize(model),
+        out,
+        backbone=manifest.backbone,
+        conf=TrainingConf(max_length=manifest.max_length, chunking=chunking),
+        training_table=manifest.training_table,
+        training_table_version=None,
+        metrics={},
+        calibration=manifest.calibration,  # the parent's: the same PDs up to int8's error
+        features=manifest.features,
+        redaction=manifest.redaction,
+        model_version=f"{manifest.model_version}-int8",
+        quantization={
+            "method": METHOD,
+            "engine": str(torch.backends.quantized.engine),
+            "parent_version": manifest.model_version,
+        },
+    )
+
+
 def child_env(workdir: Path) -> dict[str, str]:
     """Children's environment: no project spark-defaults (no metastore), offline models."""
     conf_dir = workdir / "spark-conf"
@@ -739,8 +781,17 @@ def main(
 
     gpu = device.startswith("cuda")
 
+    from riskudf.model.artifact import read_manifest
+
+    parent = read_manifest(Path(model_dir)).model_version
+    int8_dir = root / f"model-int8-{parent}"
+    if not gpu and not (int8_dir / "manifest.json").is_file():
+        bench_model_int8(Path(model_dir), int8_dir)
+
     def child(path: str, docs: int = n_docs, conf: str = conf) -> tuple[int, Usage]:
         job = Job(**{**base.__dict__, "path": path, "out": str(root / f"out-{path}"), "conf": conf})
+        if path == "e":
+            job = replace(job, model_dir=str(int8_dir))
         command = [sys.executable, entry, "--child", job.to_json(), "--docs", str(docs)]
         return run_sampled(command, env, gpu=gpu and path != "docs")
 
@@ -789,6 +840,8 @@ def main(
     rows = []
     reference: pd.Series | None = None
     for path in PATHS:
+        if gpu and path in ("e", "f"):  # an int8 version runs on CPUs only
+            continue
         print(f"running ({path}) {PATHS[path]} ...", flush=True)
         code, usage = child(path)
         if code != 0:
@@ -820,6 +873,12 @@ def main(
         print(row)
     b_over = {path: ratio(rates["b"], rates[path]) for path in "acd"}
     print(f"ratios: b/a {b_over['a']:.3f}, b/c {b_over['c']:.3f}, b/d {b_over['d']:.3f}")
+    if "e" in rates:
+        print(
+            f"int8 version: e/f {ratio(rates['e'], rates['f']):.3f} (the Spark stage, int8, "
+            f"against predict_batch_udf at fp32), e/b {ratio(rates['e'], rates['b']):.3f} "
+            f"(against the Spark stage at {precision}); cpu {cpu_model()}"
+        )
     spark_gflops = flops / (len(texts) / rates["b"]) / 1e9
     print(
         f"matmul peak ({precision}, {threads} threads): {peak:.0f} GFLOP/s; Spark stage "

@@ -13,6 +13,7 @@ from pathlib import Path
 from riskudf.config import RiskConf
 from riskudf.entry import EXIT_BENCHMARK_WINS, EXIT_OK, add_conf_argument, run_job
 from riskudf.lakehouse.session import build_spark
+from riskudf.model.registry import robustness_line
 from riskudf.training.data import LabelError
 from riskudf.training.finetune import TrainedModel
 from riskudf.training.pipeline import OutputError, train_model
@@ -54,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model-version", default=None, help="default: timestamp and hash")
     parser.add_argument(
+        "--quantize",
+        action="store_true",
+        help="also publish an int8 version of the model, evaluated on its own (training.quantize)",
+    )
+    parser.add_argument(
         "--publish-if-benchmark-wins",
         action="store_true",
         help="publish the transformer even when TF-IDF + LR beats it on validation (recorded)",
@@ -70,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.candidates:
             training = training.only_candidates([n.strip() for n in args.candidates.split(",")])
+        if args.quantize:
+            training = training.model_copy(update={"quantize": True})
         if args.publish_if_benchmark_wins:
             training = training.model_copy(update={"publish_if_benchmark_wins": True})
         trained = train_model(
@@ -85,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             alias=args.alias,
             first_champion=args.first_champion,
             changed_by=_user(),
+            robustness_table=conf.tables.qualified("model_robustness"),
         )
         return report(trained)
 
@@ -113,6 +122,14 @@ def report(trained: TrainedModel) -> int:
         )
     rows = training.get("split_rows") or {}
     print("rows: " + ", ".join(f"{name} {count}" for name, count in rows.items()))
+    if trained.int8 is not None:
+        c = trained.int8.manifest.training["int8"]
+        print(
+            f"int8 version {trained.int8.manifest.model_version} (no alias): test AUC "
+            f"{c['test_auc']:.4f} against {c['parent_test_auc']:.4f}, ECE {c['test_ece']:.4f} "
+            f"against {c['parent_test_ece']:.4f}, grades agree on {c['grade_agreement']:.1%}, "
+            f"{c['docs_per_second'] / c['parent_docs_per_second']:.2f}x the fp32 docs/s"
+        )
     code = _verdict(trained)
     if "test_macro_auc" in metrics:  # a grade classifier
         print(
@@ -129,6 +146,9 @@ def report(trained: TrainedModel) -> int:
         f"{metrics['test_ece']:.4f} ({trained.manifest.calibration.get('method')}, fitted on "
         "the calibration split)"
     )
+    summary = training.get("robustness")
+    if summary:
+        print(f"robustness ({summary['documents']} test documents): {robustness_line(summary)}")
     if "reference_pd_test_auc" in metrics:
         print(
             f"reference PD column on the same test split: AUC "

@@ -59,6 +59,7 @@ class TablesConf(_Conf):
     model_registry: str = "model_registry"
     model_aliases: str = "model_aliases"
     model_promotions: str = "model_promotions"
+    model_robustness: str = "model_robustness"
     shadow_scores: str = "shadow_scores"
     monitor_shadow: str = "monitor_shadow"
     scored_history: str = "scored_history"
@@ -465,6 +466,31 @@ class ChunkingConf(_Conf):
     aggregation: Literal["max", "mean"] = "max"
 
 
+class RobustnessConf(_Conf):
+    """The robustness report run after evaluation (riskudf/governance/robustness.py)."""
+
+    enabled: bool = True
+    max_documents: int = Field(default=150, gt=0, description="test documents drawn (seeded)")
+    min_cases: int = Field(default=10, gt=0, description="fewer applicable: not assessed")
+    seed: int = Field(default=0, ge=0)
+    pd_tolerance: float = Field(
+        default=0.1, gt=0, description="a same-PD case fails beyond this share of its PD"
+    )
+    pd_tolerance_floor: float = Field(default=0.001, ge=0, description="... and this much")
+    invariance_max_fail_rate: float = Field(default=0.05, ge=0, le=1)
+    invariance_max_grade_flip_rate: float = Field(default=0.01, ge=0, le=1)
+    personal_data_max_fail_rate: float = Field(default=0.01, ge=0, le=1)
+    personal_data_max_grade_flip_rate: float = Field(default=0.0, ge=0, le=1)
+    direction_min_pass_rate: float = Field(default=0.95, ge=0, le=1)
+    direction_min_logit_change: float = Field(
+        default=0.05, gt=0, description="a direction case passes when the log-odds move this much"
+    )
+    red_kinds: tuple[Literal["invariance", "direction", "personal_data"], ...] = Field(
+        default=("direction", "personal_data"),
+        description="a failed test of these kinds is red at the promotion gate, others yellow",
+    )
+
+
 class TrainingConf(_Conf):
     backbone: str | None = Field(default=None, description="null: the packaged MiniLM backbone")
     method: Literal["full", "lora", "frozen", "probe"] = Field(
@@ -513,6 +539,11 @@ class TrainingConf(_Conf):
         description="publish the transformer even when TF-IDF + LR beats it on validation",
     )
     max_train_rows: int = Field(default=0, ge=0, description="0: all rows")
+    robustness: RobustnessConf = RobustnessConf()
+    quantize: bool = Field(
+        default=False,
+        description="also publish an int8 version (dynamic quantisation), evaluated on its own",
+    )
     processes: int = Field(
         default=0, ge=0, description="0: train in the driver; n: TorchDistributor, n processes"
     )

@@ -175,7 +175,16 @@ def test_manifest_round_trip_gives_an_equal_object(tmp_path: Path) -> None:
     assert verify_artifact(tmp_path) == complete
     on_disk = json.loads((tmp_path / "manifest.json").read_text())
     assert sorted(on_disk) == sorted(
-        [*FIELDS, "files", "calibration", "chunking", "training", "features", "redaction"]
+        [
+            *FIELDS,
+            "files",
+            "calibration",
+            "chunking",
+            "training",
+            "features",
+            "redaction",
+            "quantization",
+        ]
     )
     assert Manifest.from_dict(on_disk).to_json() == (tmp_path / "manifest.json").read_text()
 

@@ -24,6 +24,8 @@ def test_result_line_is_the_last_line_format() -> None:
     rates = {"a": 40.0, "b": 38.0, "c": 25.0, "d": 20.0}
     assert result_line(rates) == "ratio_spark_vs_raw=0.950 ratio_vs_predict_batch_udf=1.520"
     assert np.isnan(ratio(1.0, 0.0))
+    rates.update(e=45.0, f=30.0)  # the int8 version's stage against predict_batch_udf at fp32
+    assert result_line(rates).endswith(" ratio_int8_vs_predict_batch_udf_fp32=1.500")
 
 
 def test_tree_pss_of_this_process_is_positive() -> None:

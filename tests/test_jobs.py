@@ -12,7 +12,9 @@ import yaml
 from pyspark.sql import functions as F
 
 from riskudf.entry import EXIT_PROMOTION_REFUSED
+from riskudf.governance.robustness import SUITE
 from riskudf.model.artifact import versions_dir
+from riskudf.model.registry import robustness_line
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,6 +38,7 @@ def test_demo_data_train_and_score(spark, tiny_backbone, make_conf, tmp_path, ca
         training__max_length=64,
         training__batch_size=8,
         training__max_train_rows=0,
+        training__quantize=True,
         scoring__model="e2e@champion",
     )
     # 120 obligors of a riskier book (shift 2): enough defaults for every split
@@ -96,10 +99,25 @@ def test_demo_data_train_and_score(spark, tiny_backbone, make_conf, tmp_path, ca
     assert manifest["training"]["method"] == "full"
     assert manifest["training"]["parent_model"] is None
     assert "# Model card: e2e-1" in (model_dir / "MODEL_CARD.md").read_text()
-    registry = spark.table("e2e.model_registry").collect()
+    registry = spark.table("e2e.model_registry").orderBy("created_at").collect()
     assert [
-        (r["model_version"], r["training_table"], r["training_table_version"]) for r in registry
-    ] == [("e2e-1", "e2e.training_documents", 0)]
+        (r["model_version"], r["training_table"], r["training_table_version"], r["quantized_from"])
+        for r in registry
+    ] == [
+        ("e2e-1", "e2e.training_documents", 0, None),
+        ("e2e-1-int8", "e2e.training_documents", 0, "e2e-1"),
+    ]
+    # The int8 version: its own directory, calibration and figures beside its parent's.
+    int8_dir = versions_dir(model_dir) / "e2e-1-int8"
+    int8 = json.loads((int8_dir / "manifest.json").read_text())
+    assert int8["quantization"]["parent_version"] == "e2e-1"
+    assert "quantized.safetensors" in int8["files"] and "model.safetensors" not in int8["files"]
+    beside = int8["training"]["int8"]
+    assert beside["parent_test_auc"] == pytest.approx(metrics["test_auc"], abs=1e-12)
+    assert beside["test_auc"] == pytest.approx(int8["metrics"]["test_auc"], abs=1e-12)
+    assert 0.0 <= beside["grade_agreement"] <= 1.0
+    assert "## int8 version" in (int8_dir / "MODEL_CARD.md").read_text()
+    assert registry[1]["robustness"] == robustness_line(int8["training"]["robustness"])
     assert registry[0]["parent_model"] is None
     # The registry names the version's own directory; model_dir links to it.
     assert registry[0]["model_dir"] == str(versions_dir(model_dir) / "e2e-1")
@@ -113,14 +131,49 @@ def test_demo_data_train_and_score(spark, tiny_backbone, make_conf, tmp_path, ca
     assert alias["model_dir"] == registry[0]["model_dir"] and alias["previous_version"] is None
     assert alias["reason"] == "first champion, set by the training job without the gate"
     assert registry[0]["metrics"]["test_auc"] == pytest.approx(metrics["test_auc"], abs=1e-12)
+    # The robustness report: in the manifest, the model card, the registry and its table.
+    report = manifest["training"]["robustness"]
+    assert report["documents"] == rows["test"]
+    assert report["source"] == "test split of e2e.training_documents version 0"
+    assert [t["test"] for t in report["tests"]] == [t.name for t in SUITE]
+    assert registry[0]["robustness"] == robustness_line(report)
+    assert "## Robustness" in (model_dir / "MODEL_CARD.md").read_text()
+    stored = spark.table("e2e.model_robustness").where("model_version = 'e2e-1'").collect()
+    assert {r["test"]: r["cases"] for r in stored} == {
+        t["test"]: t["cases"] for t in report["tests"]
+    }
+    # The command reruns it for a version: the same split and figures, its rows replaced.
+    capsys.readouterr()
+    again = ["--model", str(model_dir), "--version", "e2e-1", "--conf", str(conf)]
+    assert job("robustness").main(again) == 0
+    assert robustness_line(report) in capsys.readouterr().out
+    rerun = spark.table("e2e.model_robustness").where("model_version = 'e2e-1'").collect()
+    assert len(rerun) == len(SUITE) and min(r["assessed_at"] for r in rerun) > max(
+        r["assessed_at"] for r in stored
+    )
+    for r in rerun:
+        [t] = [t for t in report["tests"] if t["test"] == r["test"]]
+        assert (r["cases"], r["status"]) == (t["cases"], t["status"])
+        if t["mean_pd_change"] is not None:
+            assert r["mean_pd_change"] == pytest.approx(t["mean_pd_change"], abs=1e-6)
     # Champion and challenger: a second version (another seed) becomes a challenger.
-    reseeded = variant(conf, "reseeded", training={"seed": 12})
+    reseeded = variant(conf, "reseeded", training={"seed": 12, "quantize": False})
     second = ["--train-table", "e2e.training_documents", "--text-col", "text"]
     second += ["--label-col", "default_12m", "--output", str(model_dir)]
     second += ["--model-version", "e2e-2", "--publish-if-benchmark-wins", "--conf", reseeded]
     assert job("train").main(second) == 0
     first = json.loads((versions_dir(model_dir) / "e2e-1" / "manifest.json").read_text())
     assert first == manifest  # the first version is untouched
+    # jobs/quantize.py: e2e-2's int8 version, its splits rebuilt from the recorded table version
+    second_manifest = json.loads((versions_dir(model_dir) / "e2e-2" / "manifest.json").read_text())
+    quantized = ["--model", str(model_dir), "--version", "e2e-2", "--conf", str(conf)]
+    assert job("quantize").main(quantized) == 0
+    made = json.loads((versions_dir(model_dir) / "e2e-2-int8" / "manifest.json").read_text())
+    assert made["quantization"]["parent_version"] == "e2e-2"
+    # the fp32 model assessed again on the rebuilt splits: its manifest's figure
+    assert made["training"]["int8"]["parent_test_auc"] == pytest.approx(
+        second_manifest["metrics"]["test_auc"], abs=1e-6
+    )
 
     def aliases_now() -> dict[str, str]:
         latest: dict[str, str] = {}
@@ -180,6 +233,8 @@ def test_demo_data_train_and_score(spark, tiny_backbone, make_conf, tmp_path, ca
         if t["scope"] == "matured" and t["grade"] == "portfolio"
     }
     assert portfolio["jeffreys"]["colour"] == "red"
+    # e2e-2's own robustness report, one result per test
+    assert sum(t["test"].startswith("robustness:") for t in refused["tests"]) == len(SUITE)
     n = spark.table("e2e.outcomes").where("observation_date = '2025-11-28'").count()
     assert f"{n} defaults of {n}" in portfolio["jeffreys"]["detail"]  # every obligor was scored
     assert "REFUSED" in Path(refused["report"]).read_text()
@@ -197,6 +252,7 @@ def test_demo_data_train_and_score(spark, tiny_backbone, make_conf, tmp_path, ca
             "bandwidth_yellow_above": 1.0,
             "bandwidth_red_above": 1.0,
         },
+        training={"robustness": {"red_kinds": []}},  # the tiny model's failures yellow
     )
     # --rollback: the champion before the current one (model_aliases' previous_version).
     back = ["--model", "e2e", "--rollback", "--by", "validator", "--knowledge", "current"]

@@ -130,6 +130,7 @@ def readable_tables(conf: RiskConf) -> tuple[str, ...]:
         tables.qualified("model_registry"),
         tables.qualified("model_aliases"),
         tables.qualified("model_promotions"),
+        tables.qualified("model_robustness"),
         tables.qualified("shadow_scores"),
     )
 

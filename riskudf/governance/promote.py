@@ -10,10 +10,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pyspark import StorageLevel
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from riskudf.config import GateConf, RiskConf
 from riskudf.governance import gate
@@ -30,6 +32,7 @@ from riskudf.governance.evidence import (
     training_dates,
 )
 from riskudf.governance.gate import TestResult
+from riskudf.governance.robustness import SUITE
 from riskudf.lakehouse.delta import append, ensure_table_and_database, schema
 from riskudf.lakehouse.schemas import (
     MODEL_PROMOTIONS_COLUMNS,
@@ -37,6 +40,7 @@ from riskudf.lakehouse.schemas import (
     RETENTION_PROPERTIES,
 )
 from riskudf.model import aliases
+from riskudf.model.artifact import Manifest
 from riskudf.training.dataset import Knowledge
 from riskudf.training.evaluate import GradeRow
 
@@ -118,6 +122,8 @@ def promote(
         initial_auc=initial_auc_of(initial, candidate.manifest.metrics.get("test_auc")),
         matrix=matrix,
         gate_conf=conf.gate,
+        robustness=robustness_tests(spark, conf, model_name, candidate.manifest),
+        red_kinds=conf.training.robustness.red_kinds,
     )
     decision = gate.decide(results, override_reason)
     promotion_id = uuid.uuid4().hex
@@ -166,8 +172,11 @@ def gate_results(
     initial_auc: float | None,
     matrix: np.ndarray | None,
     gate_conf: GateConf,
+    robustness: Sequence[dict[str, Any]] | None = None,
+    red_kinds: Sequence[str] = ("direction", "personal_data"),
 ) -> list[TestResult]:
-    """Every test of the gate on the matured cohorts and on the test split."""
+    """Every test of the gate on the matured cohorts and on the test split; ``robustness``:
+    the tests of the candidate's robustness report (None: it has none)."""
     results = gate.calibration_tests(current, MATURED, gate_conf)
     if initial:
         results += gate.calibration_tests(initial, TEST_SPLIT, gate_conf)
@@ -187,18 +196,70 @@ def gate_results(
     if initial_auc is not None:
         results.append(gate.discrimination_test(current, initial_auc, MATURED, gate_conf))
     results += gate.stability_tests(matrix, MATURED, gate_conf)
-    results.append(
-        TestResult(
-            "robustness",
-            TEST_SPLIT,
-            gate.PORTFOLIO,
-            None,
-            None,
-            st.NOT_ASSESSED,
-            "the model has no robustness report",
-        )
-    )
+    results += robustness_results(robustness, red_kinds)
     return results
+
+
+def robustness_results(
+    tests: Sequence[dict[str, Any]] | None, red_kinds: Sequence[str]
+) -> list[TestResult]:
+    """One result per robustness test: a pass green, a failure red for ``red_kinds`` and
+    yellow for the others; the statistic is the fail rate."""
+    if not tests:
+        return [
+            TestResult(
+                "robustness",
+                TEST_SPLIT,
+                gate.PORTFOLIO,
+                None,
+                None,
+                st.NOT_ASSESSED,
+                "the model has no robustness report (make robustness MODEL=...)",
+            )
+        ]
+    results = []
+    for t in tests:
+        if t["status"] == "pass":
+            colour = st.GREEN
+        elif t["status"] == "fail":
+            colour = st.RED if t["kind"] in red_kinds else st.YELLOW
+        else:
+            colour = st.NOT_ASSESSED
+        results.append(
+            TestResult(
+                f"robustness:{t['test']}",
+                TEST_SPLIT,
+                gate.PORTFOLIO,
+                t["fail_rate"],
+                None,
+                colour,
+                f"{t['kind']}: {t['detail']} ({t['threshold']})",
+            )
+        )
+    return results
+
+
+def robustness_tests(
+    spark: SparkSession, conf: RiskConf, model_name: str, manifest: Manifest
+) -> list[dict[str, Any]] | None:
+    """The version's robustness tests: the latest run in model_robustness (the training job's,
+    or a later ``jobs/robustness.py`` run under other thresholds), else its manifest's report;
+    None when neither has one."""
+    table = conf.tables.qualified("model_robustness")
+    if spark.catalog.tableExists(table):
+        rows = (
+            spark.table(table)
+            .where(
+                (F.col("model_name") == model_name)
+                & (F.col("model_version") == manifest.model_version)
+            )
+            .collect()  # one row per test of one version
+        )
+        if rows:
+            order = {test.name: i for i, test in enumerate(SUITE)}
+            return sorted((row.asDict() for row in rows), key=lambda t: order.get(t["test"], 99))
+    summary = manifest.training.get("robustness")
+    return list(summary["tests"]) if summary else None
 
 
 def record(

@@ -485,6 +485,8 @@ MODEL_REGISTRY_COLUMNS: tuple[ColumnSpec, ...] = (
         "transformer_better or benchmark_better (TF-IDF + LR, validation)",
     ),
     ("published", "BOOLEAN", False, "false: set aside at model_dir, the benchmark won"),
+    ("robustness", "STRING", False, "the robustness report's verdict (risk.model_robustness)"),
+    ("quantized_from", "STRING", False, "an int8 version: the fp32 version it was made from"),
 )
 MODEL_REGISTRY_COMMENT = "one row per trained model: published, or set aside (published false)"
 
@@ -517,6 +519,30 @@ MODEL_PROMOTIONS_COLUMNS: tuple[ColumnSpec, ...] = (
     ("report", "STRING", False, "the readable report's path"),
 )
 MODEL_PROMOTIONS_COMMENT = "every promotion decision of the gate, refusals included, never updated"
+
+MODEL_ROBUSTNESS_COLUMNS: tuple[ColumnSpec, ...] = (
+    ("model_name", "STRING", True, "the model (its directory's name, e.g. demo)"),
+    ("model_version", "STRING", True, "the version tested"),
+    ("assessed_at", "TIMESTAMP", True, "when the suite ran (UTC)"),
+    ("source", "STRING", True, "the documents perturbed: the test split of a training table"),
+    ("test", "STRING", True, "the perturbation, e.g. typos, going_concern_added"),
+    ("kind", "STRING", True, "invariance, direction or personal_data"),
+    ("expect", "STRING", True, "same (PD unchanged), up or down"),
+    ("cases", "INT", True, "test documents the perturbation applied to"),
+    ("failed", "INT", True, "cases that failed"),
+    ("fail_rate", "DOUBLE", False, "failed / cases; null when not assessed"),
+    ("mean_pd_change", "DOUBLE", False, "mean calibrated PD change, after minus before"),
+    ("max_abs_pd_change", "DOUBLE", False, "largest absolute calibrated PD change"),
+    ("grade_flip_rate", "DOUBLE", False, "share of cases whose grade changed"),
+    ("decision_flip_rate", "DOUBLE", False, "share of cases whose decision changed"),
+    ("threshold", "STRING", True, "the pass threshold of conf"),
+    ("status", "STRING", True, "pass, fail or not_assessed"),
+    ("detail", "STRING", True, "counts behind the status"),
+)
+MODEL_ROBUSTNESS_COMMENT = (
+    "the robustness report of each model version (latest run per version; earlier runs in the "
+    "table's history)"
+)
 
 SHADOW_SCORES_COLUMNS: tuple[ColumnSpec, ...] = (
     ("obligor_id", "STRING", True, "obligor key (pseudonymous)"),

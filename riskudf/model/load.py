@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from riskudf.model.artifact import Manifest, verify_artifact
+from riskudf.model.artifact import ArtifactError, Manifest, verify_artifact
 from riskudf.model.features import FeatureSpec, feature_spec_of
 
 
@@ -65,14 +65,52 @@ def load_fused(model_dir: str | Path, spec: FeatureSpec, num_labels: int) -> Any
     return model.eval()
 
 
+def load_quantized_version(model_dir: Path, manifest: Manifest) -> Any:
+    """An int8 version: the architecture from config.json (no weights read), quantised, with
+    the stored int8 tensors (riskudf.model.quantized)."""
+    offline()
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+    from riskudf.model.fused import FusedClassifier
+    from riskudf.model.quantized import METHOD, QUANTIZED_FILE, load_quantized
+
+    if manifest.quantization.get("method") != METHOD:
+        raise ArtifactError(
+            f"model {manifest.model_version}: quantisation {manifest.quantization.get('method')!r}"
+            f" is not {METHOD!r}"
+        )
+    import torch
+
+    engine = manifest.quantization.get("engine")
+    if engine not in torch.backends.quantized.supported_engines:
+        raise ArtifactError(
+            f"model {manifest.model_version} was quantised for torch engine {engine!r}, which "
+            f"this host lacks ({torch.backends.quantized.supported_engines}): score its fp32 "
+            f"parent {manifest.quantization.get('parent_version')}"
+        )
+    torch.backends.quantized.engine = engine
+    config = AutoConfig.from_pretrained(
+        str(model_dir), local_files_only=True, trust_remote_code=False
+    )
+    spec = feature_spec_of(manifest.features)
+    if spec is not None:
+        skeleton = FusedClassifier(AutoModel.from_config(config), spec, len(manifest.label_map))
+    else:
+        skeleton = AutoModelForSequenceClassification.from_config(config)
+    return load_quantized(skeleton, model_dir / QUANTIZED_FILE)
+
+
 def load_artifact(model_dir: str | Path) -> tuple[Manifest, Any, Any]:
     """Verify the checksums, then load tokenizer and model (in eval mode, on the CPU).
 
     A manifest with a feature spec is a fused classifier (encoder + feature head); without one,
-    a transformers sequence classifier, as every model before features.
+    a transformers sequence classifier, as every model before features. An int8 version is
+    rebuilt from its stored tensors (load_quantized_version).
     """
     manifest = verify_artifact(model_dir)
     tokenizer = load_tokenizer(model_dir)
+    if manifest.quantization:
+        return manifest, tokenizer, load_quantized_version(Path(model_dir), manifest)
     spec = feature_spec_of(manifest.features)
     if spec is not None:
         return manifest, tokenizer, load_fused(model_dir, spec, len(manifest.label_map))

@@ -28,6 +28,15 @@ def ensure_registry(spark: SparkSession, table: str) -> None:
     )
 
 
+def robustness_line(summary: dict | None) -> str | None:
+    """The registry's one-line verdict of a manifest's robustness report (None: no report)."""
+    if not summary:
+        return None
+    failed = summary.get("failed") or []
+    line = f"{summary['verdict']}: {len(failed)} of {summary['assessed']} assessed tests failed"
+    return line + (f" ({', '.join(failed)})" if failed else "")
+
+
 def register_model(
     spark: SparkSession, table: str, manifest: Manifest, *, model_dir: str, published: bool = True
 ) -> None:
@@ -47,6 +56,8 @@ def register_model(
         {k: float(v) for k, v in manifest.metrics.items()},
         selection.get("verdict"),
         published,
+        robustness_line(manifest.training.get("robustness")),
+        manifest.quantization.get("parent_version"),
     )
     append(spark.createDataFrame([row], schema(MODEL_REGISTRY_COLUMNS)), table)
 

@@ -70,6 +70,30 @@ def quantize_int8(model: Any) -> Any:
         return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
+def is_quantized(model: Any) -> bool:
+    """Whether ``model`` holds dynamically quantised int8 layers (an int8 version)."""
+    from torch.ao.nn.quantized.dynamic import Linear
+
+    return any(isinstance(module, Linear) for module in model.modules())
+
+
+def check_int8_device(device: str, flags: frozenset[str] | None = None) -> None:
+    """Refuse hardware that cannot run an int8 version: a GPU (dynamic quantisation is a CPU
+    kernel), or a CPU without AVX2 (torch's x86/fbgemm int8 kernels need it)."""
+    if device.startswith("cuda"):
+        raise ValueError(
+            "an int8 (dynamically quantised) model version runs on the CPU only, not on "
+            f"{device}: score it on CPU executors, or score its fp32 parent (the manifest's "
+            "quantization.parent_version)"
+        )
+    flags = cpu_flags() if flags is None else flags
+    if "avx2" not in flags:  # no flags line (not x86, or hidden): not known to run it either
+        raise ValueError(
+            "an int8 model version needs an x86 CPU with AVX2 (none found in /proc/cpuinfo); "
+            "score its fp32 parent (the manifest's quantization.parent_version)"
+        )
+
+
 def cuda_index(address: str, visible: str | None, device_count: int) -> int:
     """The torch device index of the GPU Spark assigned by its physical address.
 

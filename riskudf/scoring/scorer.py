@@ -15,7 +15,12 @@ from riskudf.documents.windows import aggregate, check_chunking, chunk_windows
 from riskudf.failpoints import Failpoint
 from riskudf.model.calibration import apply_calibration
 from riskudf.model.features import FeatureError, encode_features, feature_spec_of
-from riskudf.scoring.device import device_precision, quantize_int8
+from riskudf.scoring.device import (
+    check_int8_device,
+    device_precision,
+    is_quantized,
+    quantize_int8,
+)
 from riskudf.scoring.grading import decisions_of
 from riskudf.scoring.reasons import compile_library, mapped_spans, occlusion_weights, top_reasons
 
@@ -122,9 +127,13 @@ class Scorer:
         # features (the manifest's spec): a fused model, fed each document's encoded columns.
         self.features = feature_spec_of(features)
         self.chunking = check_chunking(chunking, options.max_length) if chunking else None
-        self.precision = device_precision(options.precision, device)
-        if self.precision == "int8":
-            model = quantize_int8(model)
+        if is_quantized(model):  # an int8 version runs as validated, whatever the conf asks
+            check_int8_device(device)
+            self.precision = "int8"
+        else:
+            self.precision = device_precision(options.precision, device)
+            if self.precision == "int8":
+                model = quantize_int8(model)
         self.tokenizer = tokenizer
         self.model = model.to(device)
         self.positive_label = positive_label
@@ -196,11 +205,14 @@ class Scorer:
         gpu = self.device.startswith("cuda")
         autocast = self.precision in ("bf16", "fp16")
         dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        # Dynamic int8 scales activations by their batch's range: one window per batch keeps a
+        # document's PD independent of the documents it is scored with.
+        budget = 0 if self.precision == "int8" else self.options.token_budget
         with (
             torch.inference_mode(),
             torch.autocast("cuda" if gpu else "cpu", dtype, enabled=autocast),
         ):
-            for rows in plan_batches(lengths, self.options.token_budget):
+            for rows in plan_batches(lengths, budget):
                 batch = pad_batch([windows[i] for i in rows], self.tokenizer.pad_token_id, pin=gpu)
                 if features is not None:
                     batch["features"] = torch.from_numpy(features[rows])

@@ -36,6 +36,70 @@ def _features(manifest: Manifest) -> str:
     return "; ".join(parts) + f", beside the {manifest.features.get('pooling', 'mean')}-pooled text"
 
 
+def _rate(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
+def _change(value: float | None) -> str:
+    return "" if value is None else f"{value:+.4f}"
+
+
+def _int8(manifest: Manifest) -> list[str]:
+    """An int8 version's figures beside its fp32 parent's, on the same splits."""
+    c = manifest.training.get("int8")
+    if not manifest.quantization or not c:
+        return []
+    speed = c["docs_per_second"] / c["parent_docs_per_second"]
+    return [
+        "",
+        "## int8 version",
+        f"- dynamic int8 quantisation of every Linear layer ({manifest.quantization['engine']} "
+        f"kernels, CPU only) of fp32 version {c['parent_version']}; calibrated on its own "
+        "outputs, evaluated on the same splits",
+        "",
+        "| figure | int8 | fp32 parent |",
+        "| --- | --- | --- |",
+        f"| test AUC | {c['test_auc']:.4f} | {c['parent_test_auc']:.4f} |",
+        f"| test ECE (calibrated) | {c['test_ece']:.4f} | {c['parent_test_ece']:.4f} |",
+        f"| docs/s, evaluation splits in the training job | {c['docs_per_second']:.1f} | "
+        f"{c['parent_docs_per_second']:.1f} ({speed:.2f}x) |",
+        "",
+        f"On the test split: the same grade for {c['grade_agreement']:.1%} of obligors, the same "
+        f"decision for {c['decision_agreement']:.1%}; largest PD difference "
+        f"{c['max_abs_pd_difference']:.4f}.",
+    ]
+
+
+def _robustness(manifest: Manifest) -> list[str]:
+    """The robustness report's table (docs/governance.md, Robustness)."""
+    summary = manifest.training.get("robustness")
+    if not summary:
+        return []
+    failed = summary.get("failed") or []
+    lines = [
+        "",
+        "## Robustness",
+        f"- the {summary['source']} ({summary['documents']} documents, at most "
+        f"{summary.get('max_documents', 'n/a')} per test); verdict "
+        f"**{summary['verdict']}**"
+        + (f", failed: {', '.join(failed)}" if failed else "")
+        + " (also in risk.model_robustness)",
+        "",
+        "| test | kind | cases | fail rate | mean PD change | largest | grade flips | "
+        "decision flips | threshold | status |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for t in summary["tests"]:
+        largest = "" if t["max_abs_pd_change"] is None else f"{t['max_abs_pd_change']:.4f}"
+        lines.append(
+            f"| {t['test']} | {t['kind']} ({t['expect']}) | {t['cases']} | "
+            f"{_rate(t['fail_rate'])} | {_change(t['mean_pd_change'])} | {largest} | "
+            f"{_rate(t['grade_flip_rate'])} | {_rate(t['decision_flip_rate'])} | "
+            f"{t['threshold']} | {t['status']} |"
+        )
+    return lines
+
+
 # Long on purpose: the card's markdown lines, one after another.
 def _redaction(manifest: Manifest) -> str:
     rules = manifest.redaction
@@ -194,6 +258,8 @@ def model_card(manifest: Manifest) -> str:
                 f"{tp:.0f} defaults and {fp:.0f} non-defaults flagged, "
                 f"{fn:.0f} defaults and {tn:.0f} non-defaults not.",
             ]
+    lines += _int8(manifest)
+    lines += _robustness(manifest)
     lines += [
         "",
         "## Limits",

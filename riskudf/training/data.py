@@ -32,8 +32,10 @@ def _is_path(table: str) -> bool:
     return "/" in table or table.startswith(("file:", "s3", "abfs", "gs:", "hdfs:"))
 
 
-def read_training_table(spark: SparkSession, table: str) -> tuple[DataFrame, int | None]:
-    """A Delta table by name or path, pinned at its current version."""
+def read_training_table(
+    spark: SparkSession, table: str, version: int | None = None
+) -> tuple[DataFrame, int | None]:
+    """A Delta table by name or path, pinned at ``version`` (default: its current version)."""
     from delta.tables import DeltaTable
 
     if _is_path(table):
@@ -44,7 +46,8 @@ def read_training_table(spark: SparkSession, table: str) -> tuple[DataFrame, int
         if not spark.catalog.tableExists(table):
             raise MissingTableError(f"table {table} does not exist")
         delta = DeltaTable.forName(spark, table)
-    version = int(delta.history(1).select("version").first()["version"])  # type: ignore[index]
+    if version is None:
+        version = int(delta.history(1).select("version").first()["version"])  # type: ignore[index]
     reader = spark.read.format("delta").option("versionAsOf", version)
     frame = reader.load(table) if _is_path(table) else reader.table(table)
     return frame, version
@@ -68,6 +71,7 @@ def load_labelled(
     categorical: Sequence[str] = (),
     redaction: RedactionConf | None = None,
     reference_pd_col: str | None = None,
+    version: int | None = None,
 ) -> TrainingData:
     """Id, text and 0/1 label of a training table, on the driver (training sets fit in memory).
 
@@ -80,7 +84,7 @@ def load_labelled(
     The text goes through ``redaction`` (riskudf.documents.redact, the step scoring uses), with
     the known-value columns the table has.
     """
-    df, version = read_training_table(spark, table)
+    df, version = read_training_table(spark, table, version)
     required = [col for col in (id_col, text_col, label_col, *text_from) if col]
     missing = [col for col in required if col not in df.columns]
     if missing:

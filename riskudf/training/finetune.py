@@ -23,6 +23,7 @@ from riskudf.model.artifact import Manifest, publish_directory, sha256_file, wri
 from riskudf.model.calibration import NONE, apply_calibration, fit_calibration
 from riskudf.model.features import FeatureSpec, encode_features, feature_spec_of, fit_features
 from riskudf.model.load import load_sequence_classifier, load_tokenizer
+from riskudf.model.quantized import save_quantized
 from riskudf.monitoring.baseline import write_baseline
 from riskudf.scoring.scorer import Scorer, ScoringOptions
 from riskudf.training.data import Splits
@@ -52,6 +53,7 @@ class TrainedModel:
     manifest: Manifest
     published: bool = True  # False: set aside, TF-IDF + LR beat it (manifest.training.selection)
     alias: str | None = None  # the alias it got (champion for a first version, else challenger)
+    int8: TrainedModel | None = None  # its int8 version, when training.quantize made one
 
 
 class _Encoded:
@@ -604,11 +606,14 @@ def publish_model(
     redaction: dict[str, Any] | None = None,
     charts: dict[str, str] | None = None,
     point: bool = True,
+    quantization: dict[str, Any] | None = None,
 ) -> TrainedModel:
     """Save safetensors weights, tokenizer, the monitoring baseline (``baseline.json``), the
     model card and the manifest into the model's own version directory (``<output>.versions/
     <model_version>``, never replaced), and point ``output`` at it unless ``point`` is False
     (a model set aside). ``TrainedModel.output`` is the version directory.
+    ``quantization``: ``model`` is dynamically quantised (riskudf.model.quantized); its tensors
+    go to ``quantized.safetensors`` beside ``config.json``, and the manifest records it.
 
     ``features``: the fused model's spec (FineTuned.features), written to the manifest; its
     head goes beside the encoder's weights (riskudf.model.fused)."""
@@ -620,7 +625,12 @@ def publish_model(
         feature_spec_of(features)  # a malformed spec fails here, not at scoring
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.staging-", dir=output.parent))
-    model.save_pretrained(staging, safe_serialization=True)
+    if quantization:
+        model.config.to_json_file(str(staging / "config.json"))
+        weights_file = save_quantized(model, staging)
+    else:
+        model.save_pretrained(staging, safe_serialization=True)
+        weights_file = staging / "model.safetensors"
     tokenizer.save_pretrained(staging)
     if baseline is not None:
         write_baseline(staging, baseline)
@@ -628,7 +638,7 @@ def publish_model(
         (staging / name).write_text(svg)
     created = dt.datetime.now(dt.UTC)
     if model_version is None:
-        weights = sha256_file(staging / "model.safetensors")[:8]
+        weights = sha256_file(weights_file)[:8]
         model_version = f"v{created:%Y%m%dT%H%M%S}-{weights}"
     manifest = Manifest(
         model_version=model_version,
@@ -646,6 +656,7 @@ def publish_model(
         training=training or {},
         features=dict(features or {}),
         redaction=redaction if redaction is not None else rules_record(RedactionConf()),
+        quantization=dict(quantization or {}),
     )
     if model_card is not None:
         (staging / MODEL_CARD_NAME).write_text(model_card(manifest))

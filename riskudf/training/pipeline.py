@@ -3,23 +3,30 @@ checksummed artifact with a model card -> a row in the model registry."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import logging
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import SparkSession
 
-from riskudf.config import GradingConf, RedactionConf, TrainingConf
+from riskudf.config import GradingConf, RedactionConf, RobustnessConf, TrainingConf
 from riskudf.documents.redact import rules_record
+from riskudf.governance import robustness
 from riskudf.model import aliases
 from riskudf.model.aliases import ensure_aliases
 from riskudf.model.artifact import ArtifactError, read_manifest, versions_dir
-from riskudf.model.registry import ensure_registry, register_model
+from riskudf.model.quantized import METHOD, quantize
+from riskudf.model.registry import ensure_registry, register_model, robustness_line
 from riskudf.monitoring.baseline import build_baseline
+from riskudf.safe_logging import safe_message
 from riskudf.scoring.grading import decisions_of, grades_of
 from riskudf.training.card import model_card
 from riskudf.training.charts import calibration_curve, training_curves
@@ -38,6 +45,7 @@ from riskudf.training.finetune import (
     TrainedModel,
     assess_grades,
     calibrate_and_evaluate,
+    chunking_of,
     default_backbone_dir,
     fine_tune,
     publish_model,
@@ -76,8 +84,10 @@ def load_and_split(
     *,
     keep: tuple[str, ...] = (),
     redaction: RedactionConf | None = None,
+    version: int | None = None,
 ) -> tuple[TrainingData, Splits]:
-    """The configured training table, read at its current version, and its split."""
+    """The configured training table, read at ``version`` (default: its current one), and its
+    split."""
     data_conf = conf.data
     data = load_labelled(
         spark,
@@ -95,6 +105,7 @@ def load_and_split(
         categorical=data_conf.features.categorical,
         redaction=redaction if redaction is not None else RedactionConf(),
         reference_pd_col=data_conf.reference_pd_col,
+        version=version,
     )
     splits = split_data(data.frame, conf)
     log.info(
@@ -348,6 +359,230 @@ def charts_of(history: list[dict[str, float]], curve: list[dict[str, float]]) ->
     return charts
 
 
+@dataclass(frozen=True)
+class Parent:
+    """The fp32 model's assessment, and how long scoring its evaluation splits took."""
+
+    assessment: Assessment
+    seconds: float
+
+
+def agreement(parent: pd.DataFrame, variant: pd.DataFrame, grading: GradingConf) -> dict:
+    """Shares of the test split whose grade and decision are the same under both models, and
+    the largest PD difference."""
+    a, b = parent["pd"].to_numpy(), variant["pd"].to_numpy()
+    same_grade = np.array(grades_of(a, grading)) == np.array(grades_of(b, grading))
+    same_decision = np.array(decisions_of(a, grading)) == np.array(decisions_of(b, grading))
+    return {
+        "grade_agreement": float(same_grade.mean()),
+        "decision_agreement": float(same_decision.mean()),
+        "max_abs_pd_difference": float(np.abs(a - b).max()),
+    }
+
+
+def publish_int8(
+    tuned: FineTuned,
+    parent: TrainedModel,
+    fp32: Parent,
+    splits: Splits,
+    data: TrainingData,
+    conf: TrainingConf,
+    *,
+    grading: GradingConf,
+    slice_columns: tuple[str, ...],
+    redaction: RedactionConf,
+    output: Path,
+    training: dict[str, Any],
+    benchmark: dict[str, float],
+) -> TrainedModel:
+    """The int8 version of a published PD model: quantised, calibrated on its own outputs,
+    evaluated on the same splits, with its own robustness report and model card (beside its
+    fp32 parent's figures); published as ``<parent version>-int8``, no alias, the link left
+    on the parent."""
+    import torch
+
+    model = quantize(copy.deepcopy(tuned.model))
+    int8 = dataclasses.replace(tuned, model=model)
+    started = time.perf_counter()
+    assessment, baseline, test_grades = _assess_pd_model(
+        int8, splits, conf, data, grading=grading, slice_columns=slice_columns
+    )
+    seconds = time.perf_counter() - started
+    scored = sum(len(part) for name, part in splits.parts().items() if name != "train")
+    mine, theirs = assessment.metrics, fp32.assessment.metrics
+    comparison = {
+        "parent_version": parent.manifest.model_version,
+        "test_auc": mine["test_auc"],
+        "parent_test_auc": theirs["test_auc"],
+        "test_ece": mine["test_ece"],
+        "parent_test_ece": theirs["test_ece"],
+        "docs_per_second": scored / seconds,
+        "parent_docs_per_second": scored / fp32.seconds,
+        **agreement(fp32.assessment.reference_scores, assessment.reference_scores, grading),
+    }
+    log.info(
+        "int8 version: test AUC %.4f (fp32 %.4f), ECE %.4f (fp32 %.4f), grades agree on %.1f %%, "
+        "%.1f docs/s against %.1f",
+        comparison["test_auc"],
+        comparison["parent_test_auc"],
+        comparison["test_ece"],
+        comparison["parent_test_ece"],
+        100 * comparison["grade_agreement"],
+        comparison["docs_per_second"],
+        comparison["parent_docs_per_second"],
+    )
+    report = None
+    if conf.robustness.enabled:
+        report = robustness.assess(
+            tuned.tokenizer,
+            model,
+            splits.test,
+            calibration=assessment.calibration,
+            grading=grading,
+            conf=conf.robustness,
+            redaction=redaction,
+            max_length=conf.max_length,
+            chunking=chunking_of(conf),
+            features=tuned.features,
+            source=f"test split of {data.table} version {data.version}",
+        )
+    return publish_model(
+        tuned.tokenizer,
+        model,
+        output,
+        backbone=parent.manifest.backbone,
+        conf=conf,
+        training_table=data.table,
+        training_table_version=data.version,
+        metrics={**mine, **benchmark, **reference_figures(splits)},
+        calibration=assessment.calibration,
+        model_version=f"{parent.manifest.model_version}-int8",
+        baseline=baseline,
+        training={
+            **training,
+            "test_by_grade": test_grades,
+            "calibration_curve": assessment.calibration_curve,
+            "robustness": report,
+            "int8": comparison,
+            "parent_model": parent.manifest.model_version,
+        },
+        model_card=model_card,
+        features=tuned.features,
+        redaction=rules_record(redaction),
+        charts=charts_of(tuned.history, assessment.calibration_curve),
+        point=False,
+        quantization={
+            "method": METHOD,
+            "engine": str(torch.backends.quantized.engine),
+            "parent_version": parent.manifest.model_version,
+        },
+    )
+
+
+def record_version(
+    spark: SparkSession,
+    version: TrainedModel,
+    name: str,
+    registry_table: str | None,
+    robustness_table: str | None,
+) -> None:
+    """A published version's registry row and robustness rows."""
+    if registry_table:
+        register_model(spark, registry_table, version.manifest, model_dir=str(version.output))
+    report = version.manifest.training.get("robustness")
+    if robustness_table and report:
+        robustness.write_report(
+            spark, robustness_table, name, version.manifest.model_version, report
+        )
+
+
+def quantize_version(
+    spark: SparkSession,
+    model_dir: Path,
+    *,
+    grading: GradingConf,
+    redaction: RedactionConf,
+    robustness_conf: RobustnessConf,
+    slice_columns: tuple[str, ...] = (),
+    registry_table: str | None = None,
+    robustness_table: str | None = None,
+) -> TrainedModel:
+    """The int8 version of a published fp32 version (``jobs/quantize.py``): its splits rebuilt
+    from its training table at the recorded Delta version, the fp32 model assessed again on
+    them (its figures and speed beside the int8 version's), then as ``training.quantize``."""
+    from riskudf.documents.redact import check_model_rules
+    from riskudf.model.load import load_artifact
+
+    manifest, tokenizer, model = load_artifact(model_dir)
+    if manifest.quantization:
+        raise ArtifactError(f"{manifest.model_version} is an int8 version already")
+    if manifest.positive_label < 0:
+        raise ArtifactError(f"{manifest.model_version} is a grade classifier: no PD")
+    check_model_rules(manifest, redaction)
+    if "conf" not in manifest.training or manifest.training_table_version is None:
+        raise ArtifactError(
+            f"{manifest.model_version} records no training conf or table version: its splits "
+            "cannot be rebuilt"
+        )
+    conf = TrainingConf.model_validate(manifest.training["conf"]).model_copy(
+        update={"robustness": robustness_conf}
+    )
+    data, splits = load_and_split(
+        spark,
+        conf,
+        keep=slice_columns,
+        redaction=redaction,
+        version=manifest.training_table_version,
+    )
+    tuned = FineTuned(
+        tokenizer,
+        model,
+        0,
+        0,
+        int(manifest.training.get("epochs_run") or 0),
+        float(manifest.metrics.get("validation_auc", float("nan"))),
+        [],
+        list(manifest.training.get("history") or []),
+        features=manifest.features,
+    )
+    started = time.perf_counter()
+    assessment, _, _ = _assess_pd_model(
+        tuned, splits, conf, data, grading=grading, slice_columns=slice_columns
+    )
+    seconds = time.perf_counter() - started
+    parent = TrainedModel(model_dir, manifest)
+    output = model_dir
+    if model_dir.parent.name.endswith(".versions"):
+        output = model_dir.parent.with_name(model_dir.parent.name.removesuffix(".versions"))
+    benchmark = {k: v for k, v in manifest.metrics.items() if k.startswith("tfidf_")}
+    variant = publish_int8(
+        tuned,
+        parent,
+        Parent(assessment, seconds),
+        splits,
+        data,
+        conf,
+        grading=grading,
+        slice_columns=slice_columns,
+        redaction=redaction,
+        output=output,
+        training=dict(manifest.training),
+        benchmark=benchmark,
+    )
+    record_version(spark, variant, output.name, registry_table, robustness_table)
+    return variant
+
+
+def int8_version(*args: Any, **kw: Any) -> TrainedModel | None:
+    """publish_int8, or None with the reason logged: the fp32 version is published and has its
+    alias already, and an int8 version that fails is one not made."""
+    try:
+        return publish_int8(*args, **kw)
+    except Exception as exc:  # any failure of the optional step
+        log.error("the int8 version was not published: %s", safe_message(exc))
+        return None
+
+
 # Long on purpose: the training steps in order, each one a named call.
 def train_model(
     spark: SparkSession,
@@ -363,6 +598,7 @@ def train_model(
     alias: str | None = None,
     first_champion: bool = False,
     changed_by: str = "training job",
+    robustness_table: str | None = None,
 ) -> TrainedModel:
     """Fine-tune the configured backbone on the configured Delta table and publish the model.
 
@@ -379,6 +615,8 @@ def train_model(
     chosen = prepare_outputs(
         spark, output, registry_table, model_version, aliases_table, alias, first_champion
     )
+    if robustness_table:
+        robustness.ensure_report_table(spark, robustness_table)
     data, splits = load_and_split(spark, conf, keep=slice_columns, redaction=redaction)
     events: Path | None = tensorboard_dir(output)
     tuned, conf, candidates = train_candidates(
@@ -403,10 +641,28 @@ def train_model(
         baseline = None  # monitoring's baseline describes PDs; a grade model has none
         test_grades: list[dict[str, Any]] = []
     else:
+        started = time.perf_counter()
         assessment, baseline, test_grades = _assess_pd_model(
             tuned, splits, conf, data, grading=grading, slice_columns=slice_columns
         )
+        assessed_in = time.perf_counter() - started
         metrics = {**assessment.metrics, **benchmark, **reference_figures(splits)}
+    report = None
+    if conf.target == "default" and grading is not None and conf.robustness.enabled:
+        report = robustness.assess(
+            tuned.tokenizer,
+            tuned.model,
+            splits.test,
+            calibration=assessment.calibration,
+            grading=grading,
+            conf=conf.robustness,
+            redaction=redaction,
+            max_length=conf.max_length,
+            chunking=chunking_of(conf),
+            features=tuned.features,
+            source=f"test split of {data.table} version {data.version}",
+        )
+        log.info("robustness: %s", robustness_line(report))
     selection = selection_of(metrics, conf.target)
     benchmark_won = selection["verdict"] == "benchmark_better"
     published = not benchmark_won or conf.publish_if_benchmark_wins
@@ -444,6 +700,7 @@ def train_model(
         "conf": conf.model_dump(mode="json"),
         "redactions": data.redactions,
         "test_by_grade": test_grades,
+        "robustness": report,
     }
     trained = publish_model(
         tuned.tokenizer,
@@ -472,6 +729,10 @@ def train_model(
             model_dir=str(trained.output),
             published=published,
         )
+    if robustness_table and report is not None:
+        robustness.write_report(
+            spark, robustness_table, output.name, trained.manifest.model_version, report
+        )
     if aliases_table and chosen and published:
         if chosen == aliases.CHAMPION and aliases.CHAMPION in aliases.current(
             spark, aliases_table, output.name
@@ -493,4 +754,24 @@ def train_model(
             if chosen == aliases.CHAMPION
             else "trained; a challenger until promoted through the gate",
         )
-    return TrainedModel(trained.output, trained.manifest, published, chosen if published else None)
+    variant = None
+    if conf.quantize and published and conf.target == "default" and grading is not None:
+        variant = int8_version(
+            tuned,
+            trained,
+            Parent(assessment, assessed_in),
+            splits,
+            data,
+            conf,
+            grading=grading,
+            slice_columns=slice_columns,
+            redaction=redaction,
+            output=output,
+            training=training,
+            benchmark=benchmark,
+        )
+    if variant is not None:
+        record_version(spark, variant, output.name, registry_table, robustness_table)
+    return TrainedModel(
+        trained.output, trained.manifest, published, chosen if published else None, variant
+    )

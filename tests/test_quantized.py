@@ -1,0 +1,126 @@
+"""int8 versions: stored as plain safetensors, verified and rebuilt, scored like any version."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import PD_ATOL, publish_tiny
+
+from riskudf.model.artifact import ArtifactError, load_artifact_bytes, sha256_file
+from riskudf.model.load import load_artifact, load_tokenizer
+from riskudf.model.quantized import METHOD, QUANTIZED_FILE, quantize
+from riskudf.scoring.device import check_int8_device, is_quantized
+from riskudf.scoring.scorer import ScoringOptions
+from riskudf.scoring.udf import make_pd_udf
+from riskudf.training.finetune import score_texts
+
+TEXTS = [
+    "PAYMENT HISTORY\nNo late payments in the last 24 months.",
+    "PAYMENT HISTORY\nTwo accounts are 90 days past due. Revolving utilisation is 97%.",
+    "GOING CONCERN. These conditions raise substantial doubt about the Company's ability to "
+    "continue as a going concern. " * 3,
+    "Utilisation 15%.",
+]
+
+
+@pytest.fixture(scope="module")
+def int8_version(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A tiny model quantised in process, and the int8 version published from it."""
+    import torch
+
+    from riskudf.model.load import load_sequence_classifier
+
+    torch.manual_seed(3)
+    model = quantize(load_sequence_classifier(tiny_backbone, num_labels=2))
+    out = tmp_path_factory.mktemp("int8") / "tiny"
+    quantization = {"method": METHOD, "engine": "x86", "parent_version": "tiny-1"}
+    publish_tiny(model, tiny_backbone, out, version="tiny-1-int8", quantization=quantization)
+    return model, out
+
+
+def test_the_int8_version_round_trips_and_scores_like_the_model_in_process(
+    int8_version, tiny_backbone: Path
+) -> None:
+    model, out = int8_version
+    manifest, tokenizer, loaded = load_artifact(out)
+    assert manifest.quantization["parent_version"] == "tiny-1"
+    assert QUANTIZED_FILE in manifest.files and "model.safetensors" not in manifest.files
+    assert is_quantized(loaded)
+    mine = score_texts(load_tokenizer(tiny_backbone), model, TEXTS, max_length=64)["pd"]
+    theirs = score_texts(tokenizer, loaded, TEXTS, max_length=64)["pd"]
+    assert np.abs(mine.to_numpy() - theirs.to_numpy()).max() <= PD_ATOL
+    # the head stays fp32: a probe's folded head would lose its precision in int8
+    assert not is_quantized(loaded.classifier) and is_quantized(loaded.bert)
+
+
+def test_an_int8_documents_pd_does_not_depend_on_its_batch(int8_version, tiny_backbone) -> None:
+    """Dynamic int8 scales activations by the batch's range: scored alone or among others of
+    other lengths, a document gets the same PD."""
+    model, _ = int8_version
+    tokenizer = load_tokenizer(tiny_backbone)
+    together = score_texts(tokenizer, model, TEXTS, max_length=64)["pd"].to_numpy()
+    alone = np.array(
+        [score_texts(tokenizer, model, [t], max_length=64)["pd"].iat[0] for t in TEXTS]
+    )
+    assert np.abs(together - alone).max() <= PD_ATOL
+
+
+def test_a_tampered_int8_file_is_refused(int8_version, tmp_path: Path) -> None:
+    import shutil
+
+    _, out = int8_version
+    copy = tmp_path / "copy"
+    shutil.copytree(out.resolve(), copy)
+    data = bytearray((copy / QUANTIZED_FILE).read_bytes())
+    data[-1] ^= 1
+    (copy / QUANTIZED_FILE).write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="sha256 mismatch"):
+        load_artifact(copy)
+
+
+def test_int8_tensors_that_do_not_fit_the_architecture_are_refused(
+    int8_version, tmp_path: Path
+) -> None:
+    """Checksums recomputed over a file with a layer missing: the loader still refuses it."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    _, out = int8_version
+    copy = tmp_path / "copy"
+    shutil.copytree(out.resolve(), copy)
+    tensors = load_file(str(copy / QUANTIZED_FILE))
+    layer = "bert.encoder.layer.0.attention.self.query."
+    dropped = {k: v for k, v in tensors.items() if not k.startswith(layer)}
+    save_file(dropped, str(copy / QUANTIZED_FILE))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"][QUANTIZED_FILE] = sha256_file(copy / QUANTIZED_FILE)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="quantised layers differ"):
+        load_artifact(copy)
+
+
+def test_int8_versions_are_refused_where_they_cannot_run() -> None:
+    with pytest.raises(ValueError, match="CPU only"):
+        check_int8_device("cuda:0", frozenset({"avx2"}))
+    with pytest.raises(ValueError, match="AVX2"):
+        check_int8_device("cpu", frozenset({"sse4_2"}))
+    check_int8_device("cpu", frozenset({"avx2", "avx512_vnni"}))
+
+
+def test_the_udf_scores_the_int8_version_in_int8(spark, int8_version) -> None:
+    _, out = int8_version
+    _, files = load_artifact_bytes(out)
+    artifact = spark.sparkContext.broadcast(files)
+    # precision auto (bf16 on CPUs with native bf16): an int8 version runs as validated
+    udf = make_pd_udf(artifact, key="int8", options=ScoringOptions(max_length=64, token_budget=512))
+    docs = spark.createDataFrame([(i, t) for i, t in enumerate(TEXTS)], "i int, document string")
+    rows = docs.select("i", udf("document").alias("s")).select("i", "s.pd").collect()
+    scored = {r["i"]: r["pd"] for r in rows}
+    _, tokenizer, loaded = load_artifact(out)
+    expected = score_texts(tokenizer, loaded, TEXTS, max_length=64)["pd"].to_numpy()
+    assert np.abs(np.array([scored[i] for i in range(len(TEXTS))]) - expected).max() <= PD_ATOL
+    artifact.unpersist()
