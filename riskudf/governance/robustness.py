@@ -474,9 +474,10 @@ def run_suite(
             result = outcome(test, raw_before, raw_after, calibration, grading, conf)
         if unread:
             why = (
-                "the redaction took the values out or the model's window does not reach them"
+                "the redaction took the values out, or the model reads the same tokens"
                 if test.kind == PERSONAL_DATA
-                else "the edit lies beyond the model's window"
+                else "the model reads the same tokens (beyond its window, or its tokenizer "
+                "ignores the edit)"
             )
             result = replace(result, detail=f"{result.detail}; {unread} more left out: {why}")
         results.append(result)
