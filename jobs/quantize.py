@@ -20,7 +20,7 @@ from riskudf.config import RiskConf
 from riskudf.entry import EXIT_OK, add_conf_argument, run_job
 from riskudf.lakehouse.session import build_spark
 from riskudf.model.artifact import ArtifactError
-from riskudf.model.registry import robustness_line, version_dir
+from riskudf.model.registry import model_dir_of, robustness_line
 from riskudf.training.pipeline import quantize_version
 
 log = logging.getLogger("quantize")
@@ -37,12 +37,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(conf: RiskConf) -> int:
         spark = build_spark(conf.spark)
-        directory = args.model
-        if args.version:
-            found = version_dir(spark, conf.tables.qualified("model_registry"), args.version)
-            if found is None:
-                raise ArtifactError(f"model version {args.version!r} is not in the registry")
-            directory = Path(found)
+        registry = conf.tables.qualified("model_registry")
+        directory = model_dir_of(spark, registry, args.model, args.version)
         variant = quantize_version(
             spark,
             directory,

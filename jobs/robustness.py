@@ -16,15 +16,14 @@ import logging
 import sys
 from pathlib import Path
 
-from riskudf.config import RiskConf, TrainingConf
-from riskudf.documents.redact import check_model_rules
+from riskudf.config import RiskConf
 from riskudf.entry import EXIT_OK, add_conf_argument, run_job
 from riskudf.governance import robustness
 from riskudf.lakehouse.session import build_spark
 from riskudf.model.artifact import ArtifactError
 from riskudf.model.load import load_artifact
-from riskudf.model.registry import robustness_line, version_dir
-from riskudf.training.pipeline import load_and_split
+from riskudf.model.registry import model_dir_of, robustness_line
+from riskudf.training.pipeline import robustness_of, version_splits
 
 log = logging.getLogger("robustness")
 
@@ -51,39 +50,25 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(conf: RiskConf) -> int:
         spark = build_spark(conf.spark)
-        directory = args.model
-        if args.version:
-            found = version_dir(spark, conf.tables.qualified("model_registry"), args.version)
-            if found is None:
-                raise ArtifactError(f"model version {args.version!r} is not in the registry")
-            directory = Path(found)
+        registry = conf.tables.qualified("model_registry")
+        directory = model_dir_of(spark, registry, args.model, args.version)
         manifest, tokenizer, model = load_artifact(directory)
-        if manifest.positive_label < 0:
-            raise ArtifactError(f"{manifest.model_version} is a grade classifier: no PD to test")
-        check_model_rules(manifest, conf.redaction)
-        if "conf" not in manifest.training or manifest.training_table_version is None:
-            raise ArtifactError(
-                f"{manifest.model_version} records no training conf or table version: its test "
-                "split cannot be rebuilt"
-            )
-        training = TrainingConf.model_validate(manifest.training["conf"]).model_copy(
-            update={"robustness": conf.training.robustness}
+        training, data, splits = version_splits(
+            spark,
+            manifest,
+            redaction=conf.redaction,
+            robustness_conf=conf.training.robustness,
         )
-        data, splits = load_and_split(
-            spark, training, redaction=conf.redaction, version=manifest.training_table_version
-        )
-        summary = robustness.assess(
+        summary = robustness_of(
             tokenizer,
             model,
-            splits.test,
+            splits,
+            data,
+            training,
             calibration=manifest.calibration,
             grading=conf.grading,
-            conf=training.robustness,
             redaction=conf.redaction,
-            max_length=manifest.max_length,
-            chunking=manifest.chunking,
             features=manifest.features,
-            source=f"test split of {data.table} version {data.version}",
         )
         table = conf.tables.qualified("model_robustness")
         name = model_name_of(args.model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -13,7 +14,7 @@ from riskudf.lakehouse.schemas import (
     MODEL_REGISTRY_COMMENT,
     RETENTION_PROPERTIES,
 )
-from riskudf.model.artifact import Manifest
+from riskudf.model.artifact import ArtifactError, Manifest
 
 
 def ensure_registry(spark: SparkSession, table: str) -> None:
@@ -81,3 +82,13 @@ def version_dir(spark: SparkSession, table: str, version: str) -> str | None:
     """The directory the registry recorded for ``version``; None if unknown."""
     found = version_row(spark, table, version)
     return None if found is None else found[0]
+
+
+def model_dir_of(spark: SparkSession, table: str, link: Path, version: str | None) -> Path:
+    """``version``'s directory from the registry, or the model's ``link`` when none is named."""
+    if version is None:
+        return link
+    found = version_dir(spark, table, version)
+    if found is None:
+        raise ArtifactError(f"model version {version!r} is not in {table}")
+    return Path(found)

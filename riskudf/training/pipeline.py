@@ -22,7 +22,7 @@ from riskudf.documents.redact import rules_record
 from riskudf.governance import robustness
 from riskudf.model import aliases
 from riskudf.model.aliases import ensure_aliases
-from riskudf.model.artifact import ArtifactError, read_manifest, versions_dir
+from riskudf.model.artifact import ArtifactError, Manifest, read_manifest, versions_dir
 from riskudf.model.quantized import METHOD, quantize
 from riskudf.model.registry import ensure_registry, register_model, robustness_line
 from riskudf.monitoring.baseline import build_baseline
@@ -433,18 +433,16 @@ def publish_int8(
     )
     report = None
     if conf.robustness.enabled:
-        report = robustness.assess(
+        report = robustness_of(
             tuned.tokenizer,
             model,
-            splits.test,
+            splits,
+            data,
+            conf,
             calibration=assessment.calibration,
             grading=grading,
-            conf=conf.robustness,
             redaction=redaction,
-            max_length=conf.max_length,
-            chunking=chunking_of(conf),
             features=tuned.features,
-            source=f"test split of {data.table} version {data.version}",
         )
     return publish_model(
         tuned.tokenizer,
@@ -496,26 +494,18 @@ def record_version(
         )
 
 
-def quantize_version(
+def version_splits(
     spark: SparkSession,
-    model_dir: Path,
+    manifest: Manifest,
     *,
-    grading: GradingConf,
     redaction: RedactionConf,
     robustness_conf: RobustnessConf,
     slice_columns: tuple[str, ...] = (),
-    registry_table: str | None = None,
-    robustness_table: str | None = None,
-) -> TrainedModel:
-    """The int8 version of a published fp32 version (``jobs/quantize.py``): its splits rebuilt
-    from its training table at the recorded Delta version, the fp32 model assessed again on
-    them (its figures and speed beside the int8 version's), then as ``training.quantize``."""
+) -> tuple[TrainingConf, TrainingData, Splits]:
+    """A published PD version's training conf (with this conf's robustness thresholds) and its
+    splits, rebuilt from its training table at the Delta version its manifest records."""
     from riskudf.documents.redact import check_model_rules
-    from riskudf.model.load import load_artifact
 
-    manifest, tokenizer, model = load_artifact(model_dir)
-    if manifest.quantization:
-        raise ArtifactError(f"{manifest.model_version} is an int8 version already")
     if manifest.positive_label < 0:
         raise ArtifactError(f"{manifest.model_version} is a grade classifier: no PD")
     check_model_rules(manifest, redaction)
@@ -533,6 +523,63 @@ def quantize_version(
         keep=slice_columns,
         redaction=redaction,
         version=manifest.training_table_version,
+    )
+    return conf, data, splits
+
+
+def robustness_of(
+    tokenizer: Any,
+    model: Any,
+    splits: Splits,
+    data: TrainingData,
+    conf: TrainingConf,
+    *,
+    calibration: dict[str, Any],
+    grading: GradingConf,
+    redaction: RedactionConf,
+    features: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The robustness report of a model on its test split (conf.robustness' thresholds)."""
+    return robustness.assess(
+        tokenizer,
+        model,
+        splits.test,
+        calibration=calibration,
+        grading=grading,
+        conf=conf.robustness,
+        redaction=redaction,
+        max_length=conf.max_length,
+        chunking=chunking_of(conf),
+        features=features,
+        source=f"test split of {data.table} version {data.version}",
+    )
+
+
+def quantize_version(
+    spark: SparkSession,
+    model_dir: Path,
+    *,
+    grading: GradingConf,
+    redaction: RedactionConf,
+    robustness_conf: RobustnessConf,
+    slice_columns: tuple[str, ...] = (),
+    registry_table: str | None = None,
+    robustness_table: str | None = None,
+) -> TrainedModel:
+    """The int8 version of a published fp32 version (``jobs/quantize.py``): its splits rebuilt
+    from its training table at the recorded Delta version, the fp32 model assessed again on
+    them (its figures and speed beside the int8 version's), then as ``training.quantize``."""
+    from riskudf.model.load import load_artifact
+
+    manifest, tokenizer, model = load_artifact(model_dir)
+    if manifest.quantization:
+        raise ArtifactError(f"{manifest.model_version} is an int8 version already")
+    conf, data, splits = version_splits(
+        spark,
+        manifest,
+        redaction=redaction,
+        robustness_conf=robustness_conf,
+        slice_columns=slice_columns,
     )
     tuned = FineTuned(
         tokenizer,
@@ -649,18 +696,16 @@ def train_model(
         metrics = {**assessment.metrics, **benchmark, **reference_figures(splits)}
     report = None
     if conf.target == "default" and grading is not None and conf.robustness.enabled:
-        report = robustness.assess(
+        report = robustness_of(
             tuned.tokenizer,
             tuned.model,
-            splits.test,
+            splits,
+            data,
+            conf,
             calibration=assessment.calibration,
             grading=grading,
-            conf=conf.robustness,
             redaction=redaction,
-            max_length=conf.max_length,
-            chunking=chunking_of(conf),
             features=tuned.features,
-            source=f"test split of {data.table} version {data.version}",
         )
         log.info("robustness: %s", robustness_line(report))
     selection = selection_of(metrics, conf.target)
