@@ -680,21 +680,36 @@ def bench_model(model_dir: Path, max_length: int) -> None:
     )
 
 
-def bench_model_int8(model_dir: Path, out: Path) -> None:
+INT8_CALIBRATION_DOCUMENTS = 64
+
+
+def bench_model_int8(model_dir: Path, out: Path, texts: list[str]) -> None:
     """The bench model's int8 version, published as its own artifact as the training job does
-    (riskudf.model.quantized): what path (e) scores."""
+    (riskudf.model.quantized), its input scales observed on ``texts`` (the first bench
+    documents: the bench measures speed, not accuracy): what path (e) scores."""
     import torch
 
     from riskudf.config import ChunkingConf, TrainingConf
     from riskudf.model.load import load_artifact
     from riskudf.model.quantized import METHOD, quantize
-    from riskudf.training.finetune import publish_model
+    from riskudf.training.finetune import publish_model, score_texts
 
     manifest, tokenizer, model = load_artifact(model_dir)
     chunking = ChunkingConf(**manifest.chunking) if manifest.chunking else None
+
+    def calibrate(fp32: Any) -> None:
+        score_texts(
+            tokenizer,
+            fp32,
+            texts,
+            max_length=manifest.max_length,
+            chunking=manifest.chunking or None,
+            features=manifest.features or None,
+        )
+
     publish_model(
         tokenizer,
-        quantize(model),
+        quantize(model, calibrate),
         out,
         backbone=manifest.backbone,
         conf=TrainingConf(max_length=manifest.max_length, chunking=chunking),
@@ -785,8 +800,6 @@ def main(
 
     parent = read_manifest(Path(model_dir)).model_version
     int8_dir = root / f"model-int8-{parent}"
-    if not gpu and not (int8_dir / "manifest.json").is_file():
-        bench_model_int8(Path(model_dir), int8_dir)
 
     def child(path: str, docs: int = n_docs, conf: str = conf) -> tuple[int, Usage]:
         job = Job(**{**base.__dict__, "path": path, "out": str(root / f"out-{path}"), "conf": conf})
@@ -802,6 +815,8 @@ def main(
             return 1
     docs = pd.read_parquet(base.docs)
     texts = docs["document"].tolist()
+    if not gpu and not (int8_dir / "manifest.json").is_file():
+        bench_model_int8(Path(model_dir), int8_dir, texts[:INT8_CALIBRATION_DOCUMENTS])
     tokenizer = load_tokenizer(model_dir)
     from riskudf.model.artifact import read_manifest
 

@@ -542,7 +542,7 @@ class TrainingConf(_Conf):
     robustness: RobustnessConf = RobustnessConf()
     quantize: bool = Field(
         default=False,
-        description="also publish an int8 version (dynamic quantisation), evaluated on its own",
+        description="also publish an int8 version (static quantisation), evaluated on its own",
     )
     processes: int = Field(
         default=0, ge=0, description="0: train in the driver; n: TorchDistributor, n processes"

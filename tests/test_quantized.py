@@ -28,23 +28,27 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def int8_version(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory):
-    """A tiny model quantised in process, and the int8 version published from it."""
+    """A tiny model quantised in process, the int8 version published from it, and the fp32
+    model's PDs."""
     import torch
 
     from riskudf.model.load import load_sequence_classifier
 
     torch.manual_seed(3)
-    model = quantize(load_sequence_classifier(tiny_backbone, num_labels=2))
+    fp32 = load_sequence_classifier(tiny_backbone, num_labels=2)
+    tokenizer = load_tokenizer(tiny_backbone)
+    fp32_pds = score_texts(tokenizer, fp32, TEXTS, max_length=64)["pd"].to_numpy()
+    model = quantize(fp32, lambda m: score_texts(tokenizer, m, TEXTS[:2], max_length=64))
     out = tmp_path_factory.mktemp("int8") / "tiny"
     quantization = {"method": METHOD, "engine": "x86", "parent_version": "tiny-1"}
     publish_tiny(model, tiny_backbone, out, version="tiny-1-int8", quantization=quantization)
-    return model, out
+    return model, out, fp32_pds
 
 
 def test_the_int8_version_round_trips_and_scores_like_the_model_in_process(
     int8_version, tiny_backbone: Path
 ) -> None:
-    model, out = int8_version
+    model, out, _ = int8_version
     manifest, tokenizer, loaded = load_artifact(out)
     assert manifest.quantization["parent_version"] == "tiny-1"
     assert QUANTIZED_FILE in manifest.files and "model.safetensors" not in manifest.files
@@ -56,22 +60,60 @@ def test_the_int8_version_round_trips_and_scores_like_the_model_in_process(
     assert not is_quantized(loaded.classifier) and is_quantized(loaded.bert)
 
 
-def test_an_int8_documents_pd_does_not_depend_on_its_batch(int8_version, tiny_backbone) -> None:
-    """Dynamic int8 scales activations by the batch's range: scored alone or among others of
-    other lengths, a document gets the same PD."""
-    model, _ = int8_version
+def test_an_int8_version_is_batched_and_a_pd_does_not_depend_on_its_batch(
+    int8_version, tiny_backbone
+) -> None:
+    """Input scales are fixed at calibration: the four documents go through one forward pass,
+    and each gets the PD it gets alone (a scale taken from the batch's range would differ)."""
+    model, _, _ = int8_version
     tokenizer = load_tokenizer(tiny_backbone)
-    together = score_texts(tokenizer, model, TEXTS, max_length=64)["pd"].to_numpy()
+    passes = []
+    hook = model.register_forward_pre_hook(
+        lambda _m, _args, _kw: passes.append(1), with_kwargs=True
+    )
+    try:
+        together = score_texts(tokenizer, model, TEXTS, max_length=64)["pd"].to_numpy()
+    finally:
+        hook.remove()
+    assert len(passes) == 1
     alone = np.array(
         [score_texts(tokenizer, model, [t], max_length=64)["pd"].iat[0] for t in TEXTS]
     )
     assert np.abs(together - alone).max() <= PD_ATOL
 
 
+def test_int8_layers_keep_their_calibrated_input_scales_and_stay_near_fp32(int8_version) -> None:
+    from riskudf.model.quantized import Int8Linear
+
+    model, out, fp32_pds = int8_version
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, Int8Linear)}
+    # two layers of q, k, v, attention output, intermediate and output, and the pooler
+    assert len(layers) == 2 * 6 + 1
+    _, _, loaded = load_artifact(out)
+    for name, layer in layers.items():
+        again = loaded.get_submodule(name)
+        assert (again.input_scale, again.input_zero_point) == (
+            layer.input_scale,
+            layer.input_zero_point,
+        )
+        assert 0 < layer.input_scale < 1 and 0 <= layer.input_zero_point <= 127
+    # a wrong scale or zero point moves PDs far; int8 rounding moves them by little
+    _, tokenizer, _ = load_artifact(out)
+    int8_pds = score_texts(tokenizer, model, TEXTS, max_length=64)["pd"].to_numpy()
+    assert np.abs(int8_pds - fp32_pds).max() <= 0.01
+
+
+def test_quantising_needs_calibration_input(tiny_backbone: Path) -> None:
+    from riskudf.model.load import load_sequence_classifier
+
+    with pytest.raises(ValueError, match="saw no calibration input"):
+        quantize(load_sequence_classifier(tiny_backbone, num_labels=2), lambda _m: None)
+
+
 def test_a_tampered_int8_file_is_refused(int8_version, tmp_path: Path) -> None:
     import shutil
 
-    _, out = int8_version
+    _, out, _ = int8_version
     copy = tmp_path / "copy"
     shutil.copytree(out.resolve(), copy)
     data = bytearray((copy / QUANTIZED_FILE).read_bytes())
@@ -89,7 +131,7 @@ def test_int8_tensors_that_do_not_fit_the_architecture_are_refused(
 
     from safetensors.torch import load_file, save_file
 
-    _, out = int8_version
+    _, out, _ = int8_version
     copy = tmp_path / "copy"
     shutil.copytree(out.resolve(), copy)
     tensors = load_file(str(copy / QUANTIZED_FILE))
@@ -112,10 +154,10 @@ def test_int8_versions_are_refused_where_they_cannot_run() -> None:
 
 
 def test_the_udf_scores_the_int8_version_in_int8(spark, int8_version) -> None:
-    _, out = int8_version
+    _, out, _ = int8_version
     _, files = load_artifact_bytes(out)
     artifact = spark.sparkContext.broadcast(files)
-    # precision auto (bf16 on CPUs with native bf16): an int8 version runs as validated
+    # precision auto (bf16 on CPUs with AMX): an int8 version runs as validated
     udf = make_pd_udf(artifact, key="int8", options=ScoringOptions(max_length=64, token_budget=512))
     docs = spark.createDataFrame([(i, t) for i, t in enumerate(TEXTS)], "i int, document string")
     rows = docs.select("i", udf("document").alias("s")).select("i", "s.pd").collect()

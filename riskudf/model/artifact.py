@@ -76,7 +76,7 @@ class Manifest(BaseModel):
     # The redaction rules the training text went through (riskudf.documents.redact.rules_record);
     # scoring refuses the model under other rules. Empty: trained before redaction existed.
     redaction: dict[str, Any] = Field(default_factory=dict)
-    # An int8 version (riskudf.model.quantized): {"method": "dynamic_int8", "engine": ...,
+    # An int8 version (riskudf.model.quantized): {"method": "static_int8", "engine": ...,
     # "parent_version": the fp32 version it was made from}; empty: the weights are fp32.
     quantization: dict[str, Any] = Field(default_factory=dict)
 

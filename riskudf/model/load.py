@@ -66,8 +66,8 @@ def load_fused(model_dir: str | Path, spec: FeatureSpec, num_labels: int) -> Any
 
 
 def load_quantized_version(model_dir: Path, manifest: Manifest) -> Any:
-    """An int8 version: the architecture from config.json (no weights read), quantised, with
-    the stored int8 tensors (riskudf.model.quantized)."""
+    """An int8 version: the architecture from config.json (no weights read), with int8 layers
+    and every tensor from the stored file (riskudf.model.quantized)."""
     offline()
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
@@ -81,8 +81,10 @@ def load_quantized_version(model_dir: Path, manifest: Manifest) -> Any:
         )
     import torch
 
+    from riskudf.model.quantized import ENGINES
+
     engine = manifest.quantization.get("engine")
-    if engine not in torch.backends.quantized.supported_engines:
+    if engine not in ENGINES or engine not in torch.backends.quantized.supported_engines:
         raise ArtifactError(
             f"model {manifest.model_version} was quantised for torch engine {engine!r}, which "
             f"this host lacks ({torch.backends.quantized.supported_engines}): score its fp32 "

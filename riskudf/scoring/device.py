@@ -6,8 +6,9 @@ import os
 from typing import Any
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
-# CPU flags (as /proc/cpuinfo spells them) of native bf16 matrix arithmetic.
-NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+# CPU flags (as /proc/cpuinfo spells them) of bf16 matrix arithmetic faster than fp32: AMX.
+# AVX512-BF16 alone (Cooper Lake) was slower than fp32 in make bench (docs/measurements.md).
+FAST_BF16_FLAGS = frozenset({"amx_bf16"})
 
 
 def resolve_precision(
@@ -16,9 +17,9 @@ def resolve_precision(
     """The precision to score in: ``requested``, or for ``auto`` the fastest one that stays
     within 1e-3 of fp32 on the demo portfolio on this hardware.
 
-    bf16 autocast qualifies where the hardware computes in bf16 natively (AVX512-BF16 or AMX
-    CPUs, GPUs from Ampere on); fp16 on older GPUs; otherwise fp32. int8 dynamic quantisation
-    is never the default: it moved PDs by 5.6e-3 here (docs/measurements.md).
+    bf16 autocast qualifies where the hardware computes in bf16 faster than in fp32 (AMX CPUs,
+    GPUs from Ampere on); fp16 on older GPUs; otherwise fp32. int8 dynamic quantisation is
+    never the default: it moved PDs by 5.6e-3 here (docs/measurements.md).
     """
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
@@ -26,7 +27,7 @@ def resolve_precision(
     if requested == "auto":
         if gpu:
             return "bf16" if cuda_bf16 else "fp16"
-        return "bf16" if NATIVE_BF16_FLAGS & cpu_flags else "fp32"
+        return "bf16" if FAST_BF16_FLAGS & cpu_flags else "fp32"
     if gpu and requested == "int8":
         raise ValueError("int8 dynamic quantisation runs on the CPU only")
     if not gpu and requested == "fp16":
@@ -71,18 +72,18 @@ def quantize_int8(model: Any) -> Any:
 
 
 def is_quantized(model: Any) -> bool:
-    """Whether ``model`` holds dynamically quantised int8 layers (an int8 version)."""
-    from torch.ao.nn.quantized.dynamic import Linear
+    """Whether ``model`` holds int8 layers: an int8 version (riskudf.model.quantized)."""
+    from riskudf.model.quantized import is_int8
 
-    return any(isinstance(module, Linear) for module in model.modules())
+    return is_int8(model)
 
 
 def check_int8_device(device: str, flags: frozenset[str] | None = None) -> None:
-    """Refuse hardware that cannot run an int8 version: a GPU (dynamic quantisation is a CPU
-    kernel), or a CPU without AVX2 (torch's x86/fbgemm int8 kernels need it)."""
+    """Refuse hardware that cannot run an int8 version: a GPU (its int8 layers are fbgemm CPU
+    kernels), or a CPU without AVX2 (fbgemm needs it)."""
     if device.startswith("cuda"):
         raise ValueError(
-            "an int8 (dynamically quantised) model version runs on the CPU only, not on "
+            "an int8 model version runs on the CPU only, not on "
             f"{device}: score it on CPU executors, or score its fp32 parent (the manifest's "
             "quantization.parent_version)"
         )

@@ -127,7 +127,10 @@ class Scorer:
         # features (the manifest's spec): a fused model, fed each document's encoded columns.
         self.features = feature_spec_of(features)
         self.chunking = check_chunking(chunking, options.max_length) if chunking else None
-        if is_quantized(model):  # an int8 version runs as validated, whatever the conf asks
+        # An int8 version runs as validated, whatever the conf asks; its input scales are fixed,
+        # so it is batched like fp32.
+        self.static_int8 = is_quantized(model)
+        if self.static_int8:
             check_int8_device(device)
             self.precision = "int8"
         else:
@@ -205,9 +208,10 @@ class Scorer:
         gpu = self.device.startswith("cuda")
         autocast = self.precision in ("bf16", "fp16")
         dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
-        # Dynamic int8 scales activations by their batch's range: one window per batch keeps a
-        # document's PD independent of the documents it is scored with.
-        budget = 0 if self.precision == "int8" else self.options.token_budget
+        # Dynamic int8 (precision int8 asked of an fp32 model) scales activations by their
+        # batch's range: one window per batch keeps a document's PD independent of the others.
+        dynamic = self.precision == "int8" and not self.static_int8
+        budget = 0 if dynamic else self.options.token_budget
         with (
             torch.inference_mode(),
             torch.autocast("cuda" if gpu else "cpu", dtype, enabled=autocast),

@@ -53,8 +53,9 @@ def _int8(manifest: Manifest) -> list[str]:
     return [
         "",
         "## int8 version",
-        f"- dynamic int8 quantisation of every Linear layer ({manifest.quantization['engine']} "
-        f"kernels, CPU only) of fp32 version {c['parent_version']}; calibrated on its own "
+        f"- static int8 quantisation of the encoder's Linear layers "
+        f"({manifest.quantization['engine']} kernels, CPU only; input scales observed on training "
+        f"documents) of fp32 version {c['parent_version']}; calibrated on its own "
         "outputs, evaluated on the same splits",
         "",
         "| figure | int8 | fp32 parent |",

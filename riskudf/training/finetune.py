@@ -612,7 +612,7 @@ def publish_model(
     model card and the manifest into the model's own version directory (``<output>.versions/
     <model_version>``, never replaced), and point ``output`` at it unless ``point`` is False
     (a model set aside). ``TrainedModel.output`` is the version directory.
-    ``quantization``: ``model`` is dynamically quantised (riskudf.model.quantized); its tensors
+    ``quantization``: ``model`` is an int8 model (riskudf.model.quantized); its tensors
     go to ``quantized.safetensors`` beside ``config.json``, and the manifest records it.
 
     ``features``: the fused model's spec (FineTuned.features), written to the manifest; its

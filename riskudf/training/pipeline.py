@@ -49,6 +49,7 @@ from riskudf.training.finetune import (
     default_backbone_dir,
     fine_tune,
     publish_model,
+    score_texts,
 )
 from riskudf.training.probe import fit_probe, strength_of
 from riskudf.training.tfidf import tfidf_benchmark
@@ -380,6 +381,28 @@ def agreement(parent: pd.DataFrame, variant: pd.DataFrame, grading: GradingConf)
     }
 
 
+INT8_CALIBRATION_DOCUMENTS = 256
+
+
+def int8_model(tuned: FineTuned, train: pd.DataFrame, conf: TrainingConf) -> Any:
+    """A copy of the fp32 model with int8 layers, their input scales observed while scoring up
+    to 256 training documents (seeded draw) through the scoring path."""
+    part = train.sample(n=min(len(train), INT8_CALIBRATION_DOCUMENTS), random_state=conf.seed)
+
+    def calibrate(model: Any) -> None:
+        score_texts(
+            tuned.tokenizer,
+            model,
+            part["text"].tolist(),
+            max_length=conf.max_length,
+            chunking=chunking_of(conf) or None,
+            features=tuned.features or None,
+            frame=part if tuned.features else None,
+        )
+
+    return quantize(copy.deepcopy(tuned.model), calibrate)
+
+
 def publish_int8(
     tuned: FineTuned,
     parent: TrainedModel,
@@ -401,7 +424,7 @@ def publish_int8(
     on the parent."""
     import torch
 
-    model = quantize(copy.deepcopy(tuned.model))
+    model = int8_model(tuned, splits.train, conf)
     int8 = dataclasses.replace(tuned, model=model)
     started = time.perf_counter()
     assessment, baseline, test_grades = _assess_pd_model(
