@@ -123,7 +123,7 @@ robustness: install lakehouse metastore
 	$(RUN) jobs/robustness.py --model $(MODEL) $(if $(VERSION),--version $(VERSION))
 
 # The int8 version of a published fp32 version (docs/training.md, int8 versions): evaluated on its
-# own splits beside its parent, no alias. After `make demo`: make quantize (about 8 minutes).
+# own splits beside its parent, no alias. After `make demo`: make quantize (about 2.5 minutes).
 quantize: install lakehouse metastore
 	$(RUN) jobs/quantize.py --model $(MODEL) $(if $(VERSION),--version $(VERSION))
 

@@ -683,6 +683,17 @@ def bench_model(model_dir: Path, max_length: int) -> None:
 INT8_CALIBRATION_DOCUMENTS = 64
 
 
+def _current_int8(directory: Path) -> bool:
+    """Whether ``directory`` holds an int8 version made by this code's method (a workdir kept
+    from an earlier commit may hold another)."""
+    from riskudf.model.artifact import read_manifest
+    from riskudf.model.quantized import METHOD
+
+    if not (directory / "manifest.json").is_file():
+        return False
+    return read_manifest(directory).quantization.get("method") == METHOD
+
+
 def bench_model_int8(model_dir: Path, out: Path, texts: list[str]) -> None:
     """The bench model's int8 version, published as its own artifact as the training job does
     (riskudf.model.quantized), its input scales observed on ``texts`` (the first bench
@@ -815,7 +826,7 @@ def main(
             return 1
     docs = pd.read_parquet(base.docs)
     texts = docs["document"].tolist()
-    if not gpu and not (int8_dir / "manifest.json").is_file():
+    if not gpu and not _current_int8(int8_dir):
         bench_model_int8(Path(model_dir), int8_dir, texts[:INT8_CALIBRATION_DOCUMENTS])
     tokenizer = load_tokenizer(model_dir)
     from riskudf.model.artifact import read_manifest

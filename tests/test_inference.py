@@ -216,7 +216,7 @@ def test_scores_match_fixed_unsorted_batches(tiny_model: Path) -> None:
     ("requested", "device", "flags", "cuda_bf16", "resolved"),
     [
         ("auto", "cpu", {"avx512f", "avx512_vnni"}, False, "fp32"),  # Ice Lake: no native bf16
-        ("auto", "cpu", {"avx512f", "avx512_bf16"}, False, "fp32"),  # Cooper Lake: bf16 slower
+        ("auto", "cpu", {"avx512f", "avx512_bf16"}, False, "fp32"),  # no AMX: bf16 slower
         ("auto", "cpu", {"amx_bf16", "amx_tile"}, False, "bf16"),
         ("auto", "cuda:0", set(), True, "bf16"),
         ("auto", "cuda:0", set(), False, "fp16"),

@@ -82,14 +82,14 @@ def test_an_int8_version_is_batched_and_a_pd_does_not_depend_on_its_batch(
     assert np.abs(together - alone).max() <= PD_ATOL
 
 
-def test_int8_layers_keep_their_calibrated_input_scales_and_stay_near_fp32(int8_version) -> None:
+def test_int8_layers_round_trip_exactly(int8_version) -> None:
     from riskudf.model.quantized import Int8Linear
 
     model, out, fp32_pds = int8_version
     layers = {n: m for n, m in model.named_modules() if isinstance(m, Int8Linear)}
     # two layers of q, k, v, attention output, intermediate and output, and the pooler
     assert len(layers) == 2 * 6 + 1
-    _, _, loaded = load_artifact(out)
+    _, tokenizer, loaded = load_artifact(out)
     for name, layer in layers.items():
         again = loaded.get_submodule(name)
         assert (again.input_scale, again.input_zero_point) == (
@@ -97,10 +97,73 @@ def test_int8_layers_keep_their_calibrated_input_scales_and_stay_near_fp32(int8_
             layer.input_zero_point,
         )
         assert 0 < layer.input_scale < 1 and 0 <= layer.input_zero_point <= 127
-    # a wrong scale or zero point moves PDs far; int8 rounding moves them by little
-    _, tokenizer, _ = load_artifact(out)
-    int8_pds = score_texts(tokenizer, model, TEXTS, max_length=64)["pd"].to_numpy()
-    assert np.abs(int8_pds - fp32_pds).max() <= 0.01
+        (w, b), (w2, b2) = layer.weight_bias(), again.weight_bias()
+        assert torch_equal(w.int_repr(), w2.int_repr()) and torch_equal(b, b2)
+        assert torch_equal(w.q_per_channel_scales(), w2.q_per_channel_scales())
+        assert not w2.q_per_channel_zero_points().any()  # symmetric weights
+    int8_pds = score_texts(tokenizer, loaded, TEXTS, max_length=64)["pd"].to_numpy()
+    assert np.abs(int8_pds - fp32_pds).max() > 0  # int8, not the fp32 weights
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+def test_an_int8_layer_computes_the_quantised_product_and_clips_to_its_range() -> None:
+    """Output = (input quantised to 7 bits with the fixed scale, clipped to its range) times
+    the dequantised int8 weights, plus the bias, to float tolerance (1e-4 on outputs of ~10)."""
+    import torch
+
+    from riskudf.model.quantized import Int8Linear
+
+    torch.manual_seed(0)
+    weight, bias = torch.randn(8, 16), torch.randn(8)
+    scales = weight.abs().amax(dim=1).double() / 127
+    qweight = torch.quantize_per_channel(weight, scales, torch.zeros(8).long(), 0, torch.qint8)
+    layer = Int8Linear(qweight, bias, input_scale=0.05, input_zero_point=20)
+    x = torch.randn(3, 5, 16) * 2  # some below -1.0 and above 5.35: clipped
+    expected = (
+        torch.fake_quantize_per_tensor_affine(x, 0.05, 20, 0, 127) @ qweight.dequantize().T + bias
+    )
+    got = layer(x)
+    assert got.shape == (3, 5, 8)
+    assert (x < -1.0).any() and (x > 5.35).any()
+    assert torch.allclose(got, expected, atol=1e-4, rtol=0)
+    assert torch.allclose(layer(x.to(torch.bfloat16)), layer(x.to(torch.bfloat16).float()))
+
+
+@pytest.mark.parametrize(
+    ("part", "value", "invalid"),
+    [
+        ("int8_scale", lambda t: -t, "int8_scale"),
+        ("int8_zero_point", lambda t: t + 5, "int8_zero_point"),
+        ("int8_input_scale", lambda t: t * float("nan"), "int8_input_scale"),
+        ("int8_input_zero_point", lambda t: t + 300, "int8_input_zero_point"),
+        ("int8_input_zero_point", lambda t: t.double(), "int8_input_zero_point"),
+        ("int8_bias", lambda t: t[:-1], "int8_bias"),
+    ],
+)
+def test_int8_parameters_quantize_never_makes_are_refused(
+    int8_version, tmp_path: Path, part, value, invalid
+) -> None:
+    """Checksums aside (a tampered file fails them first), the loader refuses parameters that
+    quantize never makes: negative or NaN scales, asymmetric weights, input zero points out of
+    7 bits or not integers, a bias of the wrong width."""
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from riskudf.model.quantized import load_quantized
+
+    _, out, _ = int8_version
+    tensors = load_file(str(out / QUANTIZED_FILE))
+    layer = "bert.encoder.layer.1.output.dense"
+    tensors[f"{layer}.{part}"] = value(tensors[f"{layer}.{part}"]).contiguous()
+    save_file(tensors, str(tmp_path / QUANTIZED_FILE))
+    skeleton = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(out))
+    with pytest.raises(ArtifactError, match=f"layer {layer} has invalid {invalid}$"):
+        load_quantized(skeleton, tmp_path / QUANTIZED_FILE)
 
 
 def test_quantising_needs_calibration_input(tiny_backbone: Path) -> None:

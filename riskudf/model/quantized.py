@@ -21,6 +21,7 @@ On a GPU the equivalent is weight-only int8 (bitsandbytes, torchao): another art
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -47,18 +48,26 @@ _PARTS = (
 HEADS = ("classifier", "head")
 
 
+INPUT_QMAX = 127  # inputs use 7 bits (0..127), as fbgemm needs on CPUs without AVX512-VNNI
+
+
 class Int8Linear(torch.nn.Module):
-    """A Linear layer with int8 weights and a fixed int8 input scale; fp32 in and out."""
+    """A Linear layer with int8 weights and a fixed int8 input scale; fp32 in and out.
+
+    Inputs are clipped to the calibrated range first: fbgemm would otherwise quantise them up
+    to 255, which its AVX2 kernels (16-bit sums) and VNNI kernels compute differently."""
 
     def __init__(self, weight: Any, bias: Any, input_scale: float, input_zero_point: int) -> None:
         super().__init__()
         self.out_features, self.in_features = weight.shape
         self.input_scale = float(input_scale)
         self.input_zero_point = int(input_zero_point)
+        self.low = -self.input_zero_point * self.input_scale
+        self.high = (INPUT_QMAX - self.input_zero_point) * self.input_scale
         self.packed = torch.ops.quantized.linear_prepack(weight, bias)
 
     def forward(self, x: Any) -> Any:
-        flat = x.reshape(-1, self.in_features).contiguous()
+        flat = x.reshape(-1, self.in_features).float().clamp(self.low, self.high).contiguous()
         out = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
             flat, self.input_scale, self.input_zero_point, self.packed
         )
@@ -108,6 +117,11 @@ def quantize(model: Any, calibrate: Callable[[Any], object]) -> Any:
     targets = _targets(model)
     if not targets:
         raise ValueError("the model has no Linear layer to quantise")
+    if torch.backends.quantized.engine not in ENGINES:
+        raise ValueError(
+            f"int8 versions need torch's quantised engine to be one of {ENGINES}, not "
+            f"{torch.backends.quantized.engine!r} (an x86 CPU with AVX2)"
+        )
     observers = {name: _observer("activation") for name in targets}
     hooks = [
         module.register_forward_pre_hook(lambda _m, args, o=observers[name]: o(args[0].float()))
@@ -164,6 +178,34 @@ def save_quantized(model: Any, directory: Path) -> Path:
     return path
 
 
+def _check_layer(file: str, name: str, stored: dict[str, Any], shape: tuple[int, ...]) -> None:
+    """Refuse a layer's stored tensors unless they are what quantize makes: int8 weights of the
+    layer's shape, positive finite per-channel scales, symmetric (zero) weight zero points, an
+    fp32 bias, one positive finite input scale and one input zero point in 0..127."""
+    out = shape[0]
+    t = {part: stored[f"{name}.{part}"] for part in _PARTS}
+    problems = {
+        "int8_weight": t["int8_weight"].dtype != torch.int8
+        or tuple(t["int8_weight"].shape) != shape,
+        "int8_scale": t["int8_scale"].dtype != torch.float64
+        or tuple(t["int8_scale"].shape) != (out,)
+        or not bool(torch.all(torch.isfinite(t["int8_scale"]) & (t["int8_scale"] > 0))),
+        "int8_zero_point": t["int8_zero_point"].dtype != torch.int64
+        or tuple(t["int8_zero_point"].shape) != (out,)
+        or bool(torch.any(t["int8_zero_point"] != 0)),
+        "int8_bias": t["int8_bias"].dtype != torch.float32 or tuple(t["int8_bias"].shape) != (out,),
+        "int8_input_scale": t["int8_input_scale"].dtype != torch.float64
+        or tuple(t["int8_input_scale"].shape) != (1,)
+        or not (math.isfinite(float(t["int8_input_scale"][0])) and t["int8_input_scale"][0] > 0),
+        "int8_input_zero_point": t["int8_input_zero_point"].dtype != torch.int64
+        or tuple(t["int8_input_zero_point"].shape) != (1,)
+        or not 0 <= int(t["int8_input_zero_point"][0]) <= INPUT_QMAX,
+    }
+    bad = [part for part, wrong in problems.items() if wrong]
+    if bad:
+        raise ArtifactError(f"{file}: layer {name} has invalid {', '.join(bad)}")
+
+
 def load_quantized(skeleton: Any, path: Path) -> Any:
     """``skeleton`` (the fp32 architecture, any weights) with its Linear layers outside the
     head made int8 from ``path``'s tensors, and every other tensor from ``path``."""
@@ -177,9 +219,8 @@ def load_quantized(skeleton: Any, path: Path) -> Any:
         odd = sorted(stored_layers ^ expected)[:3]
         raise ArtifactError(f"{path.name}: quantised layers differ from the architecture's ({odd})")
     for name, linear in targets.items():
+        _check_layer(path.name, name, stored, tuple(linear.weight.shape))
         int8 = stored[f"{name}.int8_weight"]
-        if tuple(int8.shape) != tuple(linear.weight.shape) or int8.dtype != torch.int8:
-            raise ArtifactError(f"{path.name}: {name} has int8 weights {tuple(int8.shape)}")
         weight = torch._make_per_channel_quantized_tensor(
             int8, stored[f"{name}.int8_scale"], stored[f"{name}.int8_zero_point"], 0
         )
@@ -198,7 +239,7 @@ def load_quantized(skeleton: Any, path: Path) -> Any:
         raise ArtifactError(f"{path.name}: tensors differ from the architecture's ({odd})")
     with torch.no_grad():
         for key, value in rest.items():
-            if current[key].shape != value.shape:
-                raise ArtifactError(f"{path.name}: {key} has shape {tuple(value.shape)}")
+            if current[key].shape != value.shape or current[key].dtype != value.dtype:
+                raise ArtifactError(f"{path.name}: {key} is {value.dtype} {tuple(value.shape)}")
             current[key].copy_(value)
     return skeleton.eval()

@@ -7,7 +7,7 @@ from typing import Any
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 # CPU flags (as /proc/cpuinfo spells them) of bf16 matrix arithmetic faster than fp32: AMX.
-# AVX512-BF16 alone (Cooper Lake) was slower than fp32 in make bench (docs/measurements.md).
+# AVX512-BF16 without AMX was slower than fp32 in make bench (docs/measurements.md).
 FAST_BF16_FLAGS = frozenset({"amx_bf16"})
 
 

@@ -88,7 +88,7 @@ def score_texts(
 
     ``features`` (a fused model's spec): ``frame`` holds the feature columns, a row per text.
     ``precision``: fp32 by default, on every CPU: evaluation and calibration are the reference
-    (``auto`` would pick bf16 on CPUs with native bf16 and move the validated figures).
+    (``auto`` would pick bf16 on CPUs with AMX and move the validated figures).
     """
     options = ScoringOptions(max_length=max_length, token_budget=8192, precision=precision)
     scorer = Scorer(
