@@ -393,6 +393,73 @@ def test_the_probe_publishes_its_regression_as_a_model(tiny_backbone: Path, tmp_
     np.testing.assert_allclose(scorer.score(test_texts)["pd"], expected, atol=1e-5)
 
 
+def test_cross_fitted_pds_come_from_models_without_the_obligor() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from riskudf.training.probe import cross_fit
+
+    # Noise features and random labels, each obligor three identical rows: a regression that
+    # saw an obligor remembers it, one that did not guesses.
+    rng = np.random.default_rng(0)
+    x = np.repeat(rng.normal(size=(100, 200)), 3, axis=0)
+    y = np.repeat((rng.random(100) < 0.3).astype(int), 3)
+    groups = np.repeat(np.arange(100), 3)
+    fitted = cross_fit(x, y, groups, strength=100.0, weighting=None, seed=0)
+    assert fitted is not None and fitted.folds == 5
+    np.testing.assert_array_equal(fitted.labels, y)
+    assert roc_auc_score(y, fitted.pds) < 0.7
+    rows = cross_fit(x, y, np.arange(300), strength=100.0, weighting=None, seed=0)
+    assert rows is not None and roc_auc_score(y, rows.pds) > 0.95  # an obligor in two folds leaks
+    one = np.where(np.arange(300) < 3, 1, 0)  # one obligor defaults: nothing to fold
+    assert cross_fit(x, one, groups, strength=1.0, weighting=None, seed=0) is None
+    few = cross_fit(
+        x, np.where(np.arange(300) < 9, 1, 0), groups, strength=1.0, weighting=None, seed=0
+    )
+    assert few is not None and few.folds == 3  # as many folds as obligors that default
+
+
+def test_the_probe_calibration_is_cross_fitted_over_train_and_calibration(
+    tiny_backbone: Path,
+) -> None:
+    from riskudf.config import CandidateConf
+    from riskudf.model.calibration import fit_platt
+    from riskudf.training.pipeline import train_candidates
+
+    settings = conf(candidates=(CandidateConf(name="probe", method="probe"),))
+    tuned, chosen, _ = train_candidates(
+        None, CALIBRATED, settings, backbone=tiny_backbone, events=None
+    )
+    assert tuned.cross_fit is not None
+    rows = len(CALIBRATED.train) + len(CALIBRATED.calibration)
+    labels = np.concatenate([CALIBRATED.train["label"], CALIBRATED.calibration["label"]])
+    np.testing.assert_array_equal(tuned.cross_fit.labels, labels)
+    assessed = calibrate_and_evaluate(
+        tuned.tokenizer,
+        tuned.model,
+        CALIBRATED,
+        chosen,
+        features=tuned.features,
+        cross_fit=tuned.cross_fit,
+    )
+    expected = fit_platt(tuned.cross_fit.pds, labels)
+    assert assessed.calibration["slope"] == pytest.approx(expected["slope"], rel=1e-9)
+    assert assessed.calibration["intercept"] == pytest.approx(expected["intercept"], rel=1e-9)
+    assert assessed.calibration["fitted_on"] == {
+        "data": "out-of-fold PDs, 5 folds over the train and calibration splits",
+        "rows": rows,
+        "defaults": int(labels.sum()),
+    }
+    alone = calibrate_and_evaluate(
+        tuned.tokenizer, tuned.model, CALIBRATED, chosen, features=tuned.features
+    )
+    assert alone.calibration["fitted_on"]["rows"] == len(CALIBRATED.calibration)
+    timed = settings.model_copy(update={"data": settings.data.model_copy(update={"split": "time"})})
+    assert (
+        train_candidates(None, CALIBRATED, timed, backbone=tiny_backbone, events=None)[0].cross_fit
+        is None
+    )  # a time split keeps its calibration split
+
+
 def torch_equal(first: object, second: object) -> bool:
     import torch
 

@@ -299,6 +299,11 @@ def test_model_card_reports_the_manifest_figures() -> None:
     assert "risk.training_documents (Delta version 3)" in card
     assert "2 defaults and 1 non-defaults flagged, 0 defaults and 1 non-defaults not." in card
     assert "- method: isotonic, fitted on the calibration split" in card
+    fitted = {"data": "out-of-fold PDs, 5 folds", "rows": 2790, "defaults": 71}
+    crossed = manifest.model_copy(update={"calibration": {"method": "platt", "fitted_on": fitted}})
+    assert "- method: platt, fitted on out-of-fold PDs, 5 folds (2,790 rows, 71 defaults)" in (
+        model_card(crossed)
+    )
     assert "TF-IDF + logistic regression: test AUC 0.6250" in card
     assert "- structured features: none (text only)" in card
     fused = Manifest(

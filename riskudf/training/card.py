@@ -122,7 +122,15 @@ def _calibration(manifest: Manifest) -> str:
     if method == "none":
         why = manifest.calibration.get("fallback")
         return "none: the PDs are the model's raw probabilities" + (f" ({why})" if why else "")
-    return f"{method}, fitted on the calibration split (not the split that chose the epoch)"
+    return f"{method}, fitted on {fitted_on_text(manifest.calibration)}"
+
+
+def fitted_on_text(calibration: dict[str, Any]) -> str:
+    """What a calibration was fitted on (never the split that chose the epoch or strength)."""
+    fitted = calibration.get("fitted_on")
+    if not fitted:  # versions before the record
+        return "the calibration split"
+    return f"{fitted['data']} ({fitted['rows']:,} rows, {fitted['defaults']:,} defaults)"
 
 
 def _setting(candidate: dict[str, Any]) -> str:

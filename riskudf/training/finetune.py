@@ -225,6 +225,16 @@ def build_classifier(backbone: Path, conf: TrainingConf, spec: FeatureSpec | Non
 
 
 @dataclass(frozen=True)
+class CrossFit:
+    """Out-of-fold PDs over the train and calibration splits: each row scored by a model of the
+    same settings fitted without its obligor's rows (what a calibration is fitted on)."""
+
+    pds: np.ndarray
+    labels: np.ndarray
+    folds: int
+
+
+@dataclass(frozen=True)
 class FineTuned:
     tokenizer: Any
     model: Any  # a plain transformers model (LoRA adapters merged), on the CPU, in eval mode
@@ -236,6 +246,7 @@ class FineTuned:
     history: list[dict[str, float]]  # per epoch: train loss, validation loss and AUC
     world_size: int = 1  # processes that trained it (TorchDistributor)
     features: dict[str, Any] = field(default_factory=dict)  # the manifest's feature spec
+    cross_fit: CrossFit | None = None  # the linear probe's out-of-fold PDs (cheap to refit)
 
 
 def _collator(tokenizer: Any) -> Any:
@@ -500,6 +511,11 @@ class Assessment:
     calibration_curve: list[dict[str, float]] = field(default_factory=list)  # test, quantile bins
 
 
+def fitted_on(data: str, labels: np.ndarray) -> dict[str, Any]:
+    """What a calibration was fitted on, for the manifest, registry and model card."""
+    return {"data": data, "rows": len(labels), "defaults": int(np.sum(labels))}
+
+
 def calibrate_and_evaluate(
     tokenizer: Any,
     model: Any,
@@ -509,11 +525,14 @@ def calibrate_and_evaluate(
     thresholds: dict[str, float] | None = None,
     segment_col: str | None = None,
     features: dict[str, Any] | None = None,
+    cross_fit: CrossFit | None = None,
 ) -> Assessment:
     """Fit the configured calibration on the calibration split (not the validation split, which
     chose the epoch), then measure validation, calibration (in sample for the fit) and the
     held-out test split, scored as the nightly UDF scores.
-    ``features``: a fused model's spec (FineTuned.features); the splits hold its columns."""
+    ``features``: a fused model's spec (FineTuned.features); the splits hold its columns.
+    ``cross_fit``: out-of-fold PDs over the train and calibration splits; the calibration is
+    fitted on them instead (several times the defaults of the calibration split alone)."""
     chunking = chunking_of(conf) or None
     if conf.calibration != "none" and splits.calibration.empty:
         raise ValueError(f"calibration {conf.calibration} needs a calibration split")
@@ -535,9 +554,14 @@ def calibrate_and_evaluate(
     if conf.calibration == "none":
         calibration = fit_calibration("none", raw["validation"], np.zeros(0))
     else:
-        calibration = fit_calibration(
-            conf.calibration, raw["calibration"], splits.calibration["label"].to_numpy()
-        )
+        data, pds = "the calibration split", raw["calibration"]
+        labels = splits.calibration["label"].to_numpy()
+        if cross_fit is not None:
+            data = f"out-of-fold PDs, {cross_fit.folds} folds over the train and calibration splits"
+            pds, labels = cross_fit.pds, cross_fit.labels
+        calibration = fit_calibration(conf.calibration, pds, labels)
+        if "fallback" not in calibration:
+            calibration["fitted_on"] = fitted_on(data, labels)
     if "fallback" in calibration:
         log.warning("calibration: %s; PDs left uncalibrated", calibration["fallback"])
     metrics: dict[str, float] = {"train_rows": float(len(splits.train))}

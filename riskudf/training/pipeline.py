@@ -158,6 +158,7 @@ def _assess_pd_model(
         thresholds=thresholds,
         segment_col=conf.data.segment_col,
         features=tuned.features,
+        cross_fit=tuned.cross_fit,
     )
     metrics = assessment.metrics
     log.info(
@@ -282,6 +283,13 @@ def reference_figures(splits: Splits) -> dict[str, float]:
     return figures
 
 
+def cross_fits(conf: TrainingConf) -> bool:
+    """Whether a probe's calibration is cross-fitted over the train and calibration splits: a
+    calibrated PD on a stratified split (a time split keeps its newest-but-test calibration
+    split, nearest the test period)."""
+    return conf.calibration != "none" and conf.target == "default" and conf.data.split != "time"
+
+
 def train_candidates(
     spark: SparkSession | None,
     splits: Splits,
@@ -300,7 +308,13 @@ def train_candidates(
         with tempfile.TemporaryDirectory(prefix="riskudf-train-") as work:
             if candidate.method == "probe":  # one convex fit in the driver: no curves
                 logs = None
-                tuned = fit_probe(splits.train, splits.validation, candidate, backbone=backbone)
+                tuned = fit_probe(
+                    splits.train,
+                    splits.validation,
+                    candidate,
+                    backbone=backbone,
+                    calibration=splits.calibration if cross_fits(candidate) else None,
+                )
             elif candidate.processes:  # TorchDistributor: no TensorBoard events (docs/training.md)
                 assert spark is not None
                 logs = None
@@ -425,7 +439,8 @@ def publish_int8(
     import torch
 
     model = int8_model(tuned, splits.train, conf)
-    int8 = dataclasses.replace(tuned, model=model)
+    # Calibrated on its own PDs of the calibration split (the out-of-fold PDs are fp32's).
+    int8 = dataclasses.replace(tuned, model=model, cross_fit=None)
     started = time.perf_counter()
     assessment, baseline, test_grades = _assess_pd_model(
         int8, splits, conf, data, grading=grading, slice_columns=slice_columns

@@ -1,6 +1,7 @@
 """The linear probe: the encoder as pretrained, its mean-pooled embedding (and the conf's feature
 columns) read by an L2-regularised logistic regression (scikit-learn), the strength chosen on
-the validation AUC.
+the validation AUC. With a calibration split, the calibration is cross-fitted: out-of-fold PDs
+over the train and calibration splits, by obligor (``cross_fit``).
 
 On a few hundred defaults, fine-tuning 22M weights is noisy; a convex fit of one linear layer on
 a sentence encoder's embedding is not. The fitted regression becomes the Linear head of a fused
@@ -21,12 +22,13 @@ from sklearn.metrics import roc_auc_score
 
 from riskudf.config import TrainingConf
 from riskudf.model.features import FeatureSpec, encode_features, fit_features, no_columns
-from riskudf.training.finetune import FineTuned, label_map_of, parameter_counts
+from riskudf.training.finetune import CrossFit, FineTuned, label_map_of, parameter_counts
 
 log = logging.getLogger(__name__)
 
 # Inverse regularisation strengths tried, weakest last; the best validation AUC wins.
 STRENGTHS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+FOLDS = 5  # cross-fitting folds (fewer when fewer obligors default)
 
 
 def embed(
@@ -74,13 +76,64 @@ def head_weights(
     return weight, bias
 
 
+def _regression(
+    x: np.ndarray, y: np.ndarray, strength: float, weighting: str | None, seed: int
+) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(
+        C=strength, class_weight=weighting, max_iter=5000, random_state=seed
+    ).fit(x, y)
+
+
+def cross_fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    *,
+    strength: float,
+    weighting: str | None,
+    seed: int,
+    folds: int = FOLDS,
+) -> CrossFit | None:
+    """Each row's PD from the probe's regression (standardised on its own rows) fitted with the
+    same strength without the rows of the row's group, in stratified group folds: PDs a
+    calibration can be fitted on. None when fewer than two groups default."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    k = min(folds, len(np.unique(groups[y == 1])), len(np.unique(groups[y == 0])))
+    if k < 2:
+        return None
+    pds = np.zeros(len(y), dtype=np.float64)
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    for fit_rows, held in splitter.split(x, y, groups):
+        mean, scale = x[fit_rows].mean(axis=0), x[fit_rows].std(axis=0)
+        scale[scale == 0] = 1.0
+        fitted = _regression((x[fit_rows] - mean) / scale, y[fit_rows], strength, weighting, seed)
+        pds[held] = fitted.predict_proba((x[held] - mean) / scale)[:, 1]
+    return CrossFit(pds=pds, labels=y.astype(int), folds=k)
+
+
+def _groups(*frames: pd.DataFrame) -> np.ndarray:
+    """The obligor of each row (column id), or one group per row."""
+    if all("id" in frame for frame in frames):
+        return pd.concat([frame["id"] for frame in frames]).astype(str).to_numpy()
+    return np.arange(sum(len(frame) for frame in frames))
+
+
 def fit_probe(
-    train: pd.DataFrame, validation: pd.DataFrame, conf: TrainingConf, *, backbone: Path
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    conf: TrainingConf,
+    *,
+    backbone: Path,
+    calibration: pd.DataFrame | None = None,
 ) -> FineTuned:
     """Fit the probe on ``train`` (columns text, label, and the conf's feature columns),
-    choosing the regularisation on ``validation``; the fused model, on the CPU, in eval mode."""
+    choosing the regularisation on ``validation``; the fused model, on the CPU, in eval mode.
+    With a ``calibration`` split (two classes), also the out-of-fold PDs over train and
+    calibration at the chosen strength (``cross_fit``), by obligor."""
     import torch
-    from sklearn.linear_model import LogisticRegression
 
     from riskudf.model.fused import FusedClassifier
     from riskudf.model.load import load_encoder, load_tokenizer
@@ -111,9 +164,7 @@ def fit_probe(
     history: list[dict[str, float]] = []
     best: tuple[float, Any] | None = None
     for strength in STRENGTHS:
-        fitted = LogisticRegression(
-            C=strength, class_weight=weighting, max_iter=5000, random_state=conf.seed
-        ).fit((x_train - mean) / scale, y_train)
+        fitted = _regression((x_train - mean) / scale, y_train, strength, weighting, conf.seed)
         auc = _auc(y_validation, fitted.predict_proba((x_validation - mean) / scale))
         history.append({"C": strength, "validation_auc": auc})
         log.info("probe C=%g: validation AUC %.4f", strength, auc)
@@ -124,6 +175,16 @@ def fit_probe(
     with torch.no_grad():
         model.head.weight.copy_(torch.as_tensor(weight, dtype=model.head.weight.dtype))
         model.head.bias.copy_(torch.as_tensor(bias, dtype=model.head.bias.dtype))
+    out_of_fold = None
+    if calibration is not None and not calibration.empty and n_classes == 2:
+        out_of_fold = cross_fit(
+            np.vstack([x_train, inputs(calibration)]),
+            np.concatenate([y_train, calibration["label"].astype(int).to_numpy()]),
+            _groups(train, calibration),
+            strength=best[1].C,
+            weighting=weighting,
+            seed=conf.seed,
+        )
     seconds = time.perf_counter() - started
     log.info("probe fitted in %.1f s (C=%g)", seconds, best[1].C)
     _, total = parameter_counts(model)
@@ -137,6 +198,7 @@ def fit_probe(
         seconds_per_epoch=[seconds],
         history=history,
         features=spec.to_dict(),
+        cross_fit=out_of_fold,
     )
 
 
