@@ -14,7 +14,7 @@ from riskudf.config import RiskConf
 from riskudf.entry import EXIT_BENCHMARK_WINS, EXIT_OK, add_conf_argument, run_job
 from riskudf.lakehouse.session import build_spark
 from riskudf.model.registry import robustness_line
-from riskudf.training.card import fitted_on_text
+from riskudf.training.card import calibration_text
 from riskudf.training.data import LabelError
 from riskudf.training.finetune import TrainedModel
 from riskudf.training.pipeline import OutputError, train_model
@@ -144,8 +144,7 @@ def report(trained: TrainedModel) -> int:
         f"(TF-IDF + LR {metrics['tfidf_test_auc']:.3f}), Gini {metrics['test_gini']:.3f}, "
         f"KS {metrics['test_ks']:.3f}; Brier {metrics['test_raw_brier']:.4f} -> "
         f"{metrics['test_brier']:.4f}, ECE {metrics['test_raw_ece']:.4f} -> "
-        f"{metrics['test_ece']:.4f} ({trained.manifest.calibration.get('method')}, fitted on "
-        f"{fitted_on_text(trained.manifest.calibration)})"
+        f"{metrics['test_ece']:.4f} (calibration {calibration_text(trained.manifest.calibration)})"
     )
     summary = training.get("robustness")
     if summary:

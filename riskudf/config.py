@@ -524,7 +524,8 @@ class TrainingConf(_Conf):
         default="class_weight", description="how rare defaults are weighed"
     )
     calibration: Literal["none", "temperature", "platt", "isotonic"] = Field(
-        default="platt", description="fitted on the calibration split, applied at scoring"
+        default="platt",
+        description="fitted on the calibration split (a probe: out of fold), applied at scoring",
     )
     validation_fraction: float = Field(default=0.2, gt=0, lt=1, description="early stopping")
     calibration_fraction: float = Field(

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from riskudf.monitoring.backtest import BacktestRecord
-from riskudf.monitoring.estimate import Cell, auc_of_bins, estimate, matured_cells, with_realised
+from riskudf.monitoring.estimate import (
+    Cell,
+    auc_of_bins,
+    estimate,
+    level_error,
+    matured_cells,
+    with_realised,
+)
 
 DAY = dt.date(2025, 11, 28)
 WIDTH = 1e-4  # the monitoring's PD bins
@@ -61,6 +68,35 @@ def test_the_estimate_matches_outcomes_simulated_from_calibrated_pds() -> None:
     assert 0.85 <= inside <= 0.95
     inside = np.mean((c.dr_lower <= rates_c) & (rates_c <= c.dr_upper))
     assert 0.85 <= inside <= 0.95
+
+
+def test_the_bands_cover_a_calibrated_level_known_only_to_its_standard_error() -> None:
+    # The true PDs sit a random shift (sd 0.15 in log-odds) away from the model's, as when the
+    # calibration's level is fitted on a finite sample: outcome noise alone is too narrow.
+    pds, _, cells = portfolio()
+    sd = 0.15
+    rng = np.random.default_rng(7)
+    rates = np.empty(400)
+    for i in range(len(rates)):
+        true = 1.0 / (1.0 + np.exp(-(np.log(pds / (1 - pds)) + rng.normal(0.0, sd))))
+        rates[i] = (rng.random(len(pds)) < true).mean()
+    wide = estimate(cells, cohort_date=DAY, level_sd=sd)[0]
+    narrow = estimate(cells, cohort_date=DAY)[0]
+    assert wide.expected_dr == narrow.expected_dr == pytest.approx(pds.mean(), abs=1e-12)
+    assert 0.85 <= np.mean((wide.dr_lower <= rates) & (rates <= wide.dr_upper)) <= 0.95
+    assert np.mean((narrow.dr_lower <= rates) & (rates <= narrow.dr_upper)) < 0.8
+
+
+def test_the_level_error_comes_from_what_the_calibration_was_fitted_on() -> None:
+    fitted = {"data": "out-of-fold PDs", "rows": 5770, "defaults": 151}
+    platt = {"method": "platt", "slope": 0.85, "intercept": -3.4, "fitted_on": fitted}
+    assert level_error(platt) == pytest.approx(np.sqrt(1 / 151 + 1 / 5619), rel=1e-12)
+    assert level_error({"method": "platt", "slope": 1.0, "intercept": 0.0}) == 0.0  # older
+    assert level_error({"method": "none", "fitted_on": fitted}) == 0.0
+    assert level_error({"method": "temperature", "temperature": 2.0, "fitted_on": fitted}) == 0.0
+    isotonic = {"method": "isotonic", "x": [0.0], "y": [0.0], "fitted_on": fitted}
+    assert level_error(isotonic) == level_error(platt)
+    assert level_error({**platt, "fitted_on": {**fitted, "defaults": 0}}) == 0.0
 
 
 def test_the_same_cells_give_the_same_rows_and_none_give_none() -> None:

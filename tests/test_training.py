@@ -396,7 +396,7 @@ def test_the_probe_publishes_its_regression_as_a_model(tiny_backbone: Path, tmp_
 def test_cross_fitted_pds_come_from_models_without_the_obligor() -> None:
     from sklearn.metrics import roc_auc_score
 
-    from riskudf.training.probe import cross_fit
+    from riskudf.training.probe import _groups, cross_fit
 
     # Noise features and random labels, each obligor three identical rows: a regression that
     # saw an obligor remembers it, one that did not guesses.
@@ -412,6 +412,9 @@ def test_cross_fitted_pds_come_from_models_without_the_obligor() -> None:
     assert rows is not None and roc_auc_score(y, rows.pds) > 0.95  # an obligor in two folds leaks
     one = np.where(np.arange(300) < 3, 1, 0)  # one obligor defaults: nothing to fold
     assert cross_fit(x, one, groups, strength=1.0, weighting=None, seed=0) is None
+    frames = (pd.DataFrame({"id": ["a", "b"]}), pd.DataFrame({"id": ["a"], "text": ["t"]}))
+    assert list(_groups(*frames)) == ["a", "b", "a"]  # an obligor in both splits: one group
+    assert list(_groups(pd.DataFrame({"x": [1, 2]}), frames[1])) == [0, 1, 2]
     few = cross_fit(
         x, np.where(np.arange(300) < 9, 1, 0), groups, strength=1.0, weighting=None, seed=0
     )
@@ -423,7 +426,9 @@ def test_the_probe_calibration_is_cross_fitted_over_train_and_calibration(
 ) -> None:
     from riskudf.config import CandidateConf
     from riskudf.model.calibration import fit_platt
-    from riskudf.training.pipeline import train_candidates
+    from riskudf.training.data import TrainingData
+    from riskudf.training.finetune import int8_calibration
+    from riskudf.training.pipeline import _assess_pd_model, train_candidates
 
     settings = conf(candidates=(CandidateConf(name="probe", method="probe"),))
     tuned, chosen, _ = train_candidates(
@@ -448,11 +453,30 @@ def test_the_probe_calibration_is_cross_fitted_over_train_and_calibration(
         "data": "out-of-fold PDs, 5 folds over the train and calibration splits",
         "rows": rows,
         "defaults": int(labels.sum()),
+        "folds": 5,
     }
     alone = calibrate_and_evaluate(
         tuned.tokenizer, tuned.model, CALIBRATED, chosen, features=tuned.features
     )
     assert alone.calibration["fitted_on"]["rows"] == len(CALIBRATED.calibration)
+    assert alone.calibration["slope"] != pytest.approx(expected["slope"], rel=1e-3)
+    # The training job's assessment passes the probe's out-of-fold PDs on.
+    data = TrainingData("synthetic", None, CALIBRATED.train)
+    job, _, _ = _assess_pd_model(tuned, CALIBRATED, chosen, data, grading=None, slice_columns=())
+    assert job.calibration == assessed.calibration
+    # An int8 version of it applies this map as it is; one calibrated on its split refits.
+    assert int8_calibration(assessed.calibration) is assessed.calibration
+    assert int8_calibration(alone.calibration) is None
+    kept = calibrate_and_evaluate(
+        tuned.tokenizer,
+        tuned.model,
+        CALIBRATED,
+        chosen,
+        features=tuned.features,
+        calibration=alone.calibration,
+    )
+    assert kept.calibration is alone.calibration
+    assert kept.metrics["test_ece"] == pytest.approx(alone.metrics["test_ece"], abs=1e-12)
     timed = settings.model_copy(update={"data": settings.data.model_copy(update={"split": "time"})})
     assert (
         train_candidates(None, CALIBRATED, timed, backbone=tiny_backbone, events=None)[0].cross_fit

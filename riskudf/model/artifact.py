@@ -60,8 +60,9 @@ class Manifest(BaseModel):
     metrics: dict[str, float]  # validation_* and test_* figures, see riskudf.training.evaluate
     created_at: str
     files: dict[str, str] = Field(default_factory=dict)
-    # Fitted on the calibration split, applied at scoring (see riskudf.model.calibration); older
-    # manifests hold Platt's slope and intercept only; {"method": "none"}: uncalibrated.
+    # Fitted on the calibration split (a probe: out of fold; `fitted_on` says which), applied at
+    # scoring (see riskudf.model.calibration); older manifests hold Platt's slope and intercept
+    # only; {"method": "none"}: uncalibrated.
     calibration: dict[str, Any] = Field(
         default_factory=lambda: {"method": "platt", "slope": 1.0, "intercept": 0.0}
     )

@@ -5,6 +5,9 @@ a grade (or the portfolio) is then its mean PD, and the expected AUC is the AUC 
 confusion: each PD bin counts sum(p) defaulters and n - sum(p) non-defaulters (confidence-based
 performance estimation). The bands come from simulated outcomes: per (grade, PD bin) cell,
 Binomial(n, mean PD) defaults, drawn with a fixed seed so that a rerun writes the same rows.
+The calibration that set the PDs' level was fitted on a finite sample; with ``level_sd`` (its
+standard error in log-odds, ``level_error`` of the model's manifest) each simulation first shifts
+every PD's log-odds by one normal draw, so the bands cover that uncertainty too.
 
 What it cannot see: a change in how the text relates to default. It assumes the PDs stay
 calibrated; only outcomes (or early-delinquency proxies) reveal that they no longer are.
@@ -14,8 +17,9 @@ Pure functions of per-cell counts; Spark reduces the scored rows to them.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +67,18 @@ def auc_of_bins(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
         return np.sum(pos * (below + 0.5 * neg), axis=1) / (total_pos * total_neg)
 
 
+def level_error(calibration: Mapping[str, Any]) -> float:
+    """The standard error, in log-odds, of the PD level a calibration set: that of the default
+    rate's log-odds on the rows it was fitted on, sqrt(1/D + 1/(N - D)) (``fitted_on``); 0 for
+    a map that does not fit the level (none, temperature) or a manifest without the record.
+    (Platt's intercept is known a little less well: its slope is fitted too.)"""
+    fitted = calibration.get("fitted_on") or {}
+    rows, defaults = int(fitted.get("rows", 0)), int(fitted.get("defaults", 0))
+    if calibration.get("method") not in ("platt", "isotonic") or not 0 < defaults < rows:
+        return 0.0
+    return math.sqrt(1.0 / defaults + 1.0 / (rows - defaults))
+
+
 def estimate(
     cells: Sequence[Cell],
     *,
@@ -70,10 +86,12 @@ def estimate(
     level: float = 0.9,
     simulations: int = 1000,
     seed: int = 0,
+    level_sd: float = 0.0,
 ) -> list[EstimateRecord]:
     """The portfolio's expected default rate and AUC with their bands, then each grade's
     expected default rate with its band (grades sorted by name; ``level``: the band's
-    coverage, equal tails)."""
+    coverage, equal tails; ``level_sd``: the calibrated level's standard error in log-odds,
+    0 for outcome noise alone)."""
     live = [c for c in cells if c.n > 0]
     if not live:
         return []
@@ -84,9 +102,16 @@ def estimate(
     grades = sorted({c.grade for c in live}, key=lambda g: (g is None, g or ""))
     of_grade = np.array([grades.index(c.grade) for c in live])
     rng = np.random.default_rng(seed)
+    clipped = np.clip(p, 1e-12, 1 - 1e-12)
+    log_odds = np.log(clipped) - np.log1p(-clipped)
     defaults_by_grade, aucs = [], []
     for start in range(0, simulations, _CHUNK):
-        draws = rng.binomial(n, p, size=(min(_CHUNK, simulations - start), len(live)))
+        size = (min(_CHUNK, simulations - start), len(live))
+        drawn_p = p
+        if level_sd > 0:
+            shifts = rng.normal(0.0, level_sd, size=(size[0], 1))
+            drawn_p = 1.0 / (1.0 + np.exp(-(log_odds + shifts)))
+        draws = rng.binomial(n, drawn_p, size=size)
         per_bin = np.zeros((len(draws), order.max() + 1))
         np.add.at(per_bin.T, order, draws.T)
         n_bin = np.bincount(order, weights=n)

@@ -471,7 +471,8 @@ def estimate_table(data: ReportData, grades: list[str]) -> str:
     ]
     return (
         "<p class=note>From the calibrated PDs alone (bands of coverage "
-        "monitoring.estimate_level, from simulated outcomes): what the PDs predict if they stay "
+        "monitoring.estimate_level, from simulated outcomes and the calibration's own level "
+        "uncertainty): what the PDs predict if they stay "
         "calibrated. A change in "
         "how the text relates to default shows only in realised figures, once a cohort "
         "matures.</p>"

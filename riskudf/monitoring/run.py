@@ -61,6 +61,7 @@ from riskudf.monitoring.estimate import (
     Cell,
     EstimateRecord,
     estimate,
+    level_error,
     matured_cells,
     with_realised,
 )
@@ -775,15 +776,25 @@ def _estimates(
     cells: list[Any],
     outcome_bins: list[Any],
     backtest: list[BacktestRecord],
+    level_sd: float,
 ) -> list[EstimateRecord]:
     """This run's PD-only estimates (first: its portfolio row), then each matured cohort's,
-    with the backtest's realised figures beside them."""
-    level, simulations = mon.estimate_level, mon.estimate_simulations
+    with the backtest's realised figures beside them. ``level_sd``: the run's model's
+    calibrated-level error, used for the matured cohorts too (docs/monitoring.md)."""
+
+    def estimated(found: list[Cell], cohort_date: dt.date) -> list[EstimateRecord]:
+        return estimate(
+            found,
+            cohort_date=cohort_date,
+            level=mon.estimate_level,
+            simulations=mon.estimate_simulations,
+            level_sd=level_sd,
+        )
+
     found = [Cell(r["grade"], int(r["pd_bin"]), int(r["n"]), float(r["sum_pd"])) for r in cells]
-    records = estimate(found, cohort_date=as_of, level=level, simulations=simulations)
+    records = estimated(found, as_of)
     for (cohort, cohort_run), matured in sorted(matured_cells(outcome_bins).items()):
-        estimated = estimate(matured, cohort_date=cohort, level=level, simulations=simulations)
-        records += with_realised(estimated, backtest, cohort_run)
+        records += with_realised(estimated(matured, cohort), backtest, cohort_run)
     return records
 
 
@@ -848,7 +859,8 @@ def compute_monitoring(
     backtest, outcome_bins = _cohort_backtest(spark, conf, slices, as_of, notes, versions)
     phases.lap("backtest")
     fairness = _fairness(mon, slices, histograms, outcome_bins, as_of)
-    estimates = _estimates(mon, as_of, cells, outcome_bins, backtest)
+    level_sd = level_error(manifest.calibration)
+    estimates = _estimates(mon, as_of, cells, outcome_bins, backtest, level_sd)
     phases.lap("estimate")
     alerts = evaluate_alerts(
         mon.alerts,

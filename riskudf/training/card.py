@@ -118,11 +118,16 @@ def _redaction(manifest: Manifest) -> str:
 
 
 def _calibration(manifest: Manifest) -> str:
-    method = manifest.calibration.get("method", "platt")
+    return calibration_text(manifest.calibration)
+
+
+def calibration_text(calibration: dict[str, Any]) -> str:
+    """A manifest's calibration in words: the method and what it was fitted on."""
+    method = calibration.get("method", "platt")
     if method == "none":
-        why = manifest.calibration.get("fallback")
+        why = calibration.get("fallback")
         return "none: the PDs are the model's raw probabilities" + (f" ({why})" if why else "")
-    return f"{method}, fitted on {fitted_on_text(manifest.calibration)}"
+    return f"{method}, fitted on {fitted_on_text(calibration)}"
 
 
 def fitted_on_text(calibration: dict[str, Any]) -> str:

@@ -516,6 +516,13 @@ def fitted_on(data: str, labels: np.ndarray) -> dict[str, Any]:
     return {"data": data, "rows": len(labels), "defaults": int(np.sum(labels))}
 
 
+def int8_calibration(parent: dict[str, Any]) -> dict[str, Any] | None:
+    """The map an int8 version applies as it is: its parent's when cross-fitted (the int8
+    model's own PDs of the calibration split would refit the few-defaults map that avoids);
+    None: fitted on its own PDs of the calibration split."""
+    return parent if "folds" in (parent.get("fitted_on") or {}) else None
+
+
 def calibrate_and_evaluate(
     tokenizer: Any,
     model: Any,
@@ -526,13 +533,15 @@ def calibrate_and_evaluate(
     segment_col: str | None = None,
     features: dict[str, Any] | None = None,
     cross_fit: CrossFit | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> Assessment:
     """Fit the configured calibration on the calibration split (not the validation split, which
-    chose the epoch), then measure validation, calibration (in sample for the fit) and the
-    held-out test split, scored as the nightly UDF scores.
+    chose the epoch), or on ``cross_fit``'s out-of-fold PDs over the train and calibration
+    splits when given (several times the defaults); then measure validation, calibration and
+    the held-out test split, scored as the nightly UDF scores.
     ``features``: a fused model's spec (FineTuned.features); the splits hold its columns.
-    ``cross_fit``: out-of-fold PDs over the train and calibration splits; the calibration is
-    fitted on them instead (several times the defaults of the calibration split alone)."""
+    ``calibration``: a map applied as it is, not fitted (a published version's own, or an int8
+    version's parent's)."""
     chunking = chunking_of(conf) or None
     if conf.calibration != "none" and splits.calibration.empty:
         raise ValueError(f"calibration {conf.calibration} needs a calibration split")
@@ -551,7 +560,9 @@ def calibrate_and_evaluate(
 
     scored = {name: scores_of(part) for name, part in splits.parts().items() if name != "train"}
     raw = {name: frame["pd"].to_numpy() for name, frame in scored.items()}
-    if conf.calibration == "none":
+    if calibration is not None:
+        pass
+    elif conf.calibration == "none":
         calibration = fit_calibration("none", raw["validation"], np.zeros(0))
     else:
         data, pds = "the calibration split", raw["calibration"]
@@ -562,6 +573,9 @@ def calibrate_and_evaluate(
         calibration = fit_calibration(conf.calibration, pds, labels)
         if "fallback" not in calibration:
             calibration["fitted_on"] = fitted_on(data, labels)
+            if cross_fit is not None:
+                calibration["fitted_on"]["folds"] = cross_fit.folds
+    assert calibration is not None
     if "fallback" in calibration:
         log.warning("calibration: %s; PDs left uncalibrated", calibration["fallback"])
     metrics: dict[str, float] = {"train_rows": float(len(splits.train))}

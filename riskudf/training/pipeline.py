@@ -48,6 +48,7 @@ from riskudf.training.finetune import (
     chunking_of,
     default_backbone_dir,
     fine_tune,
+    int8_calibration,
     publish_model,
     score_texts,
 )
@@ -144,9 +145,11 @@ def _assess_pd_model(
     *,
     grading: GradingConf | None,
     slice_columns: tuple[str, ...],
+    calibration: dict[str, Any] | None = None,
 ) -> tuple[Assessment, dict[str, Any], list[dict[str, Any]]]:
     """Calibration and test figures of a PD model, its monitoring baseline, and its test split's
-    counts per grade (n, defaults, sum of PDs; empty without grading)."""
+    counts per grade (n, defaults, sum of PDs; empty without grading). ``calibration``: a map
+    applied as it is instead of one fitted."""
     thresholds = None
     if grading is not None:
         thresholds = {"review": grading.review_from_pd, "decline": grading.decline_from_pd}
@@ -159,6 +162,7 @@ def _assess_pd_model(
         segment_col=conf.data.segment_col,
         features=tuned.features,
         cross_fit=tuned.cross_fit,
+        calibration=calibration,
     )
     metrics = assessment.metrics
     log.info(
@@ -439,11 +443,16 @@ def publish_int8(
     import torch
 
     model = int8_model(tuned, splits.train, conf)
-    # Calibrated on its own PDs of the calibration split (the out-of-fold PDs are fp32's).
-    int8 = dataclasses.replace(tuned, model=model, cross_fit=None)
+    int8 = dataclasses.replace(tuned, model=model, cross_fit=None)  # the out-of-fold PDs are fp32's
     started = time.perf_counter()
     assessment, baseline, test_grades = _assess_pd_model(
-        int8, splits, conf, data, grading=grading, slice_columns=slice_columns
+        int8,
+        splits,
+        conf,
+        data,
+        grading=grading,
+        slice_columns=slice_columns,
+        calibration=int8_calibration(fp32.assessment.calibration),
     )
     seconds = time.perf_counter() - started
     scored = sum(len(part) for name, part in splits.parts().items() if name != "train")
@@ -631,8 +640,15 @@ def quantize_version(
         features=manifest.features,
     )
     started = time.perf_counter()
+    # The published map, as it is: the figures describe the version as it scores.
     assessment, _, _ = _assess_pd_model(
-        tuned, splits, conf, data, grading=grading, slice_columns=slice_columns
+        tuned,
+        splits,
+        conf,
+        data,
+        grading=grading,
+        slice_columns=slice_columns,
+        calibration=dict(manifest.calibration),
     )
     seconds = time.perf_counter() - started
     parent = TrainedModel(model_dir, manifest)
