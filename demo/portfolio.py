@@ -319,6 +319,7 @@ INTERCEPT = {"retail": -5.0, "corporate": -5.8}
 SLOPE = 1.8
 IDIOSYNCRATIC = 0.5
 READING_NOISE = 0.25  # how loosely a document's signals follow the latent at its date
+LOOKBACK_YEARS = 2  # conf's filing_lookback_days (730): documents reach this far before a cohort
 
 
 @dataclass(frozen=True)
@@ -447,8 +448,10 @@ def outcome_rows(spec: DemoSpec, index: int) -> list[dict[str, object]]:
 
 
 def _years_back(spec: DemoSpec) -> int:
-    """Years before as_of that reports and filings cover: 3, or back to the first cohort."""
-    return max(3, (spec.as_of - min(spec.cohorts, default=spec.as_of)).days // 365 + 1)
+    """Years before as_of that reports and filings cover: 3, or the filings lookback (two years)
+    before the first cohort, so that every cohort's documents hold as many filings."""
+    first = min(spec.cohorts, default=spec.as_of)
+    return max(3, (spec.as_of - first).days // 365 + LOOKBACK_YEARS)
 
 
 def _dates_per_year(

@@ -90,6 +90,27 @@ def test_reports_exist_before_each_cohort_date(book) -> None:
         assert rows and all(r["report_date"] <= SPEC.as_of for r in rows)
 
 
+def test_every_cohort_has_the_filings_of_the_lookback() -> None:
+    """Documents reach two years (conf's filing_lookback_days) before the first cohort, so the
+    oldest cohort's corporates hold as many filings as the newest's."""
+    spec = DemoSpec(seed=11, cohorts=(dt.date(2023, 11, 28), dt.date(2025, 11, 28)))
+    lookback = dt.timedelta(
+        days=load_config(
+            Path(__file__).resolve().parents[1] / "conf/base.yaml"
+        ).scoring.filing_lookback_days
+    )
+    corporates = [i for i in range(1, 1500) if portfolio_row(spec, i)["segment"] == "corporate"]
+    filings = [filing_rows(spec, i) for i in corporates]
+    counts = {
+        cohort: np.mean(
+            [sum(cohort - lookback < f["filing_date"] <= cohort for f in rows) for rows in filings]
+        )
+        for cohort in spec.cohorts
+    }
+    first, last = counts.values()
+    assert 0.85 < first / last < 1.15, counts
+
+
 def test_report_layout_ids_and_subject_line() -> None:
     for index in range(1, 60):
         who = identity(SPEC, index)
