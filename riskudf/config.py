@@ -394,6 +394,9 @@ class CandidateConf(_Conf):
     learning_rate: float | None = Field(default=None, gt=0)
     epochs: int | None = Field(default=None, gt=0)
     batch_size: int | None = Field(default=None, gt=0)
+    pooling: Literal["mean", "cls", "paragraphs"] | None = Field(
+        default=None, description="data.features.pooling for this candidate (null: the conf's)"
+    )
 
 
 class FeaturesConf(_Conf):
@@ -405,8 +408,10 @@ class FeaturesConf(_Conf):
     categorical: tuple[str, ...] = Field(
         default=(), description="one-hot over the train split's values; unseen/null -> other"
     )
-    pooling: Literal["mean", "cls"] = Field(
-        default="mean", description="text embedding: mean of the tokens or the [CLS] token"
+    pooling: Literal["mean", "cls", "paragraphs"] = Field(
+        default="mean",
+        description="text embedding: mean of the tokens, the [CLS] token, or (method probe) the "
+        "mean over the document's paragraphs of each paragraph's token mean",
     )
 
     @property
@@ -554,18 +559,14 @@ class TrainingConf(_Conf):
         """Each candidate's full conf, by name; without candidates, this conf as "conf"."""
         if not self.candidates:
             return [("conf", self)]
-        return [
-            (
-                c.name,
-                self.model_copy(
-                    update={
-                        **c.model_dump(exclude={"name"}, exclude_none=True),
-                        "candidates": (),
-                    }
-                ),
-            )
-            for c in self.candidates
-        ]
+        return [(c.name, self._candidate(c)) for c in self.candidates]
+
+    def _candidate(self, candidate: CandidateConf) -> TrainingConf:
+        update = candidate.model_dump(exclude={"name", "pooling"}, exclude_none=True)
+        if candidate.pooling is not None:
+            features = self.data.features.model_copy(update={"pooling": candidate.pooling})
+            update["data"] = self.data.model_copy(update={"features": features})
+        return self.model_copy(update={**update, "candidates": ()})
 
     def only_candidates(self, names: Sequence[str]) -> TrainingConf:
         """This conf with the named candidates only, in conf order (a command-line choice)."""
@@ -614,6 +615,12 @@ class TrainingConf(_Conf):
         probes = [c.name for c in self.candidates if c.method == "probe"]
         if self.method == "probe" and not self.candidates:
             probes.append("training.method")
+        for name, method, pooling in self._poolings():
+            if pooling == "paragraphs" and method != "probe":
+                raise ValueError(
+                    f"{name}: pooling paragraphs is for method probe (a linear head on the "
+                    f"mean of paragraph embeddings), not {method}"
+                )
         if probes and self.chunking is not None:
             raise ValueError(
                 f"method probe ({', '.join(probes)}) reads each document's head: no chunking"
@@ -623,6 +630,19 @@ class TrainingConf(_Conf):
                 f"chunking.stride must be at most max_length - 2 = {self.max_length - 2}"
             )
         return self
+
+    def _poolings(self) -> list[tuple[str, str, str]]:
+        """(where, method, pooling) of this conf, or of each candidate."""
+        if not self.candidates:
+            return [("training", self.method, self.data.features.pooling)]
+        return [
+            (
+                f"candidate {c.name}",
+                c.method or self.method,
+                c.pooling or self.data.features.pooling,
+            )
+            for c in self.candidates
+        ]
 
 
 class LdapConf(_Conf):

@@ -1,12 +1,21 @@
 """Token windows of a document and the aggregation of window scores (one rule for training and
-scoring, so that a model is scored the way it was trained), and tabular rows as text."""
+scoring, so that a model is scored the way it was trained), and tabular rows as text.
+
+Paragraph windows (pooling ``paragraphs``): each paragraph of a document (text between blank
+lines) is read on its own, so a number in a short section is not averaged away over the whole
+document. The document's token ids carry a [SEP] before each paragraph but the first
+(``mark_paragraphs``); ``paragraph_windows`` cuts them there.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 
 AGGREGATIONS = ("max", "mean")
 
@@ -43,6 +52,64 @@ def chunk_windows(ids: list[int], max_length: int, stride: int) -> list[list[int
         if start + size >= len(body):
             break
     return windows
+
+
+def paragraph_starts(text: str) -> list[int]:
+    """Character offsets where the second and later paragraphs of ``text`` begin."""
+    return [m.end() for m in PARAGRAPH_BREAK.finditer(text) if m.end() < len(text)]
+
+
+def mark_paragraphs(
+    ids: Sequence[int],
+    offsets: Sequence[tuple[int, int]],
+    starts: Sequence[int],
+    sep_id: int,
+) -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids (``[CLS] body [SEP]``, with their character offsets) with ``sep_id`` inserted
+    before the first body token of each paragraph start; the inserted tokens get offset (0, 0),
+    as special tokens do."""
+    out_ids: list[int] = []
+    out_offsets: list[tuple[int, int]] = []
+    pending = list(starts)
+    last = len(ids) - 1
+    for position, (token, offset) in enumerate(zip(ids, offsets, strict=True)):
+        if 0 < position < last and offset[1] > offset[0]:
+            marked = False
+            while pending and offset[0] >= pending[0]:
+                pending.pop(0)
+                marked = True
+            if marked and len(out_ids) > 1 and out_ids[-1] != sep_id:
+                out_ids.append(sep_id)
+                out_offsets.append((0, 0))
+        out_ids.append(int(token))
+        out_offsets.append((int(offset[0]), int(offset[1])))
+    return out_ids, out_offsets
+
+
+def paragraph_windows(ids: Sequence[int], max_length: int, sep_id: int) -> list[list[int]]:
+    """The windows of marked token ids: ``[CLS] paragraph [SEP]`` per paragraph (a paragraph
+    longer than the window is cut into consecutive windows, so every token is read); empty
+    paragraphs are dropped, and a document without body tokens is one window, itself."""
+    first, body = ids[0], list(ids[1:-1])
+    size = max_length - 2
+    windows: list[list[int]] = []
+    paragraph: list[int] = []
+    for token in [*body, sep_id]:
+        if token != sep_id:
+            paragraph.append(int(token))
+            continue
+        for start in range(0, len(paragraph), size):
+            windows.append([int(first), *paragraph[start : start + size], sep_id])
+        paragraph = []
+    return windows or [[int(first), sep_id]]
+
+
+def mean_rows(values: np.ndarray, owners: np.ndarray, n_docs: int) -> np.ndarray:
+    """Per document, the mean of its windows' rows (``values``: one row per window)."""
+    sums = np.zeros((n_docs, values.shape[1]), dtype=np.float64)
+    np.add.at(sums, owners, values)
+    counts = np.bincount(owners, minlength=n_docs)
+    return sums / np.maximum(counts, 1)[:, None]
 
 
 def aggregate(scores: np.ndarray, owners: np.ndarray, n_docs: int, how: str) -> np.ndarray:

@@ -568,7 +568,8 @@ def assess(
         grading=grading,
         conf=conf,
         redact=lambda text: redactor.redact(text)[0],
-        window=None if chunking else window,
+        # Chunks and paragraph windows read every token; else the model reads the window.
+        window=None if chunking or (features or {}).get("pooling") == "paragraphs" else window,
         tests=tests,
     )
     return summary_of(results, source, len(frame), conf.max_documents)

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-POOLINGS = ("mean", "cls")
-Pooling = Literal["mean", "cls"]
+POOLINGS = ("mean", "cls", "paragraphs")
+Pooling = Literal["mean", "cls", "paragraphs"]
 
 
 class FeatureError(ValueError):
@@ -39,7 +39,9 @@ class FeatureSpec(_Strict):
     stds: tuple[float, ...]
     categorical: tuple[str, ...]
     categories: tuple[tuple[str, ...], ...]  # per categorical column, from the training split
-    pooling: Pooling = "mean"  # how the encoder's tokens become the text embedding
+    # How the encoder's tokens become the text embedding: their mean, the [CLS] token, or the
+    # mean over the document's paragraphs of each paragraph's token mean (windows.py).
+    pooling: Pooling = "mean"
 
     @property
     def columns(self) -> tuple[str, ...]:

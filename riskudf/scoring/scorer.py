@@ -11,7 +11,16 @@ import numpy as np
 import pandas as pd
 
 from riskudf.config import GradingConf, ReasonsConf
-from riskudf.documents.windows import aggregate, check_chunking, chunk_windows
+from riskudf.documents.windows import (
+    ChunkingError,
+    aggregate,
+    check_chunking,
+    chunk_windows,
+    mark_paragraphs,
+    mean_rows,
+    paragraph_starts,
+    paragraph_windows,
+)
 from riskudf.failpoints import Failpoint
 from riskudf.model.calibration import apply_calibration
 from riskudf.model.features import FeatureError, encode_features, feature_spec_of
@@ -95,9 +104,9 @@ def pad_batch(windows: list[list[int]], pad_id: int, *, pin: bool = False) -> di
 
 @dataclass(frozen=True)
 class Prepared:
-    windows: list[list[int]]  # token ids cut to the window, or every chunk of each document
+    windows: list[list[int]]  # token ids cut to the window, or every chunk or paragraph
     n_tokens: np.ndarray  # tokens before the cut, per document
-    owners: np.ndarray | None = None  # chunked: the document of each window
+    owners: np.ndarray | None = None  # chunks or paragraphs: the document of each window
     features: np.ndarray | None = None  # fused model: the encoded features of each window
     texts: list[str] | None = None  # the documents, for reason codes (never output)
     document_features: np.ndarray | None = None  # fused model with reasons: one row per text
@@ -125,8 +134,13 @@ class Scorer:
         # chunking (from the manifest): overlapping windows aggregated per document, as in
         # training; without it, the head of a long document is scored and flagged truncated.
         # features (the manifest's spec): a fused model, fed each document's encoded columns.
+        # pooling paragraphs (a fused model's spec): every paragraph is a window, and a
+        # document's logits are the mean of its windows' (riskudf.documents.windows).
         self.features = feature_spec_of(features)
         self.chunking = check_chunking(chunking, options.max_length) if chunking else None
+        self.paragraphs = self.features is not None and self.features.pooling == "paragraphs"
+        if self.paragraphs and self.chunking is not None:
+            raise ChunkingError("pooling paragraphs reads every paragraph: no chunking")
         # An int8 version runs as validated, whatever the conf asks; its input scales are fixed,
         # so it is batched like fp32.
         self.static_int8 = is_quantized(model)
@@ -150,16 +164,27 @@ class Scorer:
         self.occluded_spans = 0
 
     def tokenize(self, texts: list[str], *, offsets: bool = False) -> Any:
-        """Token ids of whole documents (no cut), with character offsets when asked."""
-        return self.tokenizer(
+        """Token ids of whole documents (no cut), with character offsets when asked; for
+        pooling paragraphs, with a [SEP] before each paragraph but the first."""
+        encoded = self.tokenizer(
             texts,
             add_special_tokens=True,
             truncation=False,
             verbose=False,
             return_attention_mask=False,
             return_token_type_ids=False,
-            return_offsets_mapping=offsets,
+            return_offsets_mapping=offsets or self.paragraphs,
         )
+        if not self.paragraphs:
+            return encoded
+        sep_id = self.tokenizer.sep_token_id
+        marked = [
+            mark_paragraphs(ids, spans, paragraph_starts(text), sep_id)
+            for text, ids, spans in zip(
+                texts, encoded["input_ids"], encoded["offset_mapping"], strict=True
+            )
+        ]
+        return {"input_ids": [m[0] for m in marked], "offset_mapping": [m[1] for m in marked]}
 
     def encode(self, texts: list[str], frame: pd.DataFrame | None) -> np.ndarray | None:
         """A fused model's encoded feature rows for ``texts`` (from ``frame``); else None."""
@@ -183,8 +208,16 @@ class Scorer:
         return replace(prepared, texts=list(texts), document_features=matrix)
 
     def windows_of(self, encoded: list[list[int]], matrix: np.ndarray | None = None) -> Prepared:
-        """The model windows of tokenised documents: the head, or every chunk (with each
-        window's feature row for a fused model)."""
+        """The model windows of tokenised documents: the head, or every chunk or paragraph
+        (with each window's feature row for a fused model)."""
+        if self.paragraphs:
+            sep_id = self.tokenizer.sep_token_id
+            parts = [paragraph_windows(ids, self.options.max_length, sep_id) for ids in encoded]
+            owners = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+            # Tokens of the document as tokenised (the paragraph marks are not counted).
+            n_tokens = np.array([sum(len(w) - 2 for w in p) + 2 for p in parts], dtype=np.int64)
+            windowed = None if matrix is None else matrix[owners]
+            return Prepared([w for p in parts for w in p], n_tokens, owners, windowed)
         n_tokens = np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(encoded))
         if self.chunking is not None:
             stride = self.chunking[0]
@@ -201,10 +234,14 @@ class Scorer:
     ) -> np.ndarray:
         """Class probabilities (rows: windows, columns: labels) over length-sorted batches;
         ``features``: a fused model's encoded feature rows, one per window."""
+        return _softmax(self.logits(windows, features))
+
+    def logits(self, windows: list[list[int]], features: np.ndarray | None = None) -> np.ndarray:
+        """The model's logits (rows: windows, columns: labels), as ``probabilities``."""
         import torch
 
         lengths = np.fromiter((len(ids) for ids in windows), dtype=np.int64, count=len(windows))
-        probs = np.empty((len(windows), self.model.config.num_labels), dtype=np.float64)
+        out = np.empty((len(windows), self.model.config.num_labels), dtype=np.float64)
         gpu = self.device.startswith("cuda")
         autocast = self.precision in ("bf16", "fp16")
         dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
@@ -221,13 +258,20 @@ class Scorer:
                 if features is not None:
                     batch["features"] = torch.from_numpy(features[rows])
                 batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-                logits = self.model(**batch).logits.float()
-                probs[rows] = torch.softmax(logits, dim=-1).cpu().numpy()
-        return probs
+                out[rows] = self.model(**batch).logits.float().cpu().numpy()
+        return out
+
+    def document_probabilities(self, prepared: Prepared) -> np.ndarray:
+        """Class probabilities per document (before chunk aggregation when chunked): for
+        pooling paragraphs, the softmax of the mean of each document's window logits."""
+        if not self.paragraphs or prepared.owners is None:
+            return self.probabilities(prepared.windows, prepared.features)
+        logits = self.logits(prepared.windows, prepared.features)
+        return _softmax(mean_rows(logits, prepared.owners, len(prepared.n_tokens)))
 
     def document_pds(self, prepared: Prepared) -> np.ndarray:
         """One PD per document: window probabilities, chunk aggregation, calibration."""
-        pds = self.probabilities(prepared.windows, prepared.features)[:, self.positive_label]
+        pds = self.document_probabilities(prepared)[:, self.positive_label]
         if prepared.owners is not None and self.chunking is not None:
             pds = aggregate(pds, prepared.owners, len(prepared.n_tokens), self.chunking[1])
         if self.calibration is not None:
@@ -253,7 +297,7 @@ class Scorer:
             return out
         chosen = [texts[i] for i in flagged]
         encoded = self.tokenize(chosen, offsets=True)
-        read = None if self.chunking is not None else self.options.max_length
+        read = None if self.chunking is not None or self.paragraphs else self.options.max_length
         occlusions = [
             mapped_spans(text, offsets, self.library, read_tokens=read)
             for text, offsets in zip(chosen, encoded["offset_mapping"], strict=True)
@@ -284,7 +328,7 @@ class Scorer:
         pds = self.document_pds(prepared)
         truncated = n_tokens > self.options.max_length
         n_chunks: np.ndarray = np.ones(len(n_tokens), dtype=np.int32)
-        if prepared.owners is not None and self.chunking is not None:
+        if prepared.owners is not None:
             n_chunks = np.bincount(prepared.owners, minlength=len(n_tokens)).astype(np.int32)
             truncated = np.zeros(len(n_tokens), dtype=bool)  # every token was read
         return pd.DataFrame(
@@ -316,3 +360,9 @@ class Scorer:
                 pending = following
             if pending is not None:
                 yield self.run(pending.result())
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return np.asarray(exp / exp.sum(axis=1, keepdims=True))

@@ -618,7 +618,7 @@ def assess_grades(
     metrics: dict[str, float] = {"train_rows": float(len(splits.train))}
     for name, part in (("validation", splits.validation), ("test", splits.test)):
         prepared = scorer.prepare(part["text"].tolist(), part if features else None)
-        probs = scorer.probabilities(prepared.windows, prepared.features)
+        probs = scorer.document_probabilities(prepared)
         metrics.update(
             evaluate_grades(part["label"].to_numpy(), probs, conf.grade_classes, prefix=f"{name}_")
         )

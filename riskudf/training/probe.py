@@ -34,9 +34,13 @@ FOLDS = 5  # cross-fitting folds (fewer when fewer obligors default)
 def embed(
     tokenizer: Any, model: Any, texts: list[str], *, max_length: int, batch_size: int = 32
 ) -> np.ndarray:
-    """The fused model's pooled text embedding of each text (float64; length-sorted batches)."""
+    """The fused model's pooled text embedding of each text (float64; length-sorted batches);
+    pooling paragraphs: the mean of the text's paragraph windows' embeddings, the windows cut
+    by the scorer (so the head scores as it was fitted)."""
     import torch
 
+    if model.spec.pooling == "paragraphs":
+        return _paragraph_embeddings(tokenizer, model, texts, max_length, batch_size)
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.zeros((len(texts), int(model.config.hidden_size)), dtype=np.float64)
     with torch.inference_mode():
@@ -54,6 +58,38 @@ def embed(
             ).last_hidden_state
             out[rows] = model.pool(hidden, batch["attention_mask"]).double().numpy()
     return out
+
+
+def _paragraph_embeddings(
+    tokenizer: Any, model: Any, texts: list[str], max_length: int, batch_size: int
+) -> np.ndarray:
+    import torch
+
+    from riskudf.documents.windows import mean_rows
+    from riskudf.scoring.scorer import Scorer, ScoringOptions, pad_batch
+
+    options = ScoringOptions(max_length=max_length, token_budget=0, precision="fp32")
+    scorer = Scorer(
+        tokenizer,
+        model,
+        positive_label=1,
+        device="cpu",
+        options=options,
+        features=model.spec.to_dict(),
+    )
+    prepared = scorer.prepare(texts)
+    windows, owners = prepared.windows, prepared.owners
+    assert owners is not None
+    order = np.argsort([len(w) for w in windows], kind="stable")
+    out = np.zeros((len(windows), int(model.config.hidden_size)), dtype=np.float64)
+    size = 4 * batch_size  # paragraphs are short
+    with torch.inference_mode():
+        for start in range(0, len(windows), size):
+            rows = order[start : start + size]
+            batch = pad_batch([windows[i] for i in rows], tokenizer.pad_token_id)
+            hidden = model.encoder(**batch).last_hidden_state
+            out[rows] = model.pool(hidden, batch["attention_mask"]).double().numpy()
+    return mean_rows(out, owners, len(texts))
 
 
 def _auc(labels: np.ndarray, probs: np.ndarray) -> float:
