@@ -12,7 +12,8 @@ only the full pass over the N documents is timed.
 
 The four paths score only (reason codes off in (b), so that the paths do the same work); the
 reason codes' overhead per flagged row, and their fidelity, are measured on their own with the
-scorer the UDF runs (``explain_check``).
+scorer the UDF runs (``explain_check``), and a probe's pooling (whole window, paragraphs, lines)
+on its own (``pooling_check``).
 """
 
 from __future__ import annotations
@@ -573,6 +574,51 @@ def precision_check(job: Job, texts: list[str]) -> list[str]:
     return lines
 
 
+def pooling_check(job: Job, texts: list[str]) -> list[str]:
+    """Scorer docs/s of a text-only probe on the packaged backbone (fp32) for each pooling:
+    the whole document's token mean (its window) against each line or paragraph read alone."""
+    import torch
+
+    from riskudf.config import load_config
+    from riskudf.model.features import no_columns
+    from riskudf.model.fused import FusedClassifier
+    from riskudf.model.load import load_encoder, load_tokenizer
+    from riskudf.scoring.scorer import Scorer, ScoringOptions
+    from riskudf.training.finetune import default_backbone_dir
+
+    torch.set_num_threads(job.threads)
+    conf = load_config(job.conf)
+    backbone = default_backbone_dir()
+    tokenizer = load_tokenizer(backbone)
+    options = ScoringOptions(
+        max_length=conf.training.max_length,
+        token_budget=conf.scoring.token_budget,
+        precision="fp32",
+    )
+    lines, base = [], 0.0
+    for pooling in ("mean", "paragraphs", "lines"):
+        spec = no_columns(pooling)
+        model = FusedClassifier(load_encoder(backbone), spec, 2).eval()
+        scorer = Scorer(
+            tokenizer,
+            model,
+            positive_label=1,
+            device="cpu",
+            options=options,
+            features=spec.to_dict(),
+        )
+        scorer.score(texts[:8])
+        start = time.perf_counter()
+        windows = int(scorer.score(texts)["n_chunks"].sum())
+        rate = len(texts) / (time.perf_counter() - start)
+        base = base or rate
+        lines.append(
+            f"  {pooling:10s} {rate:8.1f} docs/s ({rate / base:.2f} x mean)   "
+            f"{windows / len(texts):.1f} windows per document"
+        )
+    return lines
+
+
 # Long on purpose: set-up, two scoring passes and their comparison.
 def explain_check(job: Job, texts: list[str]) -> list[str]:
     """Reason codes (conf ``reasons``) on the documents, with the scorer the UDF runs: seconds
@@ -854,6 +900,10 @@ def main(
     if check_docs > 0 and device == "cpu":
         print(f"precision check (raw loop, first {min(check_docs, len(texts))} documents):")
         for line in precision_check(base, texts[:check_docs]):
+            print(line)
+    if check_docs > 0 and device == "cpu":
+        print(f"probe pooling (scorer, first {min(check_docs, len(texts))} documents):")
+        for line in pooling_check(base, texts[:check_docs]):
             print(line)
     if check_docs > 0:
         print(f"reason codes (scorer, first {min(check_docs, len(texts))} documents):")

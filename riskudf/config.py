@@ -30,6 +30,9 @@ from pydantic import (
     model_validator,
 )
 
+from riskudf.documents.windows import SEGMENT_BREAKS
+from riskudf.model.features import Pooling
+
 
 class _Conf(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -394,7 +397,7 @@ class CandidateConf(_Conf):
     learning_rate: float | None = Field(default=None, gt=0)
     epochs: int | None = Field(default=None, gt=0)
     batch_size: int | None = Field(default=None, gt=0)
-    pooling: Literal["mean", "cls", "paragraphs"] | None = Field(
+    pooling: Pooling | None = Field(
         default=None, description="data.features.pooling for this candidate (null: the conf's)"
     )
 
@@ -408,10 +411,10 @@ class FeaturesConf(_Conf):
     categorical: tuple[str, ...] = Field(
         default=(), description="one-hot over the train split's values; unseen/null -> other"
     )
-    pooling: Literal["mean", "cls", "paragraphs"] = Field(
+    pooling: Pooling = Field(
         default="mean",
         description="text embedding: mean of the tokens, the [CLS] token, or (method probe) the "
-        "mean over the document's paragraphs of each paragraph's token mean",
+        "mean over the document's lines (or paragraphs) of each one's token mean",
     )
 
     @property
@@ -615,11 +618,13 @@ class TrainingConf(_Conf):
         probes = [c.name for c in self.candidates if c.method == "probe"]
         if self.method == "probe" and not self.candidates:
             probes.append("training.method")
-        for name, method, pooling in self._poolings():
-            if pooling == "paragraphs" and method != "probe":
+        for name, conf in self.candidate_confs():
+            pooling = conf.data.features.pooling
+            if pooling in SEGMENT_BREAKS and conf.method != "probe":
+                where = f"candidate {name}" if self.candidates else "training"
                 raise ValueError(
-                    f"{name}: pooling paragraphs is for method probe (a linear head on the "
-                    f"mean of paragraph embeddings), not {method}"
+                    f"{where}: pooling {pooling} is for method probe (a linear head on the "
+                    f"mean of segment embeddings), not {conf.method}"
                 )
         if probes and self.chunking is not None:
             raise ValueError(
@@ -630,19 +635,6 @@ class TrainingConf(_Conf):
                 f"chunking.stride must be at most max_length - 2 = {self.max_length - 2}"
             )
         return self
-
-    def _poolings(self) -> list[tuple[str, str, str]]:
-        """(where, method, pooling) of this conf, or of each candidate."""
-        if not self.candidates:
-            return [("training", self.method, self.data.features.pooling)]
-        return [
-            (
-                f"candidate {c.name}",
-                c.method or self.method,
-                c.pooling or self.data.features.pooling,
-            )
-            for c in self.candidates
-        ]
 
 
 class LdapConf(_Conf):

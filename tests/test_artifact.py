@@ -235,7 +235,8 @@ def test_feature_spec_is_frozen_and_checked() -> None:
     with pytest.raises(ValidationError):
         spec.pooling = "mean"  # type: ignore[misc]
     with pytest.raises(
-        FeatureError, match=r"field features.pooling: Input should be 'mean', 'cls' or 'paragraphs'"
+        FeatureError,
+        match=r"field features.pooling: Input should be 'mean', 'cls', 'lines' or 'paragraphs'",
     ):
         FeatureSpec.from_dict({**spec.to_dict(), "pooling": "max"})
     with pytest.raises(FeatureError, match="repeated columns"):

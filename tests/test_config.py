@@ -265,20 +265,21 @@ def test_a_probe_refuses_chunking() -> None:
     assert TrainingConf(method="probe").method == "probe"
 
 
-def test_paragraph_pooling_is_for_probes_and_a_candidate_may_set_it() -> None:
+def test_segment_pooling_is_for_probes_and_a_candidate_may_set_it() -> None:
     from riskudf.config import CandidateConf, FeaturesConf, TrainingConf, TrainingDataConf
 
     paragraphs = TrainingDataConf(features=FeaturesConf(pooling="paragraphs"))
     with pytest.raises(ValueError, match=r"training: pooling paragraphs is for method probe"):
         TrainingConf(method="full", data=paragraphs)
-    tuned = CandidateConf(name="tuned", method="lora", pooling="paragraphs")
-    with pytest.raises(ValueError, match=r"candidate tuned: pooling paragraphs .* not lora"):
+    tuned = CandidateConf(name="tuned", method="lora", pooling="lines")
+    with pytest.raises(ValueError, match=r"candidate tuned: pooling lines .* not lora"):
         TrainingConf(candidates=(tuned,))
     with pytest.raises(ValueError, match=r"candidate fine-tune: pooling paragraphs"):
         TrainingConf(data=paragraphs, candidates=(CandidateConf(name="fine-tune"),))
+    assert TrainingConf(method="probe", data=paragraphs).data.features.pooling == "paragraphs"
     training = load_config(ROOT / "conf/local.yaml").training
     pooling = {n: (c.method, c.data.features.pooling) for n, c in training.candidate_confs()}
-    assert pooling == {"probe": ("probe", "paragraphs"), "fine-tune": ("full", "mean")}
+    assert pooling == {"probe": ("probe", "lines"), "fine-tune": ("full", "mean")}
 
 
 def test_the_command_line_trains_the_named_candidates_only() -> None:

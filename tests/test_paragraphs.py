@@ -1,14 +1,17 @@
-"""Pooling paragraphs: each paragraph of a document is a window of its own, and a document's
-logits are the mean of its windows' (riskudf.documents.windows, riskudf.scoring.scorer)."""
+"""Pooling lines or paragraphs: each line (or paragraph) of a document is a window of its own,
+and a document's logits are the mean of its windows' (riskudf.documents.windows,
+riskudf.scoring.scorer)."""
 
 from __future__ import annotations
 
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from riskudf.documents.windows import mark_paragraphs, paragraph_starts, paragraph_windows
+from riskudf.documents.windows import mark_segments, segment_starts, segment_windows
 
 TEXT = (
     "[CREDIT REPORT 2026-10-01]\nCONSUMER CREDIT REPORT\n\n"
@@ -17,6 +20,7 @@ TEXT = (
     "[FILING 10-Q 2026-04-06]\nLIQUIDITY. The current ratio fell to 0.82."
 )
 PARAGRAPHS = [p.strip() for p in TEXT.replace("\n \n", "\n\n").split("\n\n") if p.strip()]
+LINES = [line.strip() for line in TEXT.split("\n") if line.strip()]
 
 
 @pytest.fixture(scope="module")
@@ -28,33 +32,34 @@ def tokenizer():  # type: ignore[no-untyped-def]
     return AutoTokenizer.from_pretrained(str(default_backbone_dir()), local_files_only=True)
 
 
-def marked(tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:  # type: ignore[no-untyped-def]
+def marked(tokenizer, text: str, pooling: str = "paragraphs"):  # type: ignore[no-untyped-def]
     encoded = tokenizer(text, return_offsets_mapping=True)
-    return mark_paragraphs(
+    return mark_segments(
         encoded["input_ids"],
         encoded["offset_mapping"],
-        paragraph_starts(text),
+        segment_starts(text, pooling),
         tokenizer.sep_token_id,
     )
 
 
-def test_each_paragraph_is_read_as_if_it_stood_alone(tokenizer) -> None:  # type: ignore[no-untyped-def]
-    assert len(PARAGRAPHS) == 4
-    ids, offsets = marked(tokenizer, TEXT)
-    assert len(ids) == len(offsets)
-    windows = paragraph_windows(ids, 64, tokenizer.sep_token_id)
-    assert windows == [tokenizer(p)["input_ids"] for p in PARAGRAPHS]
+def test_each_paragraph_or_line_is_read_as_if_it_stood_alone(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    assert (len(PARAGRAPHS), len(LINES)) == (4, 8)
+    for pooling, segments in (("paragraphs", PARAGRAPHS), ("lines", LINES)):
+        ids, offsets = marked(tokenizer, TEXT, pooling)
+        assert len(ids) == len(offsets)
+        windows = segment_windows(ids, 64, tokenizer.sep_token_id)
+        assert windows == [tokenizer(p)["input_ids"] for p in segments]
 
     # A paragraph longer than the window is cut into consecutive windows: every token is read.
     alone = tokenizer(PARAGRAPHS[1])["input_ids"]
-    cut = paragraph_windows(alone, 8, tokenizer.sep_token_id)
+    cut = segment_windows(alone, 8, tokenizer.sep_token_id)
     assert [t for w in cut for t in w[1:-1]] == alone[1:-1]
     assert all(len(w) <= 8 for w in cut) and len(cut) == -(-(len(alone) - 2) // 6)
 
     # Blank or empty documents are one window, [CLS] [SEP].
     for text in ("", "\n\n \n\n"):
         ids, _ = marked(tokenizer, text)
-        assert paragraph_windows(ids, 64, tokenizer.sep_token_id) == [
+        assert segment_windows(ids, 64, tokenizer.sep_token_id) == [
             [tokenizer.cls_token_id, tokenizer.sep_token_id]
         ]
 
@@ -169,8 +174,6 @@ FILLER = (
 def utilisation_documents(n: int, seed: int):  # type: ignore[no-untyped-def]
     """Reports in which only a number says the label: utilisation above 50 %, in one paragraph
     among six that are the same in every report (in random order)."""
-    import pandas as pd
-
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
@@ -215,3 +218,108 @@ def test_a_paragraph_probe_reads_a_number_the_whole_document_mean_blurs() -> Non
         auc[pooling] = roc_auc_score(test["label"], scored["pd"])
     # Measured: mean 0.906, paragraphs 0.997 (the packaged MiniLM backbone).
     assert auc["paragraphs"] > 0.98 and auc["mean"] < auc["paragraphs"] - 0.04, auc
+
+
+def test_a_paragraph_model_refuses_chunking(tiny_backbone: Path) -> None:
+    from riskudf.documents.windows import ChunkingError
+    from riskudf.model.features import no_columns
+    from riskudf.model.fused import FusedClassifier
+    from riskudf.model.load import load_encoder
+    from riskudf.scoring.scorer import Scorer, ScoringOptions
+
+    spec = no_columns("paragraphs")
+    model = FusedClassifier(load_encoder(tiny_backbone), spec, 2).eval()
+    with pytest.raises(ChunkingError, match="pooling paragraphs reads every segment"):
+        Scorer(
+            None,
+            model,
+            positive_label=1,
+            device="cpu",
+            options=ScoringOptions(max_length=16, token_budget=4096),
+            chunking={"stride": 8, "aggregation": "max"},
+            features=spec.to_dict(),
+        )
+
+
+def test_robustness_assesses_a_paragraph_model_beyond_the_head(tiny_backbone: Path) -> None:
+    """A delinquency after the first 16 tokens: a head-reading model never sees its removal
+    (no case), a paragraph model reads every paragraph, so each document is a case."""
+    from riskudf.config import RedactionConf, RobustnessConf, load_config
+    from riskudf.governance import robustness as rb
+
+    grading = load_config(Path(__file__).resolve().parents[1] / "conf/local.yaml").grading
+    head = "CONSUMER CREDIT REPORT\nReport reference R1, prepared 2026-05-08.\n\n" + FILLER[0]
+    texts = [
+        f"{head}\n\nLATER\nAccounts were delinquent in {i + 2} monthly cycles of the last 24."
+        for i in range(10)
+    ]
+    [removed] = [t for t in rb.SUITE if t.name == "delinquency_removed"]
+    cases = {}
+    for pooling in ("mean", "paragraphs"):
+        scorer = scorer_of(tiny_backbone, pooling)
+        [result] = rb.assess(
+            scorer.tokenizer,
+            scorer.model,
+            pd.DataFrame({"text": texts}),
+            calibration={"method": "none"},
+            grading=grading,
+            conf=RobustnessConf(min_cases=5),
+            redaction=RedactionConf(),
+            max_length=16,
+            chunking=None,
+            features=scorer.model.spec.to_dict(),
+            source="inline",
+            tests=[removed],
+        )["tests"]
+        cases[pooling] = result["cases"]
+    assert cases == {"mean": 0, "paragraphs": 10}
+
+
+def test_a_paragraph_grade_model_is_assessed_on_its_paragraphs(tiny_backbone: Path) -> None:
+    """Three grades: assess_grades reads the softmax of the head over the mean of the
+    paragraph embeddings, as the probe was fitted."""
+    import torch
+
+    from riskudf.config import TrainingConf
+    from riskudf.model.features import no_columns
+    from riskudf.model.fused import FusedClassifier
+    from riskudf.model.load import load_encoder
+    from riskudf.training.data import Splits
+    from riskudf.training.finetune import assess_grades
+    from riskudf.training.probe import embed
+
+    scorer = scorer_of(tiny_backbone, "paragraphs")
+    spec = no_columns("paragraphs")
+    model = FusedClassifier(load_encoder(tiny_backbone), spec, 3).eval()
+    texts = [*("\n\n".join(three) for three in combinations(FILLER, 3)), TEXT][::2]
+    embedded = embed(scorer.tokenizer, model, texts, max_length=16)
+    mean = embedded.mean(axis=0)
+    rows = (embedded[:3] - mean) / np.linalg.norm(embedded[:3] - mean, axis=1, keepdims=True)
+    with torch.no_grad():  # grade k: the direction of document k from the mean
+        model.head.weight.copy_(torch.as_tensor(rows, dtype=torch.float32))
+        model.head.bias.copy_(torch.as_tensor(-rows @ mean, dtype=torch.float32))
+        logits = model.head(torch.as_tensor(embedded, dtype=torch.float32)).double().numpy()
+    labels = logits.argmax(axis=1)
+    assert len(set(labels)) == 3, labels  # the head tells the documents apart
+    part = pd.DataFrame({"text": texts, "label": labels})
+    conf = TrainingConf(
+        method="probe", target="grade", grade_classes=("A", "B", "C"), max_length=16
+    )
+    splits = Splits(train=part, validation=part, calibration=part.iloc[:0], test=part)
+    metrics = assess_grades(scorer.tokenizer, model, splits, conf, features=spec.to_dict())
+    assert metrics.metrics["test_accuracy"] == 1.0, metrics.metrics
+
+
+def test_a_line_probe_reads_another_export_of_a_report_the_same(tiny_backbone: Path) -> None:
+    """Blank lines, title-case headers and doubled spaces (robustness whitespace_case) leave
+    the lines, so a line probe's PD; they regroup the paragraphs, so a paragraph probe's moves."""
+    from riskudf.governance.robustness import whitespace_case
+
+    exported = whitespace_case(TEXT, np.random.default_rng(0))
+    assert exported.count("\n\n") == len(TEXT.split("\n")) - 1 and "Payment History" in exported
+    pds = {}
+    for pooling in ("lines", "paragraphs"):
+        pds[pooling] = scorer_of(tiny_backbone, pooling).score([TEXT, exported])["pd"].to_numpy()
+    assert abs(pds["lines"][0] - 0.5) > 0.01  # the head reads the text
+    np.testing.assert_allclose(pds["lines"][1], pds["lines"][0], atol=1e-6)
+    assert abs(pds["paragraphs"][1] - pds["paragraphs"][0]) > 1e-3, pds

@@ -1,10 +1,10 @@
 """Token windows of a document and the aggregation of window scores (one rule for training and
 scoring, so that a model is scored the way it was trained), and tabular rows as text.
 
-Paragraph windows (pooling ``paragraphs``): each paragraph of a document (text between blank
-lines) is read on its own, so a number in a short section is not averaged away over the whole
-document. The document's token ids carry a [SEP] before each paragraph but the first
-(``mark_paragraphs``); ``paragraph_windows`` cuts them there.
+Segment windows (pooling ``lines`` or ``paragraphs``): each line, or each paragraph (text
+between blank lines), of a document is read on its own, so a number in a short section is not
+averaged away over the whole document. The document's token ids carry a [SEP] before each
+segment but the first (``mark_segments``); ``segment_windows`` cuts them there.
 """
 
 from __future__ import annotations
@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n\s*")
+# Where the next segment starts: after a blank line (paragraphs) or any line break (lines, which
+# blank lines do not change).
+SEGMENT_BREAKS = {
+    "paragraphs": re.compile(r"\n[ \t\r\f\v]*\n\s*"),
+    "lines": re.compile(r"\n\s*"),
+}
+PARAGRAPH_BREAK = SEGMENT_BREAKS["paragraphs"]
 
 AGGREGATIONS = ("max", "mean")
 
@@ -54,29 +60,30 @@ def chunk_windows(ids: list[int], max_length: int, stride: int) -> list[list[int
     return windows
 
 
-def paragraph_starts(text: str) -> list[int]:
-    """Character offsets where the second and later paragraphs of ``text`` begin."""
-    return [m.end() for m in PARAGRAPH_BREAK.finditer(text) if m.end() < len(text)]
+def segment_starts(text: str, pooling: str) -> list[int]:
+    """Character offsets where the second and later segments (``pooling``: lines or
+    paragraphs) of ``text`` begin."""
+    return [m.end() for m in SEGMENT_BREAKS[pooling].finditer(text) if m.end() < len(text)]
 
 
-def mark_paragraphs(
+def mark_segments(
     ids: Sequence[int],
     offsets: Sequence[tuple[int, int]],
     starts: Sequence[int],
     sep_id: int,
 ) -> tuple[list[int], list[tuple[int, int]]]:
     """Token ids (``[CLS] body [SEP]``, with their character offsets) with ``sep_id`` inserted
-    before the first body token of each paragraph start; the inserted tokens get offset (0, 0),
+    before the first body token of each segment start; the inserted tokens get offset (0, 0),
     as special tokens do."""
     out_ids: list[int] = []
     out_offsets: list[tuple[int, int]] = []
-    pending = list(starts)
+    pending = 0  # the next start not yet marked
     last = len(ids) - 1
     for position, (token, offset) in enumerate(zip(ids, offsets, strict=True)):
         if 0 < position < last and offset[1] > offset[0]:
             marked = False
-            while pending and offset[0] >= pending[0]:
-                pending.pop(0)
+            while pending < len(starts) and offset[0] >= starts[pending]:
+                pending += 1
                 marked = True
             if marked and len(out_ids) > 1 and out_ids[-1] != sep_id:
                 out_ids.append(sep_id)
@@ -86,21 +93,21 @@ def mark_paragraphs(
     return out_ids, out_offsets
 
 
-def paragraph_windows(ids: Sequence[int], max_length: int, sep_id: int) -> list[list[int]]:
-    """The windows of marked token ids: ``[CLS] paragraph [SEP]`` per paragraph (a paragraph
-    longer than the window is cut into consecutive windows, so every token is read); empty
-    paragraphs are dropped, and a document without body tokens is one window, itself."""
+def segment_windows(ids: Sequence[int], max_length: int, sep_id: int) -> list[list[int]]:
+    """The windows of marked token ids: ``[CLS] segment [SEP]`` per segment (a segment longer
+    than the window is cut into consecutive windows, so every token is read); empty segments
+    are dropped, and a document without body tokens is one window, itself."""
     first, body = ids[0], list(ids[1:-1])
     size = max_length - 2
     windows: list[list[int]] = []
-    paragraph: list[int] = []
+    segment: list[int] = []
     for token in [*body, sep_id]:
         if token != sep_id:
-            paragraph.append(int(token))
+            segment.append(int(token))
             continue
-        for start in range(0, len(paragraph), size):
-            windows.append([int(first), *paragraph[start : start + size], sep_id])
-        paragraph = []
+        for start in range(0, len(segment), size):
+            windows.append([int(first), *segment[start : start + size], sep_id])
+        segment = []
     return windows or [[int(first), sep_id]]
 
 

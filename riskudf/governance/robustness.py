@@ -29,6 +29,7 @@ from pyspark.sql import functions as F
 
 from riskudf.config import GradingConf, RedactionConf, RobustnessConf
 from riskudf.documents.redact import Redactor
+from riskudf.documents.windows import PARAGRAPH_BREAK, SEGMENT_BREAKS
 from riskudf.lakehouse.delta import ensure_table_and_database, replace_where, schema
 from riskudf.lakehouse.schemas import (
     MODEL_ROBUSTNESS_COLUMNS,
@@ -46,7 +47,6 @@ PASS, FAIL, NOT_ASSESSED = "pass", "fail", "not_assessed"
 ScoreFn = Callable[[list[str], np.ndarray], np.ndarray]
 Rewrite = Callable[[str, np.random.Generator], str | None]  # None: not applicable
 
-_PARAGRAPHS = re.compile(r"\n[ \t]*\n")
 # A sentence ends at . ! ? and a space, not after an abbreviation (No. 0123, Ltd., Mr.).
 _SENTENCES = re.compile(
     r"(?<=[.!?])(?<!\bNo\.)(?<!\bLtd\.)(?<!\bInc\.)(?<!\bCo\.)(?<!\bMr\.)(?<!\bMs\.)"
@@ -100,7 +100,7 @@ OCR = {"l": "1", "I": "l", "O": "0", "S": "5", "e": "c", "a": "o", "m": "rn", "B
 
 
 def paragraphs(text: str) -> list[str]:
-    return [p for p in _PARAGRAPHS.split(text.strip()) if p.strip()]
+    return [p for p in PARAGRAPH_BREAK.split(text.strip()) if p.strip()]
 
 
 def after_first_paragraph(text: str, paragraph: str) -> str:
@@ -568,8 +568,8 @@ def assess(
         grading=grading,
         conf=conf,
         redact=lambda text: redactor.redact(text)[0],
-        # Chunks and paragraph windows read every token; else the model reads the window.
-        window=None if chunking or (features or {}).get("pooling") == "paragraphs" else window,
+        # Chunks and segment windows read every token; else the model reads the window.
+        window=None if chunking or (features or {}).get("pooling") in SEGMENT_BREAKS else window,
         tests=tests,
     )
     return summary_of(results, source, len(frame), conf.max_documents)

@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-POOLINGS = ("mean", "cls", "paragraphs")
-Pooling = Literal["mean", "cls", "paragraphs"]
+Pooling = Literal["mean", "cls", "lines", "paragraphs"]
 
 
 class FeatureError(ValueError):
@@ -40,7 +39,7 @@ class FeatureSpec(_Strict):
     categorical: tuple[str, ...]
     categories: tuple[tuple[str, ...], ...]  # per categorical column, from the training split
     # How the encoder's tokens become the text embedding: their mean, the [CLS] token, or the
-    # mean over the document's paragraphs of each paragraph's token mean (windows.py).
+    # mean over the document's lines (or paragraphs) of each one's token mean (windows.py).
     pooling: Pooling = "mean"
 
     @property

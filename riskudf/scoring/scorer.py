@@ -9,17 +9,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import softmax
 
 from riskudf.config import GradingConf, ReasonsConf
 from riskudf.documents.windows import (
+    SEGMENT_BREAKS,
     ChunkingError,
     aggregate,
     check_chunking,
     chunk_windows,
-    mark_paragraphs,
+    mark_segments,
     mean_rows,
-    paragraph_starts,
-    paragraph_windows,
+    segment_starts,
+    segment_windows,
 )
 from riskudf.failpoints import Failpoint
 from riskudf.model.calibration import apply_calibration
@@ -104,9 +106,9 @@ def pad_batch(windows: list[list[int]], pad_id: int, *, pin: bool = False) -> di
 
 @dataclass(frozen=True)
 class Prepared:
-    windows: list[list[int]]  # token ids cut to the window, or every chunk or paragraph
+    windows: list[list[int]]  # token ids cut to the window, or every chunk or segment
     n_tokens: np.ndarray  # tokens before the cut, per document
-    owners: np.ndarray | None = None  # chunks or paragraphs: the document of each window
+    owners: np.ndarray | None = None  # chunks or segments: the document of each window
     features: np.ndarray | None = None  # fused model: the encoded features of each window
     texts: list[str] | None = None  # the documents, for reason codes (never output)
     document_features: np.ndarray | None = None  # fused model with reasons: one row per text
@@ -134,13 +136,14 @@ class Scorer:
         # chunking (from the manifest): overlapping windows aggregated per document, as in
         # training; without it, the head of a long document is scored and flagged truncated.
         # features (the manifest's spec): a fused model, fed each document's encoded columns.
-        # pooling paragraphs (a fused model's spec): every paragraph is a window, and a
-        # document's logits are the mean of its windows' (riskudf.documents.windows).
+        # pooling lines or paragraphs (a fused model's spec): every segment is a window, and
+        # a document's logits are the mean of its windows' (riskudf.documents.windows).
         self.features = feature_spec_of(features)
         self.chunking = check_chunking(chunking, options.max_length) if chunking else None
-        self.paragraphs = self.features is not None and self.features.pooling == "paragraphs"
-        if self.paragraphs and self.chunking is not None:
-            raise ChunkingError("pooling paragraphs reads every paragraph: no chunking")
+        pooling = None if self.features is None else self.features.pooling
+        self.segments = pooling if pooling in SEGMENT_BREAKS else None
+        if self.segments and self.chunking is not None:
+            raise ChunkingError(f"pooling {self.segments} reads every segment: no chunking")
         # An int8 version runs as validated, whatever the conf asks; its input scales are fixed,
         # so it is batched like fp32.
         self.static_int8 = is_quantized(model)
@@ -165,7 +168,7 @@ class Scorer:
 
     def tokenize(self, texts: list[str], *, offsets: bool = False) -> Any:
         """Token ids of whole documents (no cut), with character offsets when asked; for
-        pooling paragraphs, with a [SEP] before each paragraph but the first."""
+        pooling lines or paragraphs, with a [SEP] before each segment but the first."""
         encoded = self.tokenizer(
             texts,
             add_special_tokens=True,
@@ -173,13 +176,13 @@ class Scorer:
             verbose=False,
             return_attention_mask=False,
             return_token_type_ids=False,
-            return_offsets_mapping=offsets or self.paragraphs,
+            return_offsets_mapping=offsets or self.segments is not None,
         )
-        if not self.paragraphs:
+        if self.segments is None:
             return encoded
         sep_id = self.tokenizer.sep_token_id
         marked = [
-            mark_paragraphs(ids, spans, paragraph_starts(text), sep_id)
+            mark_segments(ids, spans, segment_starts(text, self.segments), sep_id)
             for text, ids, spans in zip(
                 texts, encoded["input_ids"], encoded["offset_mapping"], strict=True
             )
@@ -208,13 +211,13 @@ class Scorer:
         return replace(prepared, texts=list(texts), document_features=matrix)
 
     def windows_of(self, encoded: list[list[int]], matrix: np.ndarray | None = None) -> Prepared:
-        """The model windows of tokenised documents: the head, or every chunk or paragraph
+        """The model windows of tokenised documents: the head, or every chunk or segment
         (with each window's feature row for a fused model)."""
-        if self.paragraphs:
+        if self.segments is not None:
             sep_id = self.tokenizer.sep_token_id
-            parts = [paragraph_windows(ids, self.options.max_length, sep_id) for ids in encoded]
+            parts = [segment_windows(ids, self.options.max_length, sep_id) for ids in encoded]
             owners = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
-            # Tokens of the document as tokenised (the paragraph marks are not counted).
+            # Tokens of the document as tokenised (the segment marks are not counted).
             n_tokens = np.array([sum(len(w) - 2 for w in p) + 2 for p in parts], dtype=np.int64)
             windowed = None if matrix is None else matrix[owners]
             return Prepared([w for p in parts for w in p], n_tokens, owners, windowed)
@@ -263,8 +266,8 @@ class Scorer:
 
     def document_probabilities(self, prepared: Prepared) -> np.ndarray:
         """Class probabilities per document (before chunk aggregation when chunked): for
-        pooling paragraphs, the softmax of the mean of each document's window logits."""
-        if not self.paragraphs or prepared.owners is None:
+        pooling lines or paragraphs, the softmax of the mean of each document's window logits."""
+        if self.segments is None or prepared.owners is None:
             return self.probabilities(prepared.windows, prepared.features)
         logits = self.logits(prepared.windows, prepared.features)
         return _softmax(mean_rows(logits, prepared.owners, len(prepared.n_tokens)))
@@ -297,7 +300,7 @@ class Scorer:
             return out
         chosen = [texts[i] for i in flagged]
         encoded = self.tokenize(chosen, offsets=True)
-        read = None if self.chunking is not None or self.paragraphs else self.options.max_length
+        read = None if self.chunking is not None or self.segments else self.options.max_length
         occlusions = [
             mapped_spans(text, offsets, self.library, read_tokens=read)
             for text, offsets in zip(chosen, encoded["offset_mapping"], strict=True)
@@ -363,6 +366,4 @@ class Scorer:
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return np.asarray(exp / exp.sum(axis=1, keepdims=True))
+    return np.asarray(softmax(np.asarray(logits, dtype=np.float64), axis=1))

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import softmax
 from sklearn.metrics import roc_auc_score
 
 from riskudf.config import RedactionConf, TrainingConf
@@ -333,9 +334,7 @@ def _epoch_logger() -> Any:
 
 
 def _softmax(logits: Any) -> np.ndarray:
-    logits = np.asarray(logits, dtype=np.float64)
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return np.asarray(shifted / shifted.sum(axis=1, keepdims=True))
+    return np.asarray(softmax(np.asarray(logits, dtype=np.float64), axis=1))
 
 
 def _positive(logits: Any) -> np.ndarray:

@@ -21,6 +21,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from riskudf.config import TrainingConf
+from riskudf.documents.windows import SEGMENT_BREAKS
 from riskudf.model.features import FeatureSpec, encode_features, fit_features, no_columns
 from riskudf.training.finetune import CrossFit, FineTuned, label_map_of, parameter_counts
 
@@ -35,12 +36,12 @@ def embed(
     tokenizer: Any, model: Any, texts: list[str], *, max_length: int, batch_size: int = 32
 ) -> np.ndarray:
     """The fused model's pooled text embedding of each text (float64; length-sorted batches);
-    pooling paragraphs: the mean of the text's paragraph windows' embeddings, the windows cut
-    by the scorer (so the head scores as it was fitted)."""
+    pooling lines or paragraphs: the mean of the text's segment windows' embeddings, the windows
+    cut by the scorer (so the head scores as it was fitted)."""
     import torch
 
-    if model.spec.pooling == "paragraphs":
-        return _paragraph_embeddings(tokenizer, model, texts, max_length, batch_size)
+    if model.spec.pooling in SEGMENT_BREAKS:
+        return _segment_embeddings(tokenizer, model, texts, max_length, batch_size)
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.zeros((len(texts), int(model.config.hidden_size)), dtype=np.float64)
     with torch.inference_mode():
@@ -60,7 +61,7 @@ def embed(
     return out
 
 
-def _paragraph_embeddings(
+def _segment_embeddings(
     tokenizer: Any, model: Any, texts: list[str], max_length: int, batch_size: int
 ) -> np.ndarray:
     import torch
@@ -82,7 +83,7 @@ def _paragraph_embeddings(
     assert owners is not None
     order = np.argsort([len(w) for w in windows], kind="stable")
     out = np.zeros((len(windows), int(model.config.hidden_size)), dtype=np.float64)
-    size = 4 * batch_size  # paragraphs are short
+    size = 4 * batch_size  # segments are short
     with torch.inference_mode():
         for start in range(0, len(windows), size):
             rows = order[start : start + size]
