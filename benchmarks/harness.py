@@ -576,7 +576,8 @@ def precision_check(job: Job, texts: list[str]) -> list[str]:
 
 def pooling_check(job: Job, texts: list[str]) -> list[str]:
     """Scorer docs/s of a text-only probe on the packaged backbone (fp32) for each pooling:
-    the whole document's token mean (its window) against each line or paragraph read alone."""
+    the token mean of the document's head (its first max_length tokens) against every line or
+    paragraph read alone (every token)."""
     import torch
 
     from riskudf.config import load_config
@@ -595,7 +596,7 @@ def pooling_check(job: Job, texts: list[str]) -> list[str]:
         token_budget=conf.scoring.token_budget,
         precision="fp32",
     )
-    lines, base = [], 0.0
+    out, base = [], 0.0
     for pooling in ("mean", "paragraphs", "lines"):
         spec = no_columns(pooling)
         model = FusedClassifier(load_encoder(backbone), spec, 2).eval()
@@ -612,11 +613,11 @@ def pooling_check(job: Job, texts: list[str]) -> list[str]:
         windows = int(scorer.score(texts)["n_chunks"].sum())
         rate = len(texts) / (time.perf_counter() - start)
         base = base or rate
-        lines.append(
+        out.append(
             f"  {pooling:10s} {rate:8.1f} docs/s ({rate / base:.2f} x mean)   "
             f"{windows / len(texts):.1f} windows per document"
         )
-    return lines
+    return out
 
 
 # Long on purpose: set-up, two scoring passes and their comparison.

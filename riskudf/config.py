@@ -414,7 +414,7 @@ class FeaturesConf(_Conf):
     pooling: Pooling = Field(
         default="mean",
         description="text embedding: mean of the tokens, the [CLS] token, or (method probe) the "
-        "mean over the document's lines (or paragraphs) of each one's token mean",
+        "mean over the document's line (or paragraph) windows of each window's token mean",
     )
 
     @property

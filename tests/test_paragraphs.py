@@ -32,7 +32,7 @@ def tokenizer():  # type: ignore[no-untyped-def]
     return AutoTokenizer.from_pretrained(str(default_backbone_dir()), local_files_only=True)
 
 
-def marked(tokenizer, text: str, pooling: str = "paragraphs"):  # type: ignore[no-untyped-def]
+def marked(tokenizer, text: str, pooling: str):  # type: ignore[no-untyped-def]
     encoded = tokenizer(text, return_offsets_mapping=True)
     return mark_segments(
         encoded["input_ids"],
@@ -49,6 +49,9 @@ def test_each_paragraph_or_line_is_read_as_if_it_stood_alone(tokenizer) -> None:
         assert len(ids) == len(offsets)
         windows = segment_windows(ids, 64, tokenizer.sep_token_id)
         assert windows == [tokenizer(p)["input_ids"] for p in segments]
+        # Windows (\r\n) line ends cut the same segments.
+        crlf, _ = marked(tokenizer, TEXT.replace("\n", "\r\n"), pooling)
+        assert segment_windows(crlf, 64, tokenizer.sep_token_id) == windows
 
     # A paragraph longer than the window is cut into consecutive windows: every token is read.
     alone = tokenizer(PARAGRAPHS[1])["input_ids"]
@@ -57,11 +60,12 @@ def test_each_paragraph_or_line_is_read_as_if_it_stood_alone(tokenizer) -> None:
     assert all(len(w) <= 8 for w in cut) and len(cut) == -(-(len(alone) - 2) // 6)
 
     # Blank or empty documents are one window, [CLS] [SEP].
-    for text in ("", "\n\n \n\n"):
-        ids, _ = marked(tokenizer, text)
-        assert segment_windows(ids, 64, tokenizer.sep_token_id) == [
-            [tokenizer.cls_token_id, tokenizer.sep_token_id]
-        ]
+    for text in ("", "\n\n \n\n", "\n"):
+        for pooling in ("paragraphs", "lines"):
+            ids, _ = marked(tokenizer, text, pooling)
+            assert segment_windows(ids, 64, tokenizer.sep_token_id) == [
+                [tokenizer.cls_token_id, tokenizer.sep_token_id]
+            ]
 
 
 def scorer_of(backbone: Path, pooling: str, **options):  # type: ignore[no-untyped-def]
@@ -241,9 +245,10 @@ def test_a_paragraph_model_refuses_chunking(tiny_backbone: Path) -> None:
         )
 
 
-def test_robustness_assesses_a_paragraph_model_beyond_the_head(tiny_backbone: Path) -> None:
-    """A delinquency after the first 16 tokens: a head-reading model never sees its removal
-    (no case), a paragraph model reads every paragraph, so each document is a case."""
+def test_robustness_counts_the_edits_each_model_reads(tiny_backbone: Path) -> None:
+    """A delinquency after the first 16 tokens: a head-reading model never sees its removal (no
+    case), segment models read every token. Another export of the report (whitespace_case)
+    changes a paragraph model's windows only: for the others it is no case."""
     from riskudf.config import RedactionConf, RobustnessConf, load_config
     from riskudf.governance import robustness as rb
 
@@ -253,11 +258,11 @@ def test_robustness_assesses_a_paragraph_model_beyond_the_head(tiny_backbone: Pa
         f"{head}\n\nLATER\nAccounts were delinquent in {i + 2} monthly cycles of the last 24."
         for i in range(10)
     ]
-    [removed] = [t for t in rb.SUITE if t.name == "delinquency_removed"]
+    tests = [t for t in rb.SUITE if t.name in ("delinquency_removed", "whitespace_case")]
     cases = {}
-    for pooling in ("mean", "paragraphs"):
+    for pooling in ("mean", "paragraphs", "lines"):
         scorer = scorer_of(tiny_backbone, pooling)
-        [result] = rb.assess(
+        summary = rb.assess(
             scorer.tokenizer,
             scorer.model,
             pd.DataFrame({"text": texts}),
@@ -269,10 +274,14 @@ def test_robustness_assesses_a_paragraph_model_beyond_the_head(tiny_backbone: Pa
             chunking=None,
             features=scorer.model.spec.to_dict(),
             source="inline",
-            tests=[removed],
-        )["tests"]
-        cases[pooling] = result["cases"]
-    assert cases == {"mean": 0, "paragraphs": 10}
+            tests=tests,
+        )
+        cases[pooling] = {t["test"]: t["cases"] for t in summary["tests"]}
+    assert cases == {
+        "mean": {"delinquency_removed": 0, "whitespace_case": 0},
+        "paragraphs": {"delinquency_removed": 10, "whitespace_case": 10},
+        "lines": {"delinquency_removed": 10, "whitespace_case": 0},
+    }
 
 
 def test_a_paragraph_grade_model_is_assessed_on_its_paragraphs(tiny_backbone: Path) -> None:
@@ -317,9 +326,14 @@ def test_a_line_probe_reads_another_export_of_a_report_the_same(tiny_backbone: P
 
     exported = whitespace_case(TEXT, np.random.default_rng(0))
     assert exported.count("\n\n") == len(TEXT.split("\n")) - 1 and "Payment History" in exported
-    pds = {}
+    pds, windows = {}, {}
     for pooling in ("lines", "paragraphs"):
-        pds[pooling] = scorer_of(tiny_backbone, pooling).score([TEXT, exported])["pd"].to_numpy()
+        scorer = scorer_of(tiny_backbone, pooling)
+        pds[pooling] = scorer.score([TEXT, exported])["pd"].to_numpy()
+        windows[pooling] = [scorer.prepare([t]).windows for t in (TEXT, exported)]
+    # The packaged tokenizer is uncased: title case reads as the capitals did.
+    assert windows["lines"][0] == windows["lines"][1]
+    assert windows["paragraphs"][0] != windows["paragraphs"][1]
     assert abs(pds["lines"][0] - 0.5) > 0.01  # the head reads the text
     np.testing.assert_allclose(pds["lines"][1], pds["lines"][0], atol=1e-6)
     assert abs(pds["paragraphs"][1] - pds["paragraphs"][0]) > 1e-3, pds

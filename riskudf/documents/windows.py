@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-# Where the next segment starts: after a blank line (paragraphs) or any line break (lines, which
-# blank lines do not change).
+# Where the next segment starts: after a blank line (paragraphs), or after any line boundary
+# str.splitlines knows (lines: \r\n, \r, form feed, ...; blank lines do not change them).
 SEGMENT_BREAKS = {
     "paragraphs": re.compile(r"\n[ \t\r\f\v]*\n\s*"),
-    "lines": re.compile(r"\n\s*"),
+    "lines": re.compile(r"[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]\s*"),
 }
 PARAGRAPH_BREAK = SEGMENT_BREAKS["paragraphs"]
 

@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 
 from riskudf.config import GradingConf, RedactionConf, RobustnessConf
 from riskudf.documents.redact import Redactor
-from riskudf.documents.windows import PARAGRAPH_BREAK, SEGMENT_BREAKS
+from riskudf.documents.windows import PARAGRAPH_BREAK
 from riskudf.lakehouse.delta import ensure_table_and_database, replace_where, schema
 from riskudf.lakehouse.schemas import (
     MODEL_ROBUSTNESS_COLUMNS,
@@ -38,6 +38,7 @@ from riskudf.lakehouse.schemas import (
 )
 from riskudf.model.calibration import apply_calibration
 from riskudf.scoring.grading import decisions_of, grades_of
+from riskudf.scoring.scorer import Scorer, ScoringOptions
 
 INVARIANCE, DIRECTION, PERSONAL_DATA = "invariance", "direction", "personal_data"
 PASS, FAIL, NOT_ASSESSED = "pass", "fail", "not_assessed"
@@ -557,9 +558,19 @@ def assess(
         tokenizer, model, max_length=max_length, chunking=chunking, features=features, frame=frame
     )
 
-    def window(text: str) -> tuple[int, ...]:
-        ids = tokenizer(text, truncation=True, max_length=max_length, verbose=False)["input_ids"]
-        return tuple(ids)
+    reader = Scorer(
+        tokenizer,
+        model,
+        positive_label=1,
+        device="cpu",
+        options=ScoringOptions(max_length=max_length, token_budget=0, precision="fp32"),
+        chunking=chunking or None,
+        features=features or None,
+    )
+
+    def window(text: str) -> tuple[tuple[int, ...], ...]:
+        """The token windows the model reads of ``text`` (the head, chunks or segments)."""
+        return tuple(map(tuple, reader.windows_of(reader.tokenize([text])["input_ids"]).windows))
 
     results = run_suite(
         frame["text"].tolist(),
@@ -568,8 +579,7 @@ def assess(
         grading=grading,
         conf=conf,
         redact=lambda text: redactor.redact(text)[0],
-        # Chunks and segment windows read every token; else the model reads the window.
-        window=None if chunking or (features or {}).get("pooling") in SEGMENT_BREAKS else window,
+        window=window,
         tests=tests,
     )
     return summary_of(results, source, len(frame), conf.max_documents)

@@ -39,7 +39,8 @@ class FeatureSpec(_Strict):
     categorical: tuple[str, ...]
     categories: tuple[tuple[str, ...], ...]  # per categorical column, from the training split
     # How the encoder's tokens become the text embedding: their mean, the [CLS] token, or the
-    # mean over the document's lines (or paragraphs) of each one's token mean (windows.py).
+    # mean over the document's line (or paragraph) windows of each window's token mean (a
+    # segment longer than the window is several windows; windows.py).
     pooling: Pooling = "mean"
 
     @property

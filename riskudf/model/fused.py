@@ -35,9 +35,9 @@ class FusedClassifier(torch.nn.Module):
         self.config.num_labels = num_labels
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        # paragraphs: each window is one paragraph, mean-pooled; the scorer averages a
-        # document's window logits, which for this linear head is the head of the mean of its
-        # paragraph embeddings (in eval mode).
+        # lines, paragraphs: each window is one segment (or a piece of a long one), mean-pooled;
+        # the scorer averages a document's window logits, which for this linear head is the head
+        # of the mean of its window embeddings (in eval mode).
         if self.spec.pooling == "cls":
             return hidden[:, 0]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)

@@ -141,9 +141,9 @@ class Scorer:
         self.features = feature_spec_of(features)
         self.chunking = check_chunking(chunking, options.max_length) if chunking else None
         pooling = None if self.features is None else self.features.pooling
-        self.segments = pooling if pooling in SEGMENT_BREAKS else None
-        if self.segments and self.chunking is not None:
-            raise ChunkingError(f"pooling {self.segments} reads every segment: no chunking")
+        self.segment_pooling = pooling if pooling in SEGMENT_BREAKS else None
+        if self.segment_pooling is not None and self.chunking is not None:
+            raise ChunkingError(f"pooling {self.segment_pooling} reads every segment: no chunking")
         # An int8 version runs as validated, whatever the conf asks; its input scales are fixed,
         # so it is batched like fp32.
         self.static_int8 = is_quantized(model)
@@ -176,13 +176,13 @@ class Scorer:
             verbose=False,
             return_attention_mask=False,
             return_token_type_ids=False,
-            return_offsets_mapping=offsets or self.segments is not None,
+            return_offsets_mapping=offsets or self.segment_pooling is not None,
         )
-        if self.segments is None:
+        if self.segment_pooling is None:
             return encoded
         sep_id = self.tokenizer.sep_token_id
         marked = [
-            mark_segments(ids, spans, segment_starts(text, self.segments), sep_id)
+            mark_segments(ids, spans, segment_starts(text, self.segment_pooling), sep_id)
             for text, ids, spans in zip(
                 texts, encoded["input_ids"], encoded["offset_mapping"], strict=True
             )
@@ -213,7 +213,7 @@ class Scorer:
     def windows_of(self, encoded: list[list[int]], matrix: np.ndarray | None = None) -> Prepared:
         """The model windows of tokenised documents: the head, or every chunk or segment
         (with each window's feature row for a fused model)."""
-        if self.segments is not None:
+        if self.segment_pooling is not None:
             sep_id = self.tokenizer.sep_token_id
             parts = [segment_windows(ids, self.options.max_length, sep_id) for ids in encoded]
             owners = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
@@ -267,7 +267,7 @@ class Scorer:
     def document_probabilities(self, prepared: Prepared) -> np.ndarray:
         """Class probabilities per document (before chunk aggregation when chunked): for
         pooling lines or paragraphs, the softmax of the mean of each document's window logits."""
-        if self.segments is None or prepared.owners is None:
+        if self.segment_pooling is None or prepared.owners is None:
             return self.probabilities(prepared.windows, prepared.features)
         logits = self.logits(prepared.windows, prepared.features)
         return _softmax(mean_rows(logits, prepared.owners, len(prepared.n_tokens)))
@@ -300,7 +300,8 @@ class Scorer:
             return out
         chosen = [texts[i] for i in flagged]
         encoded = self.tokenize(chosen, offsets=True)
-        read = None if self.chunking is not None or self.segments else self.options.max_length
+        every_token = self.chunking is not None or self.segment_pooling is not None
+        read = None if every_token else self.options.max_length
         occlusions = [
             mapped_spans(text, offsets, self.library, read_tokens=read)
             for text, offsets in zip(chosen, encoded["offset_mapping"], strict=True)
