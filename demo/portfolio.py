@@ -5,8 +5,11 @@ the data is the same whatever the partitioning, and generation runs distributed 
 ``mapInPandas``. Each obligor has a latent risk that moves year by year (a stationary AR(1)
 path). The text of every report and filing reflects the latent at its own date, through signals
 a reader understands (negations, magnitudes, covenants met or breached, going-concern language),
-each said in several wordings; the 12-month default of each cohort is drawn from the latent at
-the cohort date plus a small term the text does not see.
+each said in several wordings. Three lines per report on account conduct (retail) or trading
+(corporates) say which way things went (balances, payments, overdraft; revenue, profit, payment
+delays), each around its own threshold, so that obligors of middling risk read apart too. The
+12-month default of each cohort is drawn from the latent at the cohort date plus a small term the
+text does not see.
 """
 
 from __future__ import annotations
@@ -300,6 +303,97 @@ LITIGATION = (
 )
 NO_LITIGATION = ("We are not party to any material litigation.",)
 
+# Account conduct and trading: each a direction (better or worse) that a noisy reading of the
+# latent decides, around its own threshold (CONDUCT), so that obligors of middling risk, whom the
+# rarer signals above leave silent, read differently too.
+BALANCES_DOWN = (
+    "Total balances have fallen over the past twelve months.",
+    "The subject has been paying down debt steadily.",
+    "Outstanding balances are lower than a year ago.",
+    "Debt has not grown over the past year.",
+    "Card balances were reduced during the year.",
+)
+BALANCES_UP = (
+    "Total balances have risen over the past twelve months.",
+    "Outstanding balances are higher than a year ago.",
+    "Debt has grown steadily over the past year.",
+    "The subject has not reduced any balance this year.",
+    "Card balances keep climbing month after month.",
+)
+PAYS_IN_FULL = (
+    "The card balance is paid in full each month.",
+    "Pays well above the minimum due every month.",
+    "Statement balances are cleared in full.",
+    "Never pays just the minimum on the cards.",
+)
+PAYS_MINIMUM = (
+    "Only the minimum due is paid on the cards each month.",
+    "Pays the minimum due and no more.",
+    "Statement balances are never cleared; the minimum is paid.",
+    "Has not paid more than the minimum in a year.",
+)
+ACCOUNT_IN_CREDIT = (
+    "The current account has stayed in credit all year.",
+    "No overdraft was used in the past year.",
+    "The current account was never overdrawn this year.",
+    "Salary arrives into an account that stays in credit.",
+)
+ACCOUNT_OVERDRAWN = (
+    "The current account was overdrawn in most months this year.",
+    "The arranged overdraft is in constant use.",
+    "The current account went beyond its overdraft limit several times.",
+    "Overdraft fees were charged in most months.",
+)
+REVENUE_UP = (
+    "Revenue grew over the last financial year.",
+    "Sales rose year on year.",
+    "Turnover did not decline in the last year.",
+    "Order books are fuller than a year ago.",
+)
+REVENUE_DOWN = (
+    "Revenue fell over the last financial year.",
+    "Sales declined year on year.",
+    "Turnover has not recovered from last year's fall.",
+    "Order books are thinner than a year ago.",
+)
+PROFIT = (
+    "The company reported a net profit for the last financial year.",
+    "The last accounts show a profit.",
+    "The company did not make a loss last year.",
+    "Margins held and the year closed in profit.",
+)
+LOSS = (
+    "The company reported a net loss for the last financial year.",
+    "The last accounts show a loss.",
+    "The company has not been profitable for a year.",
+    "Margins fell and the year closed in loss.",
+)
+DELAYS_SHORTER = (
+    "Payment delays to suppliers shortened over the year.",
+    "The company now pays its suppliers faster than a year ago.",
+    "Settlement of trade invoices has not slowed.",
+)
+DELAYS_LONGER = (
+    "Payment delays to suppliers lengthened over the year.",
+    "The company now pays its suppliers more slowly than a year ago.",
+    "Settlement of trade invoices has slowed.",
+)
+# (threshold, safe wordings, risky wordings): risky when the reading plus N(0, CUE_NOISE) exceeds
+# the threshold.
+CONDUCT = {
+    "retail": (
+        (0.0, BALANCES_DOWN, BALANCES_UP),
+        (0.5, PAYS_IN_FULL, PAYS_MINIMUM),
+        (1.0, ACCOUNT_IN_CREDIT, ACCOUNT_OVERDRAWN),
+    ),
+    "corporate": (
+        (0.0, REVENUE_UP, REVENUE_DOWN),
+        (0.5, PROFIT, LOSS),
+        (1.0, DELAYS_SHORTER, DELAYS_LONGER),
+    ),
+}
+CUE_NOISE = 0.7
+
 PORTFOLIO_SCHEMA = (
     "obligor_id string, segment string, exposure double, age_band string, region string, "
     "industry string, legal_name string, contact_name string, street_address string, "
@@ -468,6 +562,14 @@ def _dates_per_year(
     return sorted(dates)
 
 
+def _conduct(rng: np.random.Generator, risk: float, segment: str) -> list[str]:
+    """One line per cue of CONDUCT[segment], its direction drawn from the reading."""
+    return [
+        _pick(rng, risky if risk + rng.normal(0, CUE_NOISE) > threshold else safe)
+        for threshold, safe, risky in CONDUCT[segment]
+    ]
+
+
 def _retail_report(
     rng: np.random.Generator, risk: float, report_id: str, date: dt.date, who: dict[str, object]
 ) -> str:
@@ -520,6 +622,9 @@ def _retail_report(
             "UTILISATION",
             usage,
             "",
+            "ACCOUNT CONDUCT",
+            *_conduct(rng, risk, "retail"),
+            "",
             "INQUIRIES",
             asked,
             "",
@@ -555,6 +660,9 @@ def _business_report(
             "",
             "UTILISATION",
             _say(rng, FACILITIES, f=drawn, h=100 - drawn),
+            "",
+            "TRADING",
+            *_conduct(rng, risk, "corporate"),
             "",
             "PUBLIC RECORDS",
             record,

@@ -175,6 +175,29 @@ def test_risky_obligors_read_risky() -> None:
     assert np.mean(risky) > np.mean(safe) + 0.3
 
 
+def test_obligors_of_middling_risk_read_apart(book) -> None:
+    """Each report has one line per conduct cue (account conduct or trading), and the risky
+    wording becomes commoner step by step as the latent rises, through the middle of the
+    distribution where the rarer signals (arrears, records, covenants) are mostly silent."""
+    risky_lines = {
+        w for _, _, risky in (*demo.CONDUCT["retail"], *demo.CONDUCT["corporate"]) for w in risky
+    }
+    cue_lines = risky_lines | {
+        w for _, safe, _ in (*demo.CONDUCT["retail"], *demo.CONDUCT["corporate"]) for w in safe
+    }
+    shares: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    for index, rows in enumerate(book["reports"][:1500], start=1):
+        latest = rows[-1]
+        lines = latest["text"].split("\n")
+        assert sum(line in cue_lines for line in lines) == 3, latest["report_id"]
+        z = latent_at(latent_path(SPEC, index), SPEC, latest["report_date"])
+        band = 0 if -1.0 < z < -0.3 else 1 if -0.3 <= z < 0.3 else 2 if 0.3 <= z < 1.0 else -1
+        if band >= 0:
+            shares[band].append(sum(line in risky_lines for line in lines) / 3)
+    means = [float(np.mean(shares[band])) for band in (0, 1, 2)]
+    assert means[0] + 0.1 < means[1] < means[2] - 0.1, means
+
+
 def test_generator_batches_have_the_schema_columns() -> None:
     """What mapInPandas runs, fed by hand: outcomes have one row per obligor and cohort."""
     ids = [pd.DataFrame({"id": [1, 2, 3]}), pd.DataFrame({"id": [4]})]
