@@ -6,10 +6,10 @@ the data is the same whatever the partitioning, and generation runs distributed 
 path). The text of every report and filing reflects the latent at its own date, through signals
 a reader understands (negations, magnitudes, covenants met or breached, going-concern language),
 each said in several wordings. Three lines per report on account conduct (retail) or trading
-(corporates) say which way things went (balances, payments, overdraft; revenue, profit, payment
-delays), each around its own threshold, so that obligors of middling risk read apart too. The
-12-month default of each cohort is drawn from the latent at the cohort date plus a small term the
-text does not see.
+(corporates) each state a routine fact or one of many rare signs of strain (a prepayment meter, a
+doorstep lender; an auditor resigning, cash-on-delivery terms), the strain likelier the higher the
+risk, so that obligors of middling risk read apart too. The 12-month default of each cohort is
+drawn from the latent at the cohort date plus a small term the text does not see.
 """
 
 from __future__ import annotations
@@ -303,94 +303,95 @@ LITIGATION = (
 )
 NO_LITIGATION = ("We are not party to any material litigation.",)
 
-# Account conduct and trading: each a direction (better or worse) that a noisy reading of the
-# latent decides, around its own threshold (CONDUCT), so that obligors of middling risk, whom the
-# rarer signals above leave silent, read differently too.
-BALANCES_DOWN = (
-    "Total balances have fallen over the past twelve months.",
-    "The subject has been paying down debt steadily.",
-    "Outstanding balances are lower than a year ago.",
-    "Debt has not grown over the past year.",
-    "Card balances were reduced during the year.",
+# Account conduct (retail) and trading (corporates): three lines per report, each a routine fact
+# or a sign of strain, the strain likelier the higher the risk (CONDUCT). The signs are many and
+# each is rare (a reader has to know that a prepayment meter and a doorstep lender mean the same
+# thing), and they reach obligors of middling risk, whom the rarer signals above leave silent.
+RETAIL_ROUTINE = (
+    "The subject uses online banking.",
+    "Statements are received electronically.",
+    "The current account has been held for several years.",
+    "The subject is on the electoral roll at this address.",
+    "Salary is paid monthly into the current account.",
+    "Groceries are mostly paid by debit card.",
+    "A joint account is held with a partner.",
+    "A car is owned outright.",
+    "Insurance premiums are paid annually.",
+    "A savings account is linked to the current account.",
+    "The subject has lived at the address for several years.",
+    "Contact details were confirmed by phone.",
 )
-BALANCES_UP = (
-    "Total balances have risen over the past twelve months.",
-    "Outstanding balances are higher than a year ago.",
-    "Debt has grown steadily over the past year.",
-    "The subject has not reduced any balance this year.",
-    "Card balances keep climbing month after month.",
+RETAIL_STRAIN = (
+    "A utility company sent a final demand for an unpaid bill.",
+    "Bailiffs visited the address over an unpaid council tax bill.",
+    "Several payday loans were taken out in quick succession.",
+    "The subject entered a debt management plan.",
+    "Rent was paid late and the landlord issued a warning.",
+    "Gambling transactions appear on the bank statements every week.",
+    "A buy-now-pay-later balance was passed to a recovery firm.",
+    "The mobile phone contract was cut off for non-payment.",
+    "A car was repossessed by the finance company.",
+    "The subject asked a debt charity for help with creditors.",
+    "A standing order to a loan company failed twice.",
+    "Cash advances were drawn on a credit card to pay other bills.",
+    "The local authority chased unpaid council tax.",
+    "A personal loan was taken out to consolidate other debts.",
+    "The energy supplier installed a prepayment meter after unpaid bills.",
+    "A family member has been making the subject's loan payments.",
+    "The water company obtained an order to recover an unpaid bill.",
+    "A pawnbroker loan was renewed three times.",
+    "Benefit payments are being deducted to repay an overpayment.",
+    "A guarantor was called on to cover an unpaid instalment.",
+    "The subject borrowed from a doorstep lender this year.",
+    "A request to freeze interest was made to every card issuer.",
+    "Subscriptions were cancelled for lack of money.",
+    "A payment holiday was requested on the mortgage because of hardship.",
 )
-PAYS_IN_FULL = (
-    "The card balance is paid in full each month.",
-    "Pays well above the minimum due every month.",
-    "Statement balances are cleared in full.",
-    "Never pays just the minimum on the cards.",
+BUSINESS_ROUTINE = (
+    "The company operates from two sites.",
+    "The board meets quarterly.",
+    "The company employs staff in three regions.",
+    "The company holds a quality management certification.",
+    "Accounts are prepared under local accounting standards.",
+    "The company banks with a national lender.",
+    "The company has a website and an online shop.",
+    "The registered office is at the main site.",
+    "The company is owned by its founding family.",
+    "Products are sold to trade customers and distributors.",
+    "The company leases its delivery vehicles.",
+    "The company's financial year ends in December.",
 )
-PAYS_MINIMUM = (
-    "Only the minimum due is paid on the cards each month.",
-    "Pays the minimum due and no more.",
-    "Statement balances are never cleared; the minimum is paid.",
-    "Has not paid more than the minimum in a year.",
+BUSINESS_STRAIN = (
+    "A key supplier moved the company onto cash-on-delivery terms.",
+    "Trade credit insurers cut their cover on the company.",
+    "The company's auditor resigned during the year.",
+    "The finance director left without a successor.",
+    "Two directors resigned within a month.",
+    "The company sold its head office and leased it back.",
+    "An invoice finance facility was used to its limit.",
+    "Staff wages were paid a week late once this year.",
+    "The tax authority agreed a time-to-pay arrangement for VAT owed.",
+    "The largest customer entered administration.",
+    "The company asked its bank for an emergency overdraft.",
+    "Restructuring advisers have been appointed.",
+    "The shareholders injected emergency funds.",
+    "Rent on the main warehouse was deferred by agreement with the landlord.",
+    "A major contract was lost to a competitor.",
+    "The company is in talks to sell a division to raise funds.",
+    "Trade creditors are being paid in instalments.",
+    "The annual accounts were filed late at the registry.",
+    "Pension contributions for staff were paused.",
+    "The company's credit rating was downgraded by an agency.",
+    "Suppliers now demand personal guarantees from the directors.",
+    "A factory was mothballed.",
+    "Short-time working was introduced at the main plant.",
+    "The company drew on a shareholder loan to meet payroll.",
 )
-ACCOUNT_IN_CREDIT = (
-    "The current account has stayed in credit all year.",
-    "No overdraft was used in the past year.",
-    "The current account was never overdrawn this year.",
-    "Salary arrives into an account that stays in credit.",
-)
-ACCOUNT_OVERDRAWN = (
-    "The current account was overdrawn in most months this year.",
-    "The arranged overdraft is in constant use.",
-    "The current account went beyond its overdraft limit several times.",
-    "Overdraft fees were charged in most months.",
-)
-REVENUE_UP = (
-    "Revenue grew over the last financial year.",
-    "Sales rose year on year.",
-    "Turnover did not decline in the last year.",
-    "Order books are fuller than a year ago.",
-)
-REVENUE_DOWN = (
-    "Revenue fell over the last financial year.",
-    "Sales declined year on year.",
-    "Turnover has not recovered from last year's fall.",
-    "Order books are thinner than a year ago.",
-)
-PROFIT = (
-    "The company reported a net profit for the last financial year.",
-    "The last accounts show a profit.",
-    "The company did not make a loss last year.",
-    "Margins held and the year closed in profit.",
-)
-LOSS = (
-    "The company reported a net loss for the last financial year.",
-    "The last accounts show a loss.",
-    "The company has not been profitable for a year.",
-    "Margins fell and the year closed in loss.",
-)
-DELAYS_SHORTER = (
-    "Payment delays to suppliers shortened over the year.",
-    "The company now pays its suppliers faster than a year ago.",
-    "Settlement of trade invoices has not slowed.",
-)
-DELAYS_LONGER = (
-    "Payment delays to suppliers lengthened over the year.",
-    "The company now pays its suppliers more slowly than a year ago.",
-    "Settlement of trade invoices has slowed.",
-)
-# (threshold, safe wordings, risky wordings): risky when the reading plus N(0, CUE_NOISE) exceeds
-# the threshold.
+# Per segment, one (threshold, routine, strain) per line: a sign of strain when the report's
+# reading of the latent plus N(0, CUE_NOISE) exceeds the threshold; no wording twice in a report.
 CONDUCT = {
-    "retail": (
-        (0.0, BALANCES_DOWN, BALANCES_UP),
-        (0.5, PAYS_IN_FULL, PAYS_MINIMUM),
-        (1.0, ACCOUNT_IN_CREDIT, ACCOUNT_OVERDRAWN),
-    ),
-    "corporate": (
-        (0.0, REVENUE_UP, REVENUE_DOWN),
-        (0.5, PROFIT, LOSS),
-        (1.0, DELAYS_SHORTER, DELAYS_LONGER),
-    ),
+    "retail": tuple((t, RETAIL_ROUTINE, RETAIL_STRAIN) for t in (0.0, 0.5, 1.0)),
+    "corporate": tuple((t, BUSINESS_ROUTINE, BUSINESS_STRAIN) for t in (0.0, 0.5, 1.0)),
 }
 CUE_NOISE = 0.7
 
@@ -563,15 +564,22 @@ def _dates_per_year(
 
 
 def _conduct(rng: np.random.Generator, risk: float, segment: str) -> list[str]:
-    """One line per cue of CONDUCT[segment], its direction drawn from the reading."""
-    return [
-        _pick(rng, risky if risk + rng.normal(0, CUE_NOISE) > threshold else safe)
-        for threshold, safe, risky in CONDUCT[segment]
-    ]
+    """One line per entry of CONDUCT[segment]: a routine fact, or a sign of strain when the
+    report's reading of the latent (plus noise) passes the entry's threshold."""
+    lines: list[str] = []
+    for threshold, routine, strain in CONDUCT[segment]:
+        pool = strain if risk + rng.normal(0, CUE_NOISE) > threshold else routine
+        lines.append(_pick(rng, tuple(w for w in pool if w not in lines)))
+    return lines
 
 
 def _retail_report(
-    rng: np.random.Generator, risk: float, report_id: str, date: dt.date, who: dict[str, object]
+    rng: np.random.Generator,
+    risk: float,
+    report_id: str,
+    date: dt.date,
+    who: dict[str, object],
+    conduct: list[str],
 ) -> str:
     late = int(rng.poisson(math.exp(1.1 * risk - 1.4)))
     severe = int(rng.poisson(math.exp(1.3 * risk - 3.2)))
@@ -623,7 +631,7 @@ def _retail_report(
             usage,
             "",
             "ACCOUNT CONDUCT",
-            *_conduct(rng, risk, "retail"),
+            *conduct,
             "",
             "INQUIRIES",
             asked,
@@ -638,7 +646,12 @@ def _retail_report(
 
 
 def _business_report(
-    rng: np.random.Generator, risk: float, report_id: str, date: dt.date, who: dict[str, object]
+    rng: np.random.Generator,
+    risk: float,
+    report_id: str,
+    date: dt.date,
+    who: dict[str, object],
+    conduct: list[str],
 ) -> str:
     days = round(float(rng.normal(2 + 11 * risk, 6)))
     drawn = int(np.clip(round(100 * _sigmoid(1.1 * risk - 0.4 + rng.normal(0, 0.5))), 1, 99))
@@ -662,7 +675,7 @@ def _business_report(
             _say(rng, FACILITIES, f=drawn, h=100 - drawn),
             "",
             "TRADING",
-            *_conduct(rng, risk, "corporate"),
+            *conduct,
             "",
             "PUBLIC RECORDS",
             record,
@@ -713,12 +726,16 @@ def report_rows(spec: DemoSpec, index: int) -> list[dict[str, object]]:
     for number, date in enumerate(dates):
         report_id = f"R{index:07d}-{number + 1}"
         risk = latent_at(path, spec, date) + float(rng.normal(0.0, READING_NOISE))
+        # The conduct lines from a stream of their own: the rest of the report is drawn as
+        # before they existed.
+        cues = np.random.default_rng([spec.seed, index, 7, number])
+        conduct = _conduct(cues, risk, "corporate" if corporate else "retail")
         rows.append(
             {
                 "report_id": report_id,
                 "obligor_id": obligor_id(index),
                 "report_date": date,
-                "text": write(rng, risk, report_id, date, who),
+                "text": write(rng, risk, report_id, date, who, conduct),
             }
         )
     return rows

@@ -176,26 +176,69 @@ def test_risky_obligors_read_risky() -> None:
 
 
 def test_obligors_of_middling_risk_read_apart(book) -> None:
-    """Each report has one line per conduct cue (account conduct or trading), and the risky
-    wording becomes commoner step by step as the latent rises, through the middle of the
-    distribution where the rarer signals (arrears, records, covenants) are mostly silent."""
-    risky_lines = {
-        w for _, _, risky in (*demo.CONDUCT["retail"], *demo.CONDUCT["corporate"]) for w in risky
-    }
-    cue_lines = risky_lines | {
-        w for _, safe, _ in (*demo.CONDUCT["retail"], *demo.CONDUCT["corporate"]) for w in safe
-    }
+    """Each report has its segment's section (account conduct or trading) with one line per state
+    of CONDUCT, and the worse wording becomes commoner step by step as the latent rises, through
+    the middle of the distribution where the rarer signals (arrears, records, covenants) are
+    mostly silent."""
+    header = {"retail": "ACCOUNT CONDUCT", "corporate": "TRADING"}
     shares: dict[int, list[float]] = {0: [], 1: [], 2: []}
     for index, rows in enumerate(book["reports"][:1500], start=1):
+        segment = book["portfolio"][index - 1]["segment"]
         latest = rows[-1]
         lines = latest["text"].split("\n")
-        assert sum(line in cue_lines for line in lines) == 3, latest["report_id"]
+        at = lines.index(header[segment])
+        size = len(demo.CONDUCT[segment])
+        worse = 0
+        for line, (_, better, worse_wordings) in zip(
+            lines[at + 1 : at + 1 + size], demo.CONDUCT[segment], strict=True
+        ):
+            assert line in better or line in worse_wordings, latest["report_id"]
+            worse += line in worse_wordings
+        assert lines[at + 1 + size] == "", latest["report_id"]
         z = latent_at(latent_path(SPEC, index), SPEC, latest["report_date"])
         band = 0 if -1.0 < z < -0.3 else 1 if -0.3 <= z < 0.3 else 2 if 0.3 <= z < 1.0 else -1
         if band >= 0:
-            shares[band].append(sum(line in risky_lines for line in lines) / 3)
+            shares[band].append(worse / size)
     means = [float(np.mean(shares[band])) for band in (0, 1, 2)]
     assert means[0] + 0.1 < means[1] < means[2] - 0.1, means
+
+
+def test_conduct_lines_change_nothing_else_in_a_report(monkeypatch) -> None:
+    """The conduct lines come from a stream of their own: a generator without them writes every
+    other line of every report the same (signals, dates, later reports' reading noise)."""
+    header = {"retail": "ACCOUNT CONDUCT", "corporate": "TRADING"}
+
+    def without_section(text: str, segment: str, size: int) -> list[str]:
+        lines = text.split("\n")
+        at = lines.index(header[segment])
+        return lines[:at] + lines[at + size + 2 :]
+
+    indices = range(1, 60)
+    segments = [str(portfolio_row(SPEC, i)["segment"]) for i in indices]
+    with_lines = [report_rows(SPEC, i) for i in indices]
+    sizes = {segment: len(states) for segment, states in demo.CONDUCT.items()}
+    monkeypatch.setattr(demo, "CONDUCT", {"retail": (), "corporate": ()})
+    without = [report_rows(SPEC, i) for i in indices]
+    assert any(s == "corporate" for s in segments) and any(s == "retail" for s in segments)
+    for segment, mine, theirs in zip(segments, with_lines, without, strict=True):
+        assert [r["report_date"] for r in mine] == [r["report_date"] for r in theirs]
+        for a, b in zip(mine, theirs, strict=True):
+            assert without_section(a["text"], segment, sizes[segment]) == without_section(
+                b["text"], segment, 0
+            )
+
+
+def test_conduct_wordings_carry_a_reason_code_and_the_better_ones_none() -> None:
+    """Every worse wording of a conduct state matches a reason code; no better wording matches
+    any code, negations included ("is not short of orders", "did not make a loss")."""
+    library = load_config(Path(__file__).resolve().parents[1] / "conf/base.yaml").reasons.library
+    patterns = [re.compile(p, re.IGNORECASE) for code in library for p in code.patterns]
+    for states in demo.CONDUCT.values():
+        for _, better, worse in states:
+            for wording in worse:
+                assert any(p.search(wording) for p in patterns), wording
+            for wording in better:
+                assert not any(p.search(wording) for p in patterns), wording
 
 
 def test_generator_batches_have_the_schema_columns() -> None:
@@ -227,6 +270,8 @@ def test_most_risky_wordings_carry_a_reason_code_pattern() -> None:
         "COVENANT_BREACH",
         "GOING_CONCERN",
         "LITIGATION",
+        "RETAIL_STRAIN",
+        "BUSINESS_STRAIN",
     ):
         wordings = getattr(demo, name)
         found = [any(p.search(w) for p in patterns) for w in wordings]
