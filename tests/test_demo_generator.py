@@ -24,6 +24,9 @@ from demo.portfolio import (
     report_rows,
 )
 from riskudf.config import load_config
+from riskudf.documents.redact import Redactor
+from riskudf.governance import robustness
+from riskudf.scoring.reasons import code_of, compile_library
 
 SPEC = DemoSpec(seed=11)
 N = 3000
@@ -228,17 +231,68 @@ def test_conduct_lines_change_nothing_else_in_a_report(monkeypatch) -> None:
             )
 
 
-def test_conduct_wordings_carry_a_reason_code_and_the_better_ones_none() -> None:
-    """Every worse wording of a conduct state matches a reason code; no better wording matches
-    any code, negations included ("is not short of orders", "did not make a loss")."""
-    library = load_config(Path(__file__).resolve().parents[1] / "conf/base.yaml").reasons.library
-    patterns = [re.compile(p, re.IGNORECASE) for code in library for p in code.patterns]
+def test_conduct_wordings_carry_their_own_reason_code_and_the_routine_ones_none() -> None:
+    """Every sign of strain gets its segment's code from ``code_of`` (not an earlier code such as
+    DELINQUENCY, whose clean payment history it would contradict); no routine fact gets any."""
+    conf = load_config(Path(__file__).resolve().parents[1] / "conf/base.yaml")
+    library = compile_library(conf.reasons.library)
+    codes = [reason.code for reason in library]
+    intended = {"retail": "FINANCIAL_STRAIN", "corporate": "TRADING_STRAIN"}
+    for segment, states in demo.CONDUCT.items():
+        for _, routine, strain in states:
+            for wording in strain:
+                index = code_of(wording, library)
+                assert index is not None and codes[index] == intended[segment], wording
+            for wording in routine:
+                assert code_of(wording, library) is None, wording
+
+
+def test_conduct_wordings_survive_redaction_and_robustness_edits() -> None:
+    """Redaction leaves every conduct wording whole (a rule that took "the address for several
+    years" as an address cut two of them), and no wording is one that the robustness tests
+    delete or add (delinquency, bankruptcy, going concern), so those tests stay about their own
+    sections."""
+    conf = load_config(Path(__file__).resolve().parents[1] / "conf/base.yaml")
+    redactor = Redactor.of(conf.redaction)
+    rules = (robustness.DELINQUENCY, robustness.BANKRUPTCY, robustness.GOING_CONCERN)
     for states in demo.CONDUCT.values():
-        for _, better, worse in states:
-            for wording in worse:
-                assert any(p.search(wording) for p in patterns), wording
-            for wording in better:
-                assert not any(p.search(wording) for p in patterns), wording
+        for _, routine, strain in states:
+            for wording in routine + strain:
+                assert redactor.redact(wording)[0] == wording
+                assert not any(rule.search(wording) for rule in rules), wording
+
+
+def test_signs_of_strain_leave_credit_accounts_and_court_records_to_their_sections() -> None:
+    """Payment history and public records state how credit accounts were paid and what courts
+    ordered; a sign of strain that spoke of a missed loan payment, a called guarantor, a
+    repossession or a court order would contradict a clean history or clean records in the same
+    report, and one that named an employer would contradict an unemployed subject's employment
+    section. The signs are about bills, behaviour and the business's own dealings instead."""
+    credit = re.compile(
+        r"repossess|guarantor was called|order to recover|court|judg|bailiff|enforcement|"
+        r"loan company|instalment|buy-now-pay-later|mobile phone contract|employer",
+        re.IGNORECASE,
+    )
+    for states in demo.CONDUCT.values():
+        for _, _, strain in states:
+            for wording in strain:
+                assert not credit.search(wording), wording
+
+
+def test_conduct_wordings_never_repeat_in_a_report(book) -> None:
+    """Three lines of one report are three different facts; each wording is in one pool only."""
+    header = {"retail": "ACCOUNT CONDUCT", "corporate": "TRADING"}
+    for segment, states in demo.CONDUCT.items():
+        pools = [w for _, routine, strain in states[:1] for w in routine + strain]
+        assert len(pools) == len(set(pools)), segment
+    for index, rows in enumerate(book["reports"], start=1):
+        segment = book["portfolio"][index - 1]["segment"]
+        size = len(demo.CONDUCT[segment])
+        for row in rows:
+            lines = row["text"].split("\n")
+            at = lines.index(header[segment])
+            section = lines[at + 1 : at + 1 + size]
+            assert len(set(section)) == size, row["report_id"]
 
 
 def test_generator_batches_have_the_schema_columns() -> None:

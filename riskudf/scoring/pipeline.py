@@ -118,6 +118,7 @@ class ReconciliationError(RuntimeError):
 @dataclass(frozen=True)
 class Reconciliation:
     obligors: int  # distinct non-blank obligor ids, plus one per blank-key row
+    rows: int  # portfolio rows
     scored: int
     quarantined: int
     missing: int
@@ -325,13 +326,25 @@ def reconcile(portfolio: DataFrame, scored: DataFrame, quarantined: DataFrame) -
             F.count(F.when(F.col("_n") > 1, 1)).alias("repeated"),
             F.count(F.when(F.col("_in").isNull(), 1)).alias("unknown"),
         ).first()
-        examples = tuple(r["obligor_id"] for r in problems.select("obligor_id").limit(5).collect())
+        found = counts is not None and counts["missing"] + counts["repeated"] + counts["unknown"]
+        examples = (
+            tuple(r["obligor_id"] for r in problems.select("obligor_id").limit(5).collect())
+            if found
+            else ()
+        )
     finally:
         problems.unpersist()
     assert counts is not None
-    blank_rows = portfolio.where(blank).count()
+    # One pass over the portfolio for its three counts.
+    totals = portfolio.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.count_distinct(F.when(~blank, F.col("obligor_id"))).alias("ids"),
+        F.count(F.when(blank, 1)).alias("blank"),
+    ).first()
+    assert totals is not None
     return Reconciliation(
-        obligors=expected.count() + blank_rows,
+        obligors=int(totals["ids"]) + int(totals["blank"]),
+        rows=int(totals["rows"]),
         scored=scored.count(),
         quarantined=quarantined.count(),
         missing=int(counts["missing"]),
@@ -677,8 +690,7 @@ def settle(
         for r in set_aside.groupBy("source_table", "reason_code").count().collect()
     }
     grade_counts = {r["grade"]: int(r["count"]) for r in scored.groupBy("grade").count().collect()}
-    rows_in = inputs.portfolio.count()
-    return Settled(output, set_aside, check, rows_in, grade_counts, reason_counts)
+    return Settled(output, set_aside, check, check.rows, grade_counts, reason_counts)
 
 
 def undo_date(spark: SparkSession, table: str, version: int, as_of: dt.date) -> None:
