@@ -13,7 +13,7 @@ from riskudf.documents.quarantine import (
     split_portfolio,
     text_problem,
 )
-from riskudf.scoring.pipeline import reconcile
+from riskudf.scoring.pipeline import Tally, reconcile, tally
 
 D = dt.date
 
@@ -163,3 +163,36 @@ def test_reconcile_counts_missing_repeated_and_unknown(spark) -> None:
     assert not bad.holds
     assert (bad.missing, bad.repeated, bad.unknown) == (2, 1, 1)
     assert sorted(bad.examples) == ["b", "c", "d", "x"]
+
+    # Counts the caller already has replace the two counts.
+    counted = reconcile(
+        portfolio,
+        spark.createDataFrame([("a",), ("b",)], "obligor_id string"),
+        spark.createDataFrame(
+            [("c", "NO_REPORT"), ("d", "EMPTY_TEXT"), (None, "NULL_KEY")], quarantine
+        ),
+        counted=(7, 8),
+    )
+    assert (counted.obligors, counted.rows, counted.scored, counted.quarantined) == (5, 5, 7, 8)
+
+
+def test_tally_counts_rows_carried_grades_and_redactions_in_one_pass(spark) -> None:
+    results = spark.createDataFrame(
+        [
+            ("a", 0.01, "A", True, [1, 0]),
+            ("b", 0.02, "A", False, [0, 2]),
+            ("c", 0.30, "B", True, None),
+            ("d", None, None, False, [3, 1]),
+            ("e", None, None, None, [0, 0]),
+        ],
+        "obligor_id string, pd double, grade string, carried_forward boolean, "
+        "redactions array<int>",
+    )
+    assert tally(results, ("NAME", "ADDRESS")) == Tally(
+        rows=5,
+        carried=2,
+        scored=3,
+        grade_counts={"A": 2, "B": 1},
+        redactions={"NAME": 4, "ADDRESS": 3},
+    )
+    assert tally(results.drop("redactions"), ()).redactions == {}

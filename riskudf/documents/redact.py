@@ -213,16 +213,3 @@ def make_redact_udf(redactor: Redactor, known: Mapping[str, Sequence[str]]) -> A
             yield pd.DataFrame({"document": redacted, "redactions": counts})
 
     return redact
-
-
-def count_totals(kinds: Sequence[str], frame: DataFrame) -> dict[str, int]:
-    """The ``redactions`` column summed per kind (one row reaches the driver)."""
-    if not kinds:
-        return {}
-    sums = frame.agg(
-        *[
-            F.coalesce(F.sum(F.col("redactions")[i]), F.lit(0)).alias(f"k{i}")
-            for i in range(len(kinds))
-        ]
-    ).first()
-    return {kind: int(sums[f"k{i}"]) for i, kind in enumerate(kinds)} if sums else {}

@@ -30,7 +30,7 @@ from riskudf import failpoints
 from riskudf.config import GpuConf, RiskConf, ScoringConf
 from riskudf.documents import quarantine
 from riskudf.documents.assemble import assemble_documents
-from riskudf.documents.redact import check_model_rules, count_totals, redact_documents
+from riskudf.documents.redact import check_model_rules, redact_documents
 from riskudf.failpoints import Failpoint
 from riskudf.lakehouse import leases
 from riskudf.lakehouse.delta import (
@@ -301,11 +301,18 @@ def score_and_grade(
     )
 
 
-def reconcile(portfolio: DataFrame, scored: DataFrame, quarantined: DataFrame) -> Reconciliation:
+def reconcile(
+    portfolio: DataFrame,
+    scored: DataFrame,
+    quarantined: DataFrame,
+    *,
+    counted: tuple[int, int] | None = None,
+) -> Reconciliation:
     """Check that each portfolio obligor is in exactly one of ``scored`` and ``quarantined``.
 
     ``quarantined`` holds the obligor-level quarantine rows (source: the portfolio table).
-    Only counts and up to five example ids reach the driver.
+    ``counted``: the rows of ``scored`` and ``quarantined``, when the caller has them. Only
+    counts and up to five example ids reach the driver.
     """
     blank = F.col("obligor_id").isNull() | (F.trim(F.col("obligor_id")) == "")
     expected = portfolio.where(~blank).select("obligor_id").distinct().withColumn("_in", F.lit(1))
@@ -321,12 +328,24 @@ def reconcile(portfolio: DataFrame, scored: DataFrame, quarantined: DataFrame) -
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     try:
-        counts = problems.agg(
-            F.count(F.when(F.col("_n").isNull(), 1)).alias("missing"),
-            F.count(F.when(F.col("_n") > 1, 1)).alias("repeated"),
-            F.count(F.when(F.col("_in").isNull(), 1)).alias("unknown"),
-        ).first()
-        found = counts is not None and counts["missing"] + counts["repeated"] + counts["unknown"]
+        # One job: the problems' counts beside the portfolio's (rows, ids, blank keys).
+        counts = (
+            problems.agg(
+                F.count(F.when(F.col("_n").isNull(), 1)).alias("missing"),
+                F.count(F.when(F.col("_n") > 1, 1)).alias("repeated"),
+                F.count(F.when(F.col("_in").isNull(), 1)).alias("unknown"),
+            )
+            .crossJoin(
+                portfolio.agg(
+                    F.count(F.lit(1)).alias("rows"),
+                    F.count_distinct(F.when(~blank, F.col("obligor_id"))).alias("ids"),
+                    F.count(F.when(blank, 1)).alias("blank"),
+                )
+            )
+            .first()
+        )
+        assert counts is not None
+        found = counts["missing"] + counts["repeated"] + counts["unknown"]
         examples = (
             tuple(r["obligor_id"] for r in problems.select("obligor_id").limit(5).collect())
             if found
@@ -334,19 +353,12 @@ def reconcile(portfolio: DataFrame, scored: DataFrame, quarantined: DataFrame) -
         )
     finally:
         problems.unpersist()
-    assert counts is not None
-    # One pass over the portfolio for its three counts.
-    totals = portfolio.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.count_distinct(F.when(~blank, F.col("obligor_id"))).alias("ids"),
-        F.count(F.when(blank, 1)).alias("blank"),
-    ).first()
-    assert totals is not None
+    n_scored, n_quarantined = counted or (scored.count(), quarantined.count())
     return Reconciliation(
-        obligors=int(totals["ids"]) + int(totals["blank"]),
-        rows=int(totals["rows"]),
-        scored=scored.count(),
-        quarantined=quarantined.count(),
+        obligors=int(counts["ids"]) + int(counts["blank"]),
+        rows=int(counts["rows"]),
+        scored=n_scored,
+        quarantined=n_quarantined,
         missing=int(counts["missing"]),
         repeated=int(counts["repeated"]),
         unknown=int(counts["unknown"]),
@@ -438,11 +450,56 @@ class Settled:
     """The run's rows, reconciled: what the commit writes and what the run log counts."""
 
     output: DataFrame
-    set_aside: DataFrame  # persisted; unpersist after the commit
+    set_aside: DataFrame  # read from cached frames: release() after the commit
     check: Reconciliation
     rows_in: int
     grade_counts: dict[str, int]
     reason_counts: dict[str, int]
+    cached: tuple[DataFrame, ...] = ()
+
+    def release(self) -> None:
+        for frame in self.cached:
+            frame.unpersist()
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The scoring results, counted in one Spark job."""
+
+    rows: int
+    carried: int  # rows carried forward from an earlier run
+    scored: int  # rows with a PD
+    grade_counts: dict[str, int]  # rows with a PD, per grade
+    redactions: dict[str, int]  # per redaction kind
+
+
+def tally(results: DataFrame, kinds: Sequence[str]) -> Tally:
+    """Count ``results`` (columns pd, grade, carried_forward, and redactions when ``kinds``):
+    one row per grade reaches the driver."""
+    sums = [
+        F.coalesce(F.sum(F.col("redactions")[i]), F.lit(0)).alias(f"k{i}")
+        for i in range(len(kinds))
+    ]
+    groups = (
+        results.groupBy(F.col("pd").isNotNull().alias("_scored"), "grade")
+        .agg(
+            F.count(F.lit(1)).alias("_rows"),
+            F.count(F.when(F.col("carried_forward"), 1)).alias("_carried"),
+            *sums,
+        )
+        .collect()
+    )
+    grades: dict[str, int] = {}
+    for g in groups:
+        if g["_scored"]:
+            grades[g["grade"]] = grades.get(g["grade"], 0) + int(g["_rows"])
+    return Tally(
+        rows=sum(int(g["_rows"]) for g in groups),
+        carried=sum(int(g["_carried"]) for g in groups),
+        scored=sum(grades.values()),
+        grade_counts=grades,
+        redactions={kind: sum(int(g[f"k{i}"]) for g in groups) for i, kind in enumerate(kinds)},
+    )
 
 
 # Each input's role, required columns, record key and record date (None: not dated).
@@ -639,6 +696,7 @@ def settle(
     inputs: Inputs,
     documents: Documents,
     results: DataFrame,
+    counts: Tally,
     *,
     run_id: str,
     as_of: dt.date,
@@ -654,15 +712,37 @@ def settle(
         reason=F.lit("NOT_SCORED"),
         detail=F.lit("the model gave a non-finite probability"),
     )
-    obligor_rows = documents.obligor_rows.unionByName(not_scored)
-    check = reconcile(inputs.portfolio, scored, obligor_rows)
-    if not check.holds:
-        raise ReconciliationError(
-            f"run {run_id}: {check.obligors} obligors, {check.scored} scored, "
-            f"{check.quarantined} quarantined; {check.missing} missing, {check.repeated} "
-            f"more than once, {check.unknown} not in the portfolio; e.g. {check.examples}"
-        )
     scored_at = dt.datetime.now(dt.UTC)
+    # Assembled once: the reconciliation, the counts and the commit read these caches.
+    obligor_level, record_level = (
+        _with_run(rows, run_id=run_id, as_of=as_of, at=scored_at).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
+        for rows in (documents.obligor_rows.unionByName(not_scored), documents.record_rows)
+    )
+    try:
+        levels = obligor_level.withColumn("_obligor", F.lit(True)).unionByName(
+            record_level.withColumn("_obligor", F.lit(False))
+        )
+        reason_counts: dict[str, int] = {}
+        n_quarantined = 0
+        for r in levels.groupBy("source_table", "reason_code", "_obligor").count().collect():
+            key = f"{r['source_table']}:{r['reason_code']}"
+            reason_counts[key] = reason_counts.get(key, 0) + int(r["count"])
+            n_quarantined += int(r["count"]) if r["_obligor"] else 0
+        check = reconcile(
+            inputs.portfolio, scored, obligor_level, counted=(counts.scored, n_quarantined)
+        )
+        if not check.holds:
+            raise ReconciliationError(
+                f"run {run_id}: {check.obligors} obligors, {check.scored} scored, "
+                f"{check.quarantined} quarantined; {check.missing} missing, {check.repeated} "
+                f"more than once, {check.unknown} not in the portfolio; e.g. {check.examples}"
+            )
+    except BaseException:
+        obligor_level.unpersist()
+        record_level.unpersist()
+        raise
     output = scored.select(
         "obligor_id",
         F.lit(as_of).alias("as_of_date"),
@@ -682,15 +762,15 @@ def settle(
         "scored_run_id",
         "reasons",
     )
-    set_aside = _with_run(
-        obligor_rows.unionByName(documents.record_rows), run_id=run_id, as_of=as_of, at=scored_at
-    ).persist(StorageLevel.MEMORY_AND_DISK)
-    reason_counts = {
-        f"{r['source_table']}:{r['reason_code']}": int(r["count"])
-        for r in set_aside.groupBy("source_table", "reason_code").count().collect()
-    }
-    grade_counts = {r["grade"]: int(r["count"]) for r in scored.groupBy("grade").count().collect()}
-    return Settled(output, set_aside, check, check.rows, grade_counts, reason_counts)
+    return Settled(
+        output,
+        obligor_level.unionByName(record_level),
+        check,
+        check.rows,
+        counts.grade_counts,
+        reason_counts,
+        cached=(obligor_level, record_level),
+    )
 
 
 def undo_date(spark: SparkSession, table: str, version: int, as_of: dt.date) -> None:
@@ -869,15 +949,14 @@ def run_phases(
         stats=stats,
     )
     try:
-        rows_done = results.count()
+        counts = tally(results, documents.redaction_kinds)  # scores: the first action
+        rows_done, carried = counts.rows, counts.carried
         workers = worker_rows(stats.value)
         log.info(
             "run %s: model loads by executor %s",
             run_id,
             loads_by_executor(workers),
         )
-        carried = results.where(F.col("carried_forward")).count()
-        redactions = count_totals(documents.redaction_kinds, results)
         lineage.check_one_precision(
             (w["precision"] for w in workers),
             carried_precisions(spark, conf, results) if carried else (),
@@ -888,6 +967,7 @@ def run_phases(
             inputs,
             documents,
             results,
+            counts,
             run_id=run_id,
             as_of=as_of,
             model_version=run.model_version,
@@ -905,7 +985,7 @@ def run_phases(
                 failpoint=failpoint,
             )
         finally:
-            settled.set_aside.unpersist()
+            settled.release()
         progress.done("commit", settled.check.scored)
         if shadows:
             shadow_scored = _shadow(spark, conf, documents, shadows, run, committed, lease)
@@ -926,7 +1006,7 @@ def run_phases(
         reason_counts=settled.reason_counts,
         rows_carried_forward=carried,
         scoring_workers=tuple(workers),
-        redactions=redactions,
+        redactions=counts.redactions,
     )
 
 
