@@ -204,15 +204,20 @@ def test_backfill_scores_three_dates_once_each_and_reruns_idempotently(
     assert [(r.rows_scored, r.rows_carried_forward) for r in first] == [(5, 0), (5, 4), (5, 5)]
     assert [r.carried_from_run_id for r in first] == [None, first[0].run_id, first[1].run_id]
 
-    again = backfill(spark, conf, start=dates[0], end=dates[-1], mode="full")
+    # A full rerun of D2 and D3 (whose rows were all carried) replaces their rows; D1 keeps its own.
+    again = backfill(spark, conf, start=dates[1], end=dates[-1], mode="full")
+    assert [(r.as_of, r.rows_scored, r.rows_carried_forward) for r in again] == [
+        (dates[1], 5, 0),
+        (dates[2], 5, 0),
+    ]
     table = spark.table("backfill_test.scored_portfolio")
     per_date = {
         (r["as_of_date"], r["run_id"]): r["count"]
         for r in table.groupBy("as_of_date", "run_id").count().collect()
     }
-    assert per_date == {(r.as_of, r.run_id): 5 for r in again}
+    assert per_date == {(r.as_of, r.run_id): 5 for r in [first[0], *again]}
     runs = spark.table("backfill_test.score_runs").where(F.col("status") == "success").count()
-    assert runs == 6
+    assert runs == 5
     with pytest.raises(ValueError, match="before"):
         backfill(spark, conf, start=D2, end=D1)
 

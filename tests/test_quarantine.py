@@ -175,6 +175,15 @@ def test_reconcile_counts_missing_repeated_and_unknown(spark) -> None:
     )
     assert (counted.obligors, counted.rows, counted.scored, counted.quarantined) == (5, 5, 7, 8)
 
+    # An empty portfolio, nothing scored or quarantined: every count is 0.
+    nothing = reconcile(
+        portfolio.limit(0),
+        spark.createDataFrame([], "obligor_id string"),
+        spark.createDataFrame([], quarantine),
+    )
+    assert nothing.holds
+    assert (nothing.obligors, nothing.rows, nothing.scored, nothing.quarantined) == (0, 0, 0, 0)
+
 
 def test_tally_counts_rows_carried_grades_and_redactions_in_one_pass(spark) -> None:
     results = spark.createDataFrame(
@@ -184,15 +193,16 @@ def test_tally_counts_rows_carried_grades_and_redactions_in_one_pass(spark) -> N
             ("c", 0.30, "B", True, None),
             ("d", None, None, False, [3, 1]),
             ("e", None, None, None, [0, 0]),
+            ("f", 0.50, None, False, [0, 0]),  # scored without a grade: counted under None
         ],
         "obligor_id string, pd double, grade string, carried_forward boolean, "
         "redactions array<int>",
     )
     assert tally(results, ("NAME", "ADDRESS")) == Tally(
-        rows=5,
+        rows=6,
         carried=2,
-        scored=3,
-        grade_counts={"A": 2, "B": 1},
+        scored=4,
+        grade_counts={"A": 2, "B": 1, None: 1},
         redactions={"NAME": 4, "ADDRESS": 3},
     )
     assert tally(results.drop("redactions"), ()).redactions == {}

@@ -972,9 +972,9 @@ def run_phases(
             as_of=as_of,
             model_version=run.model_version,
         )
-        progress.done("reconcile", settled.rows_in)
-        failpoints.hit(failpoint, "before_commit")
         try:
+            progress.done("reconcile", settled.rows_in)
+            failpoints.hit(failpoint, "before_commit")
             publish(
                 spark,
                 conf,
