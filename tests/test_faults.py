@@ -46,6 +46,13 @@ def outputs(spark, db: str) -> dict[str, tuple]:
     return {r["obligor_id"]: (r["pd"], r["reasons"]) for r in rows}
 
 
+def persisted(spark) -> set[int]:
+    """The ids of the RDDs Spark holds persisted (cached DataFrames among them), but Delta's
+    caches of its tables' states (which come and go with the tables' versions)."""
+    rdds = spark.sparkContext._jsc.getPersistentRDDs()
+    return {i for i, rdd in rdds.items() if not str(rdd.rdd().name()).startswith("Delta ")}
+
+
 def last_run(spark, db: str):
     return spark.table(f"{db}.score_runs").orderBy(F.col("finished_at").desc()).first()
 
@@ -141,6 +148,17 @@ def test_every_obligor_is_scored_or_quarantined_once(spark, bad_lakehouse, clean
     assert scored == set(ids) - {ids[0], ids[1], ids[3], ids[4]}
     assert (result.rows_in, result.rows_scored, result.rows_quarantined) == (29, 20, 8)
     assert result.records_quarantined == 4
+    assert result.reason_counts == {
+        f"{db}.portfolio:NULL_KEY": 2,
+        f"{db}.portfolio:DUPLICATE_KEY": 2,
+        f"{db}.portfolio:NO_REPORT": 1,
+        f"{db}.portfolio:EMPTY_TEXT": 1,
+        f"{db}.portfolio:NOT_TEXT": 1,
+        f"{db}.portfolio:TOO_LARGE": 1,
+        f"{db}.credit_reports:FUTURE_DATE": 1,
+        f"{db}.credit_reports:DUPLICATE_KEY": 2,
+        f"{db}.filings:NOT_TEXT": 1,
+    }
     run = last_run(spark, db)
     assert (run["status"], run["rows_scored"], run["rows_quarantined"]) == ("success", 20, 8)
     assert run["records_quarantined"] == 4
@@ -153,8 +171,10 @@ def test_a_fault_in_the_udf_leaves_the_tables_as_they_were(
     spark, bad_lakehouse, clean, point
 ) -> None:
     conf, _, _, before, _ = clean
+    cached = persisted(spark)
     with pytest.raises(Exception) as raised:
         score_portfolio(spark, conf, as_of=AS_OF, failpoint=parse(point))
+    assert persisted(spark) <= cached  # the run's caches are released
     assert "PLANT" not in str(raised.value)
     assert state(spark, bad_lakehouse) == before
     run = last_run(spark, bad_lakehouse)
@@ -162,18 +182,24 @@ def test_a_fault_in_the_udf_leaves_the_tables_as_they_were(
     assert spark.table(f"{bad_lakehouse}.scoring_locks").count() == 0
 
 
-@pytest.mark.parametrize("site", ["between_commits", "before_run_log"])
-def test_a_driver_failure_after_a_commit_is_rolled_back(spark, bad_lakehouse, clean, site) -> None:
+@pytest.mark.parametrize("site", ["before_commit", "between_commits", "before_run_log"])
+def test_a_driver_failure_before_or_after_a_commit_is_rolled_back(
+    spark, bad_lakehouse, clean, site
+) -> None:
     conf, _, _, before, _ = clean
+    cached = persisted(spark)
     with pytest.raises(FailpointError):
         score_portfolio(spark, conf, as_of=AS_OF, failpoint=Failpoint(site, "raise"))
+    assert persisted(spark) <= cached  # the run's caches are released
     assert state(spark, bad_lakehouse) == before
     assert last_run(spark, bad_lakehouse)["error"] == "FailpointError"
 
 
 def test_a_rerun_after_faults_matches_the_clean_run(spark, bad_lakehouse, clean) -> None:
     conf, _, first, _, plain = clean
+    cached = persisted(spark)
     again = score_portfolio(spark, conf, as_of=AS_OF)
+    assert persisted(spark) <= cached  # the run's caches are released
     rows = spark.table(f"{bad_lakehouse}.scored_portfolio").where(F.col("as_of_date") == AS_OF)
     assert {r["run_id"] for r in rows.collect()} == {again.run_id}
     # Every column but the run's id and times is identical; the model's outputs agree to float

@@ -328,7 +328,7 @@ def reconcile(
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     try:
-        # One job: the problems' counts beside the portfolio's (rows, ids, blank keys).
+        # One action: the problems' counts beside the portfolio's (rows, ids, blank keys).
         counts = (
             problems.agg(
                 F.count(F.when(F.col("_n").isNull(), 1)).alias("missing"),
@@ -464,7 +464,7 @@ class Settled:
 
 @dataclass(frozen=True)
 class Tally:
-    """The scoring results, counted in one Spark job."""
+    """The scoring results, counted in one Spark action."""
 
     rows: int
     carried: int  # rows carried forward from an earlier run
@@ -713,6 +713,25 @@ def settle(
         detail=F.lit("the model gave a non-finite probability"),
     )
     scored_at = dt.datetime.now(dt.UTC)
+    output = scored.select(
+        "obligor_id",
+        F.lit(as_of).alias("as_of_date"),
+        "pd",
+        "grade",
+        "decision",
+        "n_tokens",
+        "truncated",
+        "n_chunks",
+        "n_filings",
+        "report_age_days",
+        F.lit(model_version).alias("model_version"),
+        F.lit(run_id).alias("run_id"),
+        F.lit(scored_at).alias("scored_at"),
+        "fingerprint",
+        "carried_forward",
+        "scored_run_id",
+        "reasons",
+    )
     # Assembled once: the reconciliation, the counts and the commit read these caches.
     obligor_level, record_level = (
         _with_run(rows, run_id=run_id, as_of=as_of, at=scored_at).persist(
@@ -743,25 +762,6 @@ def settle(
         obligor_level.unpersist()
         record_level.unpersist()
         raise
-    output = scored.select(
-        "obligor_id",
-        F.lit(as_of).alias("as_of_date"),
-        "pd",
-        "grade",
-        "decision",
-        "n_tokens",
-        "truncated",
-        "n_chunks",
-        "n_filings",
-        "report_age_days",
-        F.lit(model_version).alias("model_version"),
-        F.lit(run_id).alias("run_id"),
-        F.lit(scored_at).alias("scored_at"),
-        "fingerprint",
-        "carried_forward",
-        "scored_run_id",
-        "reasons",
-    )
     return Settled(
         output,
         obligor_level.unionByName(record_level),
