@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,3 +31,19 @@ def test_result_line_is_the_last_line_format() -> None:
 
 def test_tree_pss_of_this_process_is_positive() -> None:
     assert tree_pss_mib(os.getpid()) > 1
+
+
+def test_pooling_check_reads_each_line_as_its_own_window() -> None:
+    from benchmarks.harness import Job, pooling_check
+
+    conf = Path(__file__).resolve().parents[1] / "conf/local.yaml"
+    job = Job("", "", "", str(conf), "", 1, "local[1]", "cpu")
+    texts = [
+        "Payments are on time.\nUtilisation is 20%.\n\nNo arrears in 24 months.",
+        "Two accounts are 90 days past due.\nUtilisation is 95%.\n\nA county court judgment.",
+    ]
+    lines = pooling_check(job, texts)
+    assert [line.split()[0] for line in lines] == ["mean", "paragraphs", "lines"]
+    assert "(1.00 x mean)" in lines[0]
+    windows = [float(line.split()[-4]) for line in lines]
+    assert windows == [1.0, 2.0, 3.0]
