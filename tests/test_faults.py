@@ -47,7 +47,7 @@ def outputs(spark, db: str) -> dict[str, tuple]:
 
 
 def persisted(spark) -> set[int]:
-    """The ids of the RDDs Spark holds persisted (cached DataFrames among them), but Delta's
+    """The ids of the RDDs Spark holds persisted (cached DataFrames among them), except Delta's
     caches of its tables' states (which come and go with the tables' versions)."""
     rdds = spark.sparkContext._jsc.getPersistentRDDs()
     return {i for i, rdd in rdds.items() if not str(rdd.rdd().name()).startswith("Delta ")}

@@ -734,11 +734,11 @@ def settle(
     )
     # Assembled once: the reconciliation, the counts and the commit read these caches.
     obligor_level, record_level = (
-        _with_run(rows, run_id=run_id, as_of=as_of, at=scored_at).persist(
-            StorageLevel.MEMORY_AND_DISK
-        )
+        _with_run(rows, run_id=run_id, as_of=as_of, at=scored_at)
         for rows in (documents.obligor_rows.unionByName(not_scored), documents.record_rows)
     )
+    obligor_level.persist(StorageLevel.MEMORY_AND_DISK)
+    record_level.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         levels = obligor_level.withColumn("_obligor", F.lit(True)).unionByName(
             record_level.withColumn("_obligor", F.lit(False))
